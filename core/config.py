@@ -74,6 +74,7 @@ class TrialConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         """Build and validate a config from a (Ray Tune) dict; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = _merge_bundles(d, names)
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(
@@ -161,6 +162,28 @@ class TrialConfig:
             _int("num_threads", self.num_threads, lo=1)
         if not isinstance(self.extra, dict):
             raise ConfigError(f"extra={self.extra!r}: must be a dict of tags")
+
+
+def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """Merge bundles: a non-field key whose value is a dict of fields.
+
+    Ray Tune grids and Optuna suggestions can only vary one key at a time; a bundle such as
+    `{"model": {"ensemble": "single", "ensemble_size": 1}}` lets one grid value set several
+    fields together (only valid combinations, no cartesian product). The bundle's name is a
+    label and is dropped.
+    """
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k not in names and isinstance(v, dict) and v and set(v) <= names:
+            for kk, vv in v.items():
+                if kk in out and out[kk] != vv:
+                    raise ConfigError(f"{kk}: set twice ({out[kk]!r} and {vv!r}) via bundle {k!r}")
+                out[kk] = vv
+        else:
+            if k in out and out[k] != v:
+                raise ConfigError(f"{k}: set twice ({out[k]!r} and {v!r})")
+            out[k] = v
+    return out
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
