@@ -1,0 +1,286 @@
+"""Optimizers, learning-rate schedules, one training step and prediction.
+
+`build_optimizer` turns a TrialConfig into (optimizer, per-step scheduler):
+
+* ``adam``: torch.optim.Adam; ``sgd``: torch.optim.SGD with cfg.momentum and cfg.nesterov;
+  ``ivon``: ivon.IVON from the ivon-opt package (ess = cfg.ivon_ess or the number of training
+  examples, hess_init = cfg.ivon_hess_init, mc_samples = cfg.ivon_train_samples).
+* Two parameter groups: fast weights (BatchEnsemble ``alpha`` / ``gamma``: names ending in
+  ``.alpha`` / ``.gamma`` or bare ``alpha`` / ``gamma``) train at lr * cfg.fast_lr_mult with no
+  weight decay; all other trainable parameters use cfg.lr and cfg.weight_decay.
+* Schedule ``constant`` or ``cosine`` (per step, from lr down to 0 over
+  cfg.epochs * steps_per_epoch steps).
+
+IVON is driven as its authors prescribe (README of team-approx-bayes/ivon): for each of the
+cfg.ivon_train_samples weight samples, zero the gradients, run forward and backward inside
+``optimizer.sampled_params(train=True)``; leaving the context restores the mean weights and
+*reads p.grad of every parameter* into IVON's running gradient average. ``optimizer.step()``
+is called after the last context. Consequences handled here:
+
+* a trainable parameter that got no gradient (unused layer, weight sharing) would crash
+  ivon-opt 0.1.x (``p.grad.flatten()`` on None), so it is given a zero gradient inside the
+  context;
+* gradient-norm clipping must happen inside the context, before it is left: clipping after
+  it would not change what IVON has already read. (ivon-opt's own ``clip_radius`` clips the
+  update element-wise; it is left at its default, infinity.)
+* ivon-opt keeps its step counter (used for momentum debiasing) in an attribute that
+  ``state_dict()`` does not save: use `optimizer_state_dict` / `load_optimizer_state_dict`
+  from this module when checkpointing so that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from core.config import ConfigError, TrialConfig
+from core.metrics import ensemble_loss
+
+try:  # ivon-opt is a declared dependency; keep adam/sgd usable if it is broken or missing
+    import ivon as _ivon
+except ImportError:  # pragma: no cover - exercised only without ivon-opt
+    _ivon = None
+
+FAST_WEIGHT_NAMES = ("alpha", "gamma")
+OPTIMIZERS = ("adam", "sgd", "ivon")
+SCHEDULES = ("constant", "cosine")
+
+
+def is_fast_weight(name: str) -> bool:
+    """True for BatchEnsemble fast weights: ``alpha``/``gamma`` or names ending ``.alpha``..."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf in FAST_WEIGHT_NAMES
+
+
+def is_ivon(optimizer: torch.optim.Optimizer | None) -> bool:
+    return _ivon is not None and isinstance(optimizer, _ivon.IVON)
+
+
+def param_groups(model: nn.Module, cfg: TrialConfig) -> list[dict]:
+    """The two parameter groups (slow, fast); empty groups are left out.
+
+    Only parameters with requires_grad are included; a tied parameter appears once.
+    Each group carries a ``name`` entry ('slow' or 'fast') for inspection.
+    """
+    slow: list[nn.Parameter] = []
+    fast: list[nn.Parameter] = []
+    for name, p in model.named_parameters():  # de-duplicates tied parameters
+        if not p.requires_grad:
+            continue
+        (fast if is_fast_weight(name) else slow).append(p)
+    groups = []
+    if slow:
+        groups.append(
+            {"name": "slow", "params": slow, "lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        )
+    if fast:
+        groups.append(
+            {
+                "name": "fast",
+                "params": fast,
+                "lr": cfg.lr * cfg.fast_lr_mult,
+                "weight_decay": 0.0,
+            }
+        )
+    if not groups:
+        raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+    return groups
+
+
+class CosineFactor:
+    """lr multiplier 0.5 * (1 + cos(pi * step / total)), reaching 0 at step `total` and
+    staying there. A class (not a lambda) so that schedulers pickle (Ray checkpoints)."""
+
+    def __init__(self, total_steps: int):
+        self.total_steps = max(1, int(total_steps))
+
+    def __call__(self, step: int) -> float:
+        t = min(step, self.total_steps) / self.total_steps
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class ConstantFactor:
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrialConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "constant":
+        factor = ConstantFactor()
+    elif cfg.schedule == "cosine":
+        factor = CosineFactor(cfg.epochs * steps_per_epoch)
+    else:
+        raise ConfigError(
+            f"schedule={cfg.schedule!r} is not allowed; choose one of {list(SCHEDULES)}"
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_optimizer(
+    model: nn.Module, cfg: TrialConfig, num_train: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer named by cfg.optimizer and its per-step learning-rate scheduler.
+
+    num_train: number of training examples (IVON's effective sample size unless
+    cfg.ivon_ess is set); steps_per_epoch: optimizer steps per epoch (for the schedule).
+    """
+    if (
+        isinstance(steps_per_epoch, bool)
+        or not isinstance(steps_per_epoch, int)
+        or steps_per_epoch < 1
+    ):
+        raise ValueError(f"steps_per_epoch={steps_per_epoch!r}: must be an integer >= 1")
+    groups = param_groups(model, cfg)
+    name = cfg.optimizer
+    if name == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    elif name == "sgd":
+        if cfg.nesterov and cfg.momentum <= 0:
+            raise ConfigError(
+                f"nesterov=True with momentum={cfg.momentum!r}: Nesterov SGD needs momentum > 0"
+            )
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    elif name == "ivon":
+        if _ivon is None:  # pragma: no cover
+            raise ConfigError("optimizer='ivon' needs the ivon-opt package (pip install ivon-opt)")
+        ess = float(cfg.ivon_ess) if cfg.ivon_ess is not None else float(num_train)
+        if not ess > 0:
+            raise ConfigError(
+                f"ivon_ess=None and num_train={num_train!r}: IVON's effective sample size "
+                "must be > 0; set ivon_ess or pass the number of training examples"
+            )
+        opt = _ivon.IVON(
+            groups,
+            lr=cfg.lr,
+            ess=ess,
+            hess_init=cfg.ivon_hess_init,
+            weight_decay=cfg.weight_decay,
+            mc_samples=cfg.ivon_train_samples,
+        )
+    else:
+        raise ConfigError(f"optimizer={name!r} is not allowed; choose one of {list(OPTIMIZERS)}")
+    return opt, build_scheduler(opt, cfg, steps_per_epoch)
+
+
+def _trainable_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+
+
+def _fill_missing_grads(params: Iterable[torch.Tensor]) -> None:
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
+def _ivon_discard_samples(optimizer: torch.optim.Optimizer) -> None:
+    """Forget the gradient samples IVON collected (after a non-finite loss)."""
+    reset = getattr(optimizer, "_reset_samples", None)
+    if callable(reset):
+        reset()
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrialConfig,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> tuple[float, torch.Tensor]:
+    """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached).
+
+    The loss is core.metrics.ensemble_loss. For IVON it is the mean over the
+    cfg.ivon_train_samples weight samples and the logits are those of the last sample.
+    Gradients are clipped to global norm cfg.grad_clip when set. The scheduler (if given) is
+    stepped once. If the loss is NaN or infinite no parameter update is made (the weights stay
+    those of the last finite step) and the non-finite value is returned: the caller decides
+    what to do (the trainable ends the trial with diverged=True).
+    """
+    model.train()
+    params = _trainable_params(optimizer)
+    if is_ivon(optimizer):
+        losses = []
+        logits = None
+        for _ in range(cfg.ivon_train_samples):
+            with optimizer.sampled_params(train=True):
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = ensemble_loss(logits, y)
+                loss.backward()
+                _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            losses.append(loss.detach())
+        loss_value = float(torch.stack(losses).mean())
+        if math.isfinite(loss_value):
+            optimizer.step()
+        else:
+            _ivon_discard_samples(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+    else:
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = ensemble_loss(logits, y)
+        loss.backward()
+        loss_value = float(loss.detach())
+        if math.isfinite(loss_value):
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None and math.isfinite(loss_value):
+        scheduler.step()
+    return loss_value, logits.detach()
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    x: torch.Tensor,
+    cfg: TrialConfig,
+) -> torch.Tensor:
+    """Member probabilities (M, B, K) in eval mode without gradients.
+
+    For IVON with cfg.ivon_test_samples == k > 0: the member probabilities averaged over k
+    weight samples drawn with ``optimizer.sampled_params()``; with k == 0 (and for every
+    other optimizer, or optimizer=None) the prediction at the current (mean) weights.
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        k = cfg.ivon_test_samples
+        if is_ivon(optimizer) and k > 0:
+            total = None
+            for _ in range(k):
+                with optimizer.sampled_params(train=False):
+                    p = torch.softmax(model(x).float(), dim=-1)
+                total = p if total is None else total + p
+            return total / k
+        return torch.softmax(model(x).float(), dim=-1)
+    finally:
+        model.train(was_training)
+
+
+def optimizer_state_dict(optimizer: torch.optim.Optimizer) -> dict:
+    """optimizer.state_dict() plus what it misses (ivon-opt's step counter)."""
+    state = {"optimizer": optimizer.state_dict()}
+    if is_ivon(optimizer):
+        state["ivon_current_step"] = int(optimizer.current_step)
+    return state
+
+
+def load_optimizer_state_dict(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Inverse of `optimizer_state_dict` (also accepts a plain optimizer.state_dict())."""
+    if "optimizer" not in state:
+        optimizer.load_state_dict(state)
+        return
+    optimizer.load_state_dict(state["optimizer"])
+    if is_ivon(optimizer) and "ivon_current_step" in state:
+        optimizer.current_step = int(state["ivon_current_step"])
