@@ -1,0 +1,161 @@
+"""alpha x gamma heatmaps: one metric per figure, axes in the fast-weight sweep order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from analysis.aggregate import aggregate, asha_note, excluded_note
+from analysis.figures.style import colorscale, finish, fmt_metric, hatch_shapes
+from analysis.schema import metric_label
+from analysis.tidy import fmt_value, order_values
+
+HEATMAP_METRICS = (
+    "final_test_acc",
+    "avg_test_acc",
+    "final_test_loss",
+    "avg_test_loss",
+    "final_test_ece",
+    "final_test_disagreement",
+)
+NEEDS = ("alpha", "gamma")
+
+
+def alpha_gamma_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (alpha, gamma) cell: mean/std/n of `metric` and the excluded trials by reason."""
+    return aggregate(results, ["alpha", "gamma"], metric)
+
+
+def _cell_detail(row: pd.Series) -> str:
+    parts = []
+    if row["n_diverged"]:
+        parts.append(f"{row['n_diverged']} diverged")
+    if row["n_error"]:
+        parts.append(f"{row['n_error']} errored")
+    if row["n_nan"]:
+        parts.append(f"{row['n_nan']} NaN value")
+    text = ("excluded: " + ", ".join(parts)) if parts else ""
+    if row["n_asha"]:
+        asha = f"{row['n_asha']} stopped by ASHA after {int(row['min_epochs_asha'])}+ epochs"
+        text = f"{text}<br>{asha}" if text else asha
+    return text
+
+
+def _missing_label(row: pd.Series) -> str:
+    counts = {"diverged": row["n_diverged"], "error": row["n_error"], "NaN": row["n_nan"]}
+    return max(counts, key=lambda k: counts[k])
+
+
+def alpha_gamma_heatmap(
+    results: pd.DataFrame,
+    metric: str = "final_test_acc",
+    alphas: Sequence[Any] | None = None,
+    gammas: Sequence[Any] | None = None,
+    subtitle: str = "",
+) -> go.Figure:
+    """Heatmap of `metric` (mean over seeds) with alpha on y and gamma on x, both categorical
+    in FAST_WEIGHT_SWEEP order (only the values present, or `alphas` / `gammas`; None last).
+
+    Cells are annotated with the mean (`†`: includes ASHA-stopped trials, also outlined;
+    `*`: some trials excluded); hover shows mean, std, n of n_trials and why trials were
+    excluded. A cell without a usable value is NaN in z (never 0), hatched grey and labelled
+    'diverged' / 'error' / 'NaN' / 'no trial'."""
+    stats = alpha_gamma_table(results, metric)
+    alphas = list(alphas) if alphas is not None else order_values("alpha", results["alpha"])
+    gammas = list(gammas) if gammas is not None else order_values("gamma", results["gamma"])
+    ylab = [fmt_value(a) for a in alphas]
+    xlab = [fmt_value(g) for g in gammas]
+    z = np.full((len(ylab), len(xlab)), np.nan)
+    text = [["" for _ in xlab] for _ in ylab]
+    custom = np.empty((len(ylab), len(xlab), 4), dtype=object)
+    custom[:, :, 0] = "–"
+    custom[:, :, 1] = 0
+    custom[:, :, 2] = 0
+    custom[:, :, 3] = "no trial"
+    unusable: list[tuple[int, int, str, str]] = []  # (i, j, label, hover)
+    flagged: list[tuple[int, int]] = []
+    seen = set()
+    for _, row in stats.iterrows():
+        i, j = ylab.index(fmt_value(row["alpha"])), xlab.index(fmt_value(row["gamma"]))
+        seen.add((i, j))
+        detail = _cell_detail(row)
+        custom[i, j] = [fmt_metric(row["std"], 4), int(row["n"]), int(row["n_trials"]), detail]
+        if row["n"] == 0:
+            unusable.append((i, j, _missing_label(row), detail))
+            continue
+        z[i, j] = row["mean"]
+        mark = ("†" if row["n_asha"] else "") + ("*" if row["n"] < row["n_trials"] else "")
+        text[i][j] = fmt_metric(row["mean"]) + mark
+        if row["n_asha"]:
+            flagged.append((i, j))
+    for i in range(len(ylab)):
+        for j in range(len(xlab)):
+            if (i, j) not in seen:
+                unusable.append((i, j, "no trial", "no trial in this cell"))
+    label = metric_label(metric)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=xlab,
+            y=ylab,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 12},
+            customdata=custom,
+            hovertemplate=(
+                "alpha=%{y}, gamma=%{x}<br>mean=%{z:.4f}<br>std=%{customdata[0]}"
+                "<br>n=%{customdata[1]} of %{customdata[2]} trials<br>%{customdata[3]}"
+                "<extra></extra>"
+            ),
+            colorscale=colorscale(metric),
+            colorbar={"title": {"text": label, "side": "right"}},
+            xgap=2,
+            ygap=2,
+            hoverongaps=False,
+            name=label,
+        )
+    )
+    shapes = [s for i, j, _, _ in unusable for s in hatch_shapes(j, i)]
+    shapes += [s for i, j in flagged for s in hatch_shapes(j, i, dashed_only=True)]
+    fig.update_layout(shapes=shapes)
+    if unusable:
+        fig.add_trace(
+            go.Scatter(
+                x=[xlab[j] for _, j, _, _ in unusable],
+                y=[ylab[i] for i, _, _, _ in unusable],
+                mode="text",
+                text=[lab for _, _, lab, _ in unusable],
+                textfont={"size": 10, "color": "#444"},
+                hovertext=[
+                    f"alpha={ylab[i]}, gamma={xlab[j]}<br>no usable value<br>{h}"
+                    for i, j, _, h in unusable
+                ],
+                hoverinfo="text",
+                name="no usable value (hatched)",
+                showlegend=False,
+            )
+        )
+    axis = {"type": "category", "categoryorder": "array", "showgrid": False}
+    fig.update_xaxes(axis, categoryarray=xlab, title_text="gamma (output-side fast-weight init)")
+    fig.update_yaxes(axis, categoryarray=ylab, title_text="alpha (input-side fast-weight init)")
+    n_cells = sum(1 for u in unusable if u[2] != "no trial")
+    n_empty = len(unusable) - n_cells
+    notes = [
+        excluded_note(stats),
+        asha_note(stats, "marked † and outlined"),
+        f"{n_cells} cell{'s' if n_cells != 1 else ''} without a usable value (hatched)"
+        if n_cells
+        else None,
+        f"{n_empty} cell{'s' if n_empty != 1 else ''} of the grid not run (hatched, 'no trial')"
+        if n_empty
+        else None,
+    ]
+    seeds = int(stats["n_trials"].max()) if len(stats) else 0
+    title = f"{label}: alpha x gamma" + (f" ({subtitle})" if subtitle else "")
+    if seeds > 1:
+        title += f" — mean over up to {seeds} seeds"
+    return finish(fig, title, [n for n in notes if n], height=760)

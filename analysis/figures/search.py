@@ -1,0 +1,154 @@
+"""Search study: Pareto front(s) of accuracy against cost, and parameter importances."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.figures.style import finish
+from analysis.schema import metric_label
+from analysis.tidy import fmt_value, is_usable
+
+ACC = "final_test_acc"
+# (cost column, True when larger is better); throughput is batches/s (the search study's
+# 'throughput' objective), images/s only when batches/s is absent.
+COSTS = (("params", False), ("batches_per_s", True), ("images_per_s", True))
+
+
+def pareto_mask(
+    x: np.ndarray, y: np.ndarray, x_larger_better: bool, y_larger_better: bool = True
+) -> np.ndarray:
+    """Boolean mask of the non-dominated points: no other point is at least as good in both
+    and strictly better in one. NaN points are never on the front."""
+    x = np.asarray(x, dtype=float) * (1 if x_larger_better else -1)
+    y = np.asarray(y, dtype=float) * (1 if y_larger_better else -1)
+    valid = ~(np.isnan(x) | np.isnan(y))
+    mask = np.zeros(len(x), dtype=bool)
+    xs, ys = x[valid], y[valid]
+    idx = np.flatnonzero(valid)
+    for k, (a, b) in enumerate(zip(xs, ys, strict=True)):
+        dominated = (xs >= a) & (ys >= b) & ((xs > a) | (ys > b))
+        mask[idx[k]] = not dominated.any()
+    return mask
+
+
+def cost_columns(results: pd.DataFrame) -> list[tuple[str, bool]]:
+    """Cost axes to plot: params, and throughput (batches/s, else images/s) when reported."""
+    out = []
+    for col, larger in COSTS:
+        if col in results and results[col].notna().any():
+            if col == "images_per_s" and any(c == "batches_per_s" for c, _ in out):
+                continue
+            out.append((col, larger))
+    return out
+
+
+def pareto_table(results: pd.DataFrame, pareto: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Usable trials with their accuracy, costs and, per cost axis, whether they are on the
+    front (`pareto_<cost>`: computed in 2-D) and `pareto_study` (in pareto_front.parquet)."""
+    costs = cost_columns(results)
+    df = results[is_usable(results, ACC)]
+    keep = ["trial_id", ACC, *[c for c, _ in costs]]
+    out = df[keep].copy()
+    for col, larger in costs:
+        out[f"pareto_{col}"] = pareto_mask(df[col].to_numpy(), df[ACC].to_numpy(), larger)
+    if pareto is not None:
+        out["pareto_study"] = out["trial_id"].isin(set(pareto["trial_id"].astype(str)))
+    return out.reset_index(drop=True)
+
+
+def pareto_front_figure(
+    results: pd.DataFrame, pareto: pd.DataFrame | None = None, hover_cols: Sequence[str] = ()
+) -> go.Figure:
+    """Final test accuracy against each cost axis (distinct parameters; images/s or batches/s).
+    Highlighted: the trials in `pareto` (the study's own multi-objective front, from
+    pareto_front.parquet) when given, else the 2-D non-dominated points of each panel
+    (accuracy up, parameters down / throughput up), joined by a step line."""
+    table = pareto_table(results, pareto)
+    costs = cost_columns(results)
+    fig = make_subplots(
+        rows=1,
+        cols=max(len(costs), 1),
+        subplot_titles=[f"accuracy vs {metric_label(c)}" for c, _ in costs],
+        horizontal_spacing=0.1,
+    )
+    info = results.set_index("trial_id")
+    hover_cols = [c for c in hover_cols if c in info]
+
+    def hover(ids: pd.Series) -> list[str]:
+        rows = []
+        for t in ids:
+            cfg = "<br>".join(f"{c}={fmt_value(info.at[t, c])}" for c in hover_cols)
+            rows.append(f"trial {t}<br>{cfg}")
+        return rows
+
+    src = "pareto_front.parquet" if pareto is not None else "computed, 2-D"
+    for k, (col, larger) in enumerate(costs):
+        flag = table["pareto_study"] if pareto is not None else table[f"pareto_{col}"]
+        rest, front = table[~flag], table[flag].sort_values(col)
+        fig.add_trace(
+            go.Scatter(
+                x=rest[col],
+                y=rest[ACC],
+                mode="markers",
+                marker={"color": "#9aa7b8", "size": 7},
+                name="other trials",
+                legendgroup="other",
+                showlegend=k == 0,
+                hovertext=hover(rest["trial_id"]),
+                hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
+            ),
+            row=1,
+            col=k + 1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=front[col],
+                y=front[ACC],
+                mode="markers+lines" if pareto is None else "markers",
+                line={"shape": "hv" if not larger else "vh", "color": "#d62728", "width": 1},
+                marker={"color": "#d62728", "size": 11, "symbol": "star"},
+                name=f"Pareto-optimal ({src})",
+                legendgroup="front",
+                showlegend=k == 0,
+                hovertext=hover(front["trial_id"]),
+                hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
+            ),
+            row=1,
+            col=k + 1,
+        )
+        better = "more is better" if larger else "fewer is better"
+        fig.update_xaxes(title_text=f"{metric_label(col)} ({better})", row=1, col=k + 1)
+        fig.update_xaxes(tickformat=".3s", row=1, col=k + 1)
+    fig.update_yaxes(title_text=metric_label(ACC), row=1, col=1)
+    n_bad = len(results) - len(table)
+    notes = [f"{len(table)} usable trials"]
+    if n_bad:
+        notes.append(f"{n_bad} trials not plotted (diverged, errored or NaN accuracy)")
+    if not costs:
+        notes.append("no params / throughput column: no Pareto front")
+    return finish(fig, "Search: Pareto front of accuracy against cost", notes, 600)
+
+
+def importance_figure(importances: pd.Series, method: str, notes: Sequence[str] = ()) -> go.Figure:
+    """Horizontal bars of parameter importances (largest on top); `method` names how they
+    were computed (shown as the x-axis title)."""
+    imp = importances.sort_values()
+    fig = go.Figure(
+        go.Bar(
+            x=imp.to_numpy(),
+            y=[str(i) for i in imp.index],
+            orientation="h",
+            text=[f"{v:.3f}" for v in imp],
+            textposition="auto",
+            marker={"color": "#1f77b4"},
+            hovertemplate="%{y}: %{x:.4f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text=method)
+    height = max(350, 60 + 40 * len(imp))
+    return finish(fig, "Search: parameter importances", list(notes), height)

@@ -1,0 +1,127 @@
+"""Read an experiment folder, check it against docs/results_schema.md and tidy it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.errors import ReportInputError
+from analysis.schema import HISTORY_REQUIRED, RESULTS_REQUIRED, STUDIES
+from analysis.tidy import tidy_history, tidy_results
+
+NUMERIC_REQUIRED = ("epochs_done", "final_test_acc", "final_test_loss", "epoch", "test_acc")
+
+
+@dataclass
+class Experiment:
+    """A loaded, validated experiment folder."""
+
+    path: Path
+    results: pd.DataFrame  # tidy: plus outcome, model, regime
+    history: pd.DataFrame | None  # tidy, per-trial columns from results; None when absent
+    meta: dict[str, Any] = field(default_factory=dict)  # study.json ({} when absent)
+    pareto: pd.DataFrame | None = None  # pareto_front.parquet
+    optuna_db: Path | None = None  # optuna.db
+    notes: list[str] = field(default_factory=list)  # what was absent but optional
+
+    @property
+    def study(self) -> str | None:
+        """Study kind from study.json, else the results' single `study` value, else None."""
+        name = self.meta.get("study")
+        if name is None and "study" in self.results:
+            values = self.results["study"].dropna().unique()
+            name = values[0] if len(values) == 1 else None
+        return str(name) if name in STUDIES else None
+
+
+def _read_parquet(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # any reader failure is an input problem
+        problems.append(f"{path.name} could not be read as parquet ({type(exc).__name__}: {exc})")
+        return None
+
+
+def _check_columns(
+    df: pd.DataFrame, name: str, required: tuple[str, ...], problems: list[str]
+) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        problems.append(f"{name} is missing required column(s) {missing}")
+    bad = [
+        c
+        for c in NUMERIC_REQUIRED
+        if c in required and c in df.columns and not pd.api.types.is_numeric_dtype(df[c])
+    ]
+    if bad:
+        problems.append(f"{name} column(s) {bad} must be numeric")
+
+
+def load_experiment(experiment_dir: str | Path) -> Experiment:
+    """Load `experiment_dir`; raise ReportInputError naming everything missing or malformed
+    (all problems in one message)."""
+    path = Path(experiment_dir)
+    if not path.exists():
+        raise ReportInputError(f"experiment folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ReportInputError(f"{str(path)!r} is not a folder (expected an experiment folder)")
+    res_path = path / "results.parquet"
+    if not res_path.is_file():
+        raise ReportInputError(
+            f"no results in {str(path)!r}: results.parquet is missing "
+            "(a study writes results.parquet and history.parquet into its experiment folder)"
+        )
+    problems: list[str] = []
+    results = _read_parquet(res_path, problems)
+    if results is not None:
+        if results.empty:
+            problems.append("results.parquet has no rows (no trial reported)")
+        _check_columns(results, "results.parquet", RESULTS_REQUIRED, problems)
+    history = None
+    notes: list[str] = []
+    hist_path = path / "history.parquet"
+    if hist_path.is_file():
+        history = _read_parquet(hist_path, problems)
+        if history is not None:
+            _check_columns(history, "history.parquet", HISTORY_REQUIRED, problems)
+    else:
+        notes.append("no history.parquet: learning curves are not drawn")
+    meta: dict[str, Any] = {}
+    meta_path = path / "study.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            problems.append(f"study.json is not a valid JSON object ({exc})")
+    pareto = None
+    if (path / "pareto_front.parquet").is_file():
+        pareto = _read_parquet(path / "pareto_front.parquet", problems)
+        if pareto is not None and "trial_id" not in pareto:
+            problems.append("pareto_front.parquet is missing required column(s) ['trial_id']")
+    if problems:
+        raise ReportInputError(f"cannot report on {str(path)!r}: " + "; ".join(problems))
+    assert results is not None
+    tidy = tidy_results(results)
+    if history is not None:
+        history = tidy_history(history, results)
+        if history.empty:
+            notes.append("history.parquet has no rows: learning curves are not drawn")
+            history = None
+    if pareto is not None:
+        pareto = pareto.assign(trial_id=pareto["trial_id"].astype(str))
+    db = path / "optuna.db"
+    return Experiment(
+        path=path,
+        results=tidy,
+        history=history,
+        meta=meta,
+        pareto=pareto,
+        optuna_db=db if db.is_file() else None,
+        notes=notes,
+    )

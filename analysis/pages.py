@@ -1,0 +1,306 @@
+"""Decide which pages an experiment gets, and build their figures and tables in memory.
+
+A study-specific page is drawn when study.json (or the results' `study` column) names that
+study, or, when the study is unknown, when its factor varies (alpha and gamma; ensemble_size;
+optimizer; sharing_network / sharing_ensemble; an optuna.db or pareto_front.parquet for
+search). Pages for other studies are not drawn at all. The seed box plot needs more than one
+seed in some configuration; the best-trial curves need history.parquet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from analysis import figures as F
+from analysis.aggregate import aggregate
+from analysis.figures.style import get_notes
+from analysis.importance import param_importances
+from analysis.load import Experiment
+from analysis.schema import metric_label
+from analysis.tidy import OUTCOME_TEXT, OUTCOMES, fmt_value, group_label, order_values
+from analysis.tidy import varying_columns as _varying
+
+MAX_GROUPS = 12  # heatmaps per metric when further config columns vary
+SUMMARY_METRICS = (
+    "final_test_acc",
+    "avg_test_acc",
+    "final_test_loss",
+    "avg_test_loss",
+    "final_test_ece",
+    "final_test_disagreement",
+    "params",
+    "batches_per_s",
+)
+
+
+@dataclass
+class Page:
+    slug: str  # file name without .html
+    title: str
+    description: str
+    figures: list[go.Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # CSV names (keys of Plan.tables)
+    message: str | None = None  # shown instead of a figure (e.g. too few trials)
+
+    def all_notes(self) -> list[str]:
+        notes = list(self.notes)
+        for fig in self.figures:
+            notes += get_notes(fig)
+        return list(dict.fromkeys(notes))
+
+
+@dataclass
+class Plan:
+    pages: list[Page] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # CSV name -> table
+    skipped: list[str] = field(default_factory=list)  # applicable pages that could not be drawn
+
+
+def _missing(df: pd.DataFrame | None, columns: tuple[str, ...]) -> list[str]:
+    return list(columns) if df is None else [c for c in columns if c not in df]
+
+
+def plan_report(exp: Experiment) -> Plan:
+    """All pages that apply to `exp`, figures built, plus the CSV tables."""
+    plan = Plan()
+    res = exp.results
+    varying = _varying(res)
+    study = exp.study
+
+    def wants(kind: str, factor_varies: bool) -> bool:
+        return study == kind if study is not None else factor_varies
+
+    plan.tables["summary.csv"] = summary_table(res, varying)
+    plan.tables["trials.csv"] = trials_table(res, varying)
+    if wants("alpha_gamma", "alpha" in varying and "gamma" in varying):
+        _alpha_gamma(plan, res, varying)
+    if wants("ensemble_size", "ensemble_size" in varying):
+        _ensemble_size(plan, res)
+    if wants("optimizers", "optimizer" in varying):
+        _optimizers(plan, exp)
+    if wants("sharing", "sharing_network" in varying or "sharing_ensemble" in varying):
+        _sharing(plan, res, varying)
+    if wants("search", exp.optuna_db is not None or exp.pareto is not None):
+        _search(plan, exp, varying)
+    _seeds(plan, exp, varying)
+    _best(plan, exp, varying)
+    return plan
+
+
+def summary_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """Long table: per varying-config group and metric, mean/std/n and exclusions."""
+    parts = [aggregate(res, varying, m) for m in SUMMARY_METRICS if m in res]
+    return pd.concat(parts, ignore_index=True)
+
+
+def trials_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """One row per trial: config that varies, seed, outcome and the main metrics."""
+    cols = ["trial_id", *varying, "seed", "outcome", "status", "epochs_done", "error"]
+    cols += [m for m in SUMMARY_METRICS if m in res]
+    cols = list(dict.fromkeys(c for c in cols if c in res))
+    return res[cols]
+
+
+def _groups(res: pd.DataFrame, others: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    if not others:
+        return [("", res)]
+    keys = res[others].astype(object).map(fmt_value).agg(" ".join, axis=1)
+    out = []
+    for key in dict.fromkeys(keys):
+        sub = res[keys == key]
+        out.append((group_label(sub.iloc[0], others), sub))
+    return out
+
+
+def _alpha_gamma(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
+    if miss := _missing(res, ("alpha", "gamma")):
+        plan.skipped.append(f"alpha x gamma heatmaps: results lack column(s) {miss}")
+        return
+    others = [c for c in varying if c not in ("alpha", "gamma")]
+    groups = _groups(res, others)
+    notes = []
+    if len(groups) > MAX_GROUPS:
+        notes.append(f"{len(groups)} combinations of {others}: only the first {MAX_GROUPS} drawn")
+        groups = groups[:MAX_GROUPS]
+    alphas, gammas = order_values("alpha", res["alpha"]), order_values("gamma", res["gamma"])
+    tables = []
+    for metric in F.HEATMAP_METRICS:
+        if metric not in res:
+            plan.skipped.append(f"alpha x gamma heatmap of {metric}: column missing")
+            continue
+        figs = [F.alpha_gamma_heatmap(g, metric, alphas, gammas, label) for label, g in groups]
+        plan.pages.append(
+            Page(
+                slug=f"alpha_gamma_{metric}",
+                title=f"alpha x gamma: {metric_label(metric)}",
+                description="mean over seeds per fast-weight init cell; hover for std and n",
+                figures=figs,
+                notes=list(notes),
+                tables=["alpha_gamma.csv"],
+            )
+        )
+        tables.append(
+            F.alpha_gamma_table(res, metric) if not others else _ag_by(res, others, metric)
+        )
+    if tables:
+        plan.tables["alpha_gamma.csv"] = pd.concat(tables, ignore_index=True)
+
+
+def _ag_by(res: pd.DataFrame, others: list[str], metric: str) -> pd.DataFrame:
+    return aggregate(res, [*others, "alpha", "gamma"], metric)
+
+
+def _ensemble_size(plan: Plan, res: pd.DataFrame) -> None:
+    if miss := _missing(res, ("ensemble_size", "lr")):
+        plan.skipped.append(f"ensemble size x learning rate: results lack column(s) {miss}")
+        return
+    plan.pages.append(
+        Page(
+            slug="ensemble_size_lr",
+            title="Ensemble size x learning rate",
+            description="final and average test accuracy and loss against ensemble size, "
+            "one line per learning rate, error bars: std across seeds",
+            figures=[F.ensemble_size_lines(res)],
+            tables=["ensemble_size_lr.csv"],
+        )
+    )
+    plan.tables["ensemble_size_lr.csv"] = F.ensemble_size_table(res)
+
+
+def _optimizers(plan: Plan, exp: Experiment) -> None:
+    need = ("optimizer", "model", "epoch", "train_acc", "train_loss", "test_acc", "test_loss")
+    if exp.history is None:
+        plan.skipped.append("optimizer learning curves: no history.parquet")
+        return
+    if miss := _missing(exp.history, need):
+        plan.skipped.append(f"optimizer learning curves: history lacks column(s) {miss}")
+        return
+    notes = _not_in_history(exp)
+    plan.pages.append(
+        Page(
+            slug="optimizers",
+            title="Optimizers: learning curves",
+            description="training and validation accuracy and loss against epoch, one line "
+            "per optimizer x model (mean over seeds)",
+            figures=[F.optimizer_curves(exp.history)],
+            notes=notes,
+            tables=["optimizers.csv"],
+        )
+    )
+    plan.tables["optimizers.csv"] = F.optimizer_table(exp.history)
+
+
+def _not_in_history(exp: Experiment) -> list[str]:
+    assert exp.history is not None
+    absent = ~exp.results["trial_id"].isin(set(exp.history["trial_id"]))
+    k = int(absent.sum())
+    if not k:
+        return []
+    kinds = exp.results.loc[absent, "outcome"].value_counts()
+    why = ", ".join(f"{n} {OUTCOME_TEXT[o]}" for o, n in kinds.items())
+    return [f"{k} trial(s) have no epochs in history.parquet ({why}): not drawn"]
+
+
+def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
+    need = ("sharing_network", "sharing_ensemble", "final_test_acc", "params", "batches_per_s")
+    if miss := _missing(res, need):
+        plan.skipped.append(f"sharing regimes: results lack column(s) {miss}")
+        return
+    others = [c for c in varying if c not in ("sharing_network", "sharing_ensemble")]
+    plan.pages.append(
+        Page(
+            slug="sharing",
+            title="Sharing regimes",
+            description="final test accuracy, distinct parameters and batches/s per regime "
+            "(sharing_network x sharing_ensemble), box plots across seeds",
+            figures=[F.sharing_boxes(res, others)],
+            tables=["sharing.csv"],
+        )
+    )
+    plan.tables["sharing.csv"] = F.sharing_table(res, others)
+
+
+def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
+    res = exp.results
+    if not any(c in res for c in ("params", "images_per_s", "batches_per_s")):
+        plan.skipped.append("search Pareto front: results lack params and throughput columns")
+    else:
+        plan.pages.append(
+            Page(
+                slug="search_pareto",
+                title="Search: Pareto front",
+                description="final test accuracy against distinct parameters and throughput; "
+                "Pareto-optimal trials highlighted",
+                figures=[F.pareto_front_figure(res, exp.pareto, varying)],
+                tables=["pareto.csv"],
+            )
+        )
+        plan.tables["pareto.csv"] = F.pareto_table(res, exp.pareto)
+    imp = param_importances(res, exp.optuna_db, exp.meta)
+    page = Page(
+        slug="search_importance",
+        title="Search: parameter importances",
+        description="how much each searched parameter matters for final test accuracy",
+        notes=list(imp.notes),
+    )
+    if imp.values is None:
+        page.message = page.notes.pop() if page.notes else "no parameter importances"
+    else:
+        page.figures.append(F.importance_figure(imp.values, imp.method))
+        table = imp.values.rename("importance").rename_axis("parameter").reset_index()
+        plan.tables["importances.csv"] = table.assign(method=imp.method)
+        page.tables.append("importances.csv")
+    plan.pages.append(page)
+
+
+def _main_metric(exp: Experiment) -> str:
+    name = exp.meta.get("metric", "test_acc")
+    name = str(name[0] if isinstance(name, list) and name else name)
+    col = name if name.startswith(("final_", "avg_", "best_")) else f"final_{name}"
+    return col if col in exp.results else "final_test_acc"
+
+
+def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
+    res = exp.results
+    if res["seed"].nunique() < 2:
+        return
+    keys = res[varying].astype(object).map(fmt_value).agg("|".join, axis=1) if varying else None
+    per_config = keys.value_counts().max() if keys is not None else len(res)
+    if per_config < 2:
+        return
+    metric = _main_metric(exp)
+    plan.pages.append(
+        Page(
+            slug="seeds",
+            title=f"Across seeds: {metric_label(metric)}",
+            description="box plot of the final metric across seeds, per configuration",
+            figures=[F.seed_boxes(res, varying, metric)],
+            tables=["summary.csv"],
+        )
+    )
+
+
+def _best(plan: Plan, exp: Experiment, varying: list[str]) -> None:
+    if exp.history is None:
+        plan.skipped.append("learning curves of the best trials: no history.parquet")
+        return
+    plan.pages.append(
+        Page(
+            slug="best_trials",
+            title="Learning curves of the best trials",
+            description="test accuracy and loss against epoch of the top 5 trials by final "
+            "test accuracy",
+            figures=[F.best_trial_curves(exp.results, exp.history, varying)],
+            tables=["trials.csv"],
+        )
+    )
+
+
+def outcome_counts(res: pd.DataFrame) -> dict[str, int]:
+    """Number of trials per outcome, in OUTCOMES order (zeros left out)."""
+    counts = res["outcome"].value_counts()
+    return {o: int(counts[o]) for o in OUTCOMES if o in counts}

@@ -1,0 +1,73 @@
+"""build_report: write the report folder (index.html, one page per figure, plotly.min.js once,
+CSV tables) for an experiment folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from plotly.offline import get_plotlyjs
+
+from analysis.errors import ReportInputError
+from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
+from analysis.load import load_experiment
+from analysis.pages import outcome_counts, plan_report
+from analysis.tidy import OUTCOME_TEXT
+
+MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
+
+
+def _prepare_out(out: Path, experiment: Path) -> None:
+    """Refuse an output folder that is, or contains, the experiment folder, or that exists
+    with files not written by this module; clear an earlier report."""
+    out_r, exp_r = out.resolve(), experiment.resolve()
+    if out_r == exp_r or out_r in exp_r.parents:
+        raise ReportInputError(
+            f"output folder {str(out)!r} is (or contains) the experiment folder; "
+            "choose a folder inside or beside it, e.g. the default <experiment>/report"
+        )
+    if out.exists():
+        if not out.is_dir():
+            raise ReportInputError(f"output path {str(out)!r} exists and is not a folder")
+        if (out / MARKER).is_file():
+            shutil.rmtree(out)
+        elif any(out.iterdir()):
+            raise ReportInputError(
+                f"output folder {str(out)!r} exists and was not written by analysis "
+                f"(no {MARKER} file); refusing to overwrite it: choose another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `python -m analysis`; replaced on the next run\n")
+
+
+def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write the report of `experiment_dir` into `out_dir` (default <experiment_dir>/report)
+    and return the path of its index.html. Raises ReportInputError (one message naming what
+    is missing) for a missing / empty folder, missing columns or an unusable out_dir. Only
+    the report folder is written; it is replaced only if an earlier report wrote it."""
+    exp = load_experiment(experiment_dir)
+    out = Path(out_dir) if out_dir is not None else exp.path / "report"
+    plan = plan_report(exp)  # every figure built before anything is written
+    _prepare_out(out, exp.path)
+    (out / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
+    (out / TABLE_DIR).mkdir()
+    for name, table in plan.tables.items():
+        table.to_csv(out / TABLE_DIR / name, index=False)
+    for page in plan.pages:
+        (out / f"{page.slug}.html").write_text(page_html(page), encoding="utf-8")
+    notes = list(exp.notes) + [f"not drawn: {s}" for s in plan.skipped]
+    outcomes = {OUTCOME_TEXT[k]: v for k, v in outcome_counts(exp.results).items()}
+    title = f"Report: {exp.meta.get('name', exp.path.name)}"
+    index = out / "index.html"
+    index.write_text(
+        index_html(
+            title,
+            facts_of(exp.meta, exp.results, exp.study),
+            outcomes,
+            plan.pages,
+            list(plan.tables),
+            notes,
+        ),
+        encoding="utf-8",
+    )
+    return index

@@ -1,0 +1,208 @@
+"""Derived columns every figure relies on: trial outcome, model / regime labels, ordering.
+
+All functions accept frames straight from results.parquet / history.parquet (or frames built
+in tests following docs/results_schema.md) and never modify their input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.schema import (
+    CONFIG_COLUMNS,
+    COST_METRICS,
+    ENSEMBLES,
+    FAST_WEIGHT_SWEEP,
+    NOT_SWEPT,
+    OPTIMIZERS,
+    SHARING,
+)
+
+# Outcome of a trial, in the order they are reported.
+COMPLETED, EARLY_STOPPED, ASHA_STOPPED, DIVERGED, ERROR = (
+    "completed",
+    "early_stopped",
+    "asha_stopped",
+    "diverged",
+    "error",
+)
+OUTCOMES = (COMPLETED, EARLY_STOPPED, ASHA_STOPPED, DIVERGED, ERROR)
+OUTCOME_TEXT = {
+    COMPLETED: "completed",
+    EARLY_STOPPED: "early-stopped (patience)",
+    ASHA_STOPPED: "stopped early by ASHA",
+    DIVERGED: "diverged",
+    ERROR: "errored",
+}
+# Trials whose quality metrics (accuracy, loss, ...) mean nothing.
+UNUSABLE = (DIVERGED, ERROR)
+
+
+def _flag(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df:
+        return pd.Series(False, index=df.index)
+    return df[column].astype("boolean").fillna(False).astype(bool)
+
+
+def trial_outcome(results: pd.DataFrame) -> pd.Series:
+    """One outcome per trial: error > diverged > asha_stopped > early_stopped > completed."""
+    out = pd.Series(COMPLETED, index=results.index, dtype=object)
+    out[_flag(results, "early_stopped")] = EARLY_STOPPED
+    out[_flag(results, "asha_stopped")] = ASHA_STOPPED
+    out[_flag(results, "diverged")] = DIVERGED
+    if "status" in results:
+        out[results["status"].astype(str).str.upper().eq("ERROR").to_numpy()] = ERROR
+    return out
+
+
+def model_label(row: pd.Series | dict[str, Any], with_arch: bool = False) -> str:
+    """'single vgg11' for one network, else '<ensemble> x<size>' (e.g. 'batch x8')."""
+    ensemble = row.get("ensemble")
+    arch = row.get("arch")
+    if ensemble == "single":
+        return f"single {arch}" if isinstance(arch, str) else "single"
+    size = row.get("ensemble_size")
+    label = f"{ensemble} x{int(size)}" if _present(size) else str(ensemble)
+    return f"{label} {arch}" if with_arch and isinstance(arch, str) else label
+
+
+def regime_label(network: Any, ensemble: Any) -> str:
+    """Sharing regime, e.g. 'net early / ens none'."""
+    return f"net {network} / ens {ensemble}"
+
+
+def tidy_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Copy of results with `outcome`, `model` and `regime`; inf metrics become NaN."""
+    df = results.copy()
+    num = df.select_dtypes(include="number").columns
+    df[num] = df[num].replace([np.inf, -np.inf], np.nan)
+    df["outcome"] = trial_outcome(df)
+    if "ensemble" in df:
+        with_arch = "arch" in df and df["arch"].nunique(dropna=False) > 1
+        df["model"] = [model_label(r, with_arch) for r in df.to_dict("records")]
+    if "sharing_network" in df and "sharing_ensemble" in df:
+        pairs = zip(df["sharing_network"], df["sharing_ensemble"], strict=True)
+        df["regime"] = [regime_label(n, e) for n, e in pairs]
+    if "trial_id" in df:
+        df["trial_id"] = df["trial_id"].astype(str)
+    return df
+
+
+def tidy_history(history: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """History with the per-trial columns (config, outcome, model, regime) taken from results."""
+    res = tidy_results(results)
+    hist = history.copy()
+    hist["trial_id"] = hist["trial_id"].astype(str)
+    num = hist.select_dtypes(include="number").columns
+    hist[num] = hist[num].replace([np.inf, -np.inf], np.nan)
+    per_trial = [c for c in (*CONFIG_COLUMNS, "outcome", "model", "regime") if c in res]
+    # Per-trial columns come from results (one source of truth); per-epoch ones from history.
+    keep = [c for c in hist.columns if c not in per_trial or c == "trial_id"]
+    keep = [c for c in keep if c not in ("outcome", "model", "regime")]
+    merged = hist[keep].merge(
+        res[["trial_id", *[c for c in per_trial if c != "trial_id"]]], on="trial_id", how="left"
+    )
+    if "diverged" in history:
+        merged["diverged_epoch"] = history["diverged"].astype("boolean").fillna(False).to_numpy()
+    return merged
+
+
+def is_usable(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Rows whose `metric` can enter a mean: finite, and (for quality metrics) not diverged
+    or errored. Cost metrics (params, throughput) stay valid for diverged trials."""
+    outcome = df["outcome"] if "outcome" in df else trial_outcome(df)
+    ok = pd.to_numeric(df[metric], errors="coerce").notna() if metric in df else False
+    if metric in COST_METRICS:
+        return pd.Series(ok, index=df.index) & ~outcome.eq(ERROR)
+    return pd.Series(ok, index=df.index) & ~outcome.isin(UNUSABLE)
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and v is not pd.NA
+
+
+def fmt_value(v: Any) -> str:
+    """Short label of a config value: 0.001 -> '0.001', -1.0 -> '-1', NaN/None -> 'None'."""
+    if not _present(v):
+        return "None"
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | float | np.integer | np.floating):
+        return f"{float(v):g}"
+    return str(v)
+
+
+_ORDERS: dict[str, Sequence[Any]] = {
+    "alpha": FAST_WEIGHT_SWEEP,
+    "gamma": FAST_WEIGHT_SWEEP,
+    "sharing_network": SHARING,
+    "sharing_ensemble": SHARING,
+    "ensemble": ENSEMBLES,
+    "optimizer": OPTIMIZERS,
+}
+
+
+def order_values(column: str, values: Iterable[Any]) -> list[Any]:
+    """Distinct values of `column` in study order: the fast-weight sweep for alpha/gamma
+    (other numbers slotted in numerically), the config's choice order for categorical fields,
+    numeric / alphabetical otherwise; missing values (None/NaN) last."""
+    distinct: list[Any] = []
+    missing = False
+    for v in values:
+        if not _present(v):
+            missing = True
+        elif v not in distinct:
+            distinct.append(v)
+    known = list(_ORDERS.get(column, ()))
+
+    def key(v: Any) -> tuple[int, float, str]:
+        if column == "model" and isinstance(v, str):
+            return _model_key(v)
+        if v in known:
+            if isinstance(v, str):
+                return (0, float(known.index(v)), "")
+            return (0, float(v), "")
+        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
+            return (0 if known and not isinstance(known[0], str) else 1, float(v), "")
+        return (2, 0.0, str(v))
+
+    ordered = sorted(distinct, key=key)
+    return ordered + ([None] if missing else [])
+
+
+def _model_key(label: str) -> tuple[int, float, str]:
+    """'single vgg11' < 'batch x2' < 'batch x8' < 'deep x4' (ensemble order, then size)."""
+    kind, _, rest = label.partition(" ")
+    rank = ENSEMBLES.index(kind) if kind in ENSEMBLES else len(ENSEMBLES)
+    size = rest.split()[0][1:] if rest.startswith("x") else "1"
+    return (0, rank * 1e6 + (float(size) if size.isdigit() else 0.0), label)
+
+
+def varying_columns(df: pd.DataFrame, exclude: Iterable[str] = NOT_SWEPT) -> list[str]:
+    """Config columns (and extra_* tags) with more than one distinct value (NaN counts)."""
+    skip = set(exclude)
+    cols = [c for c in CONFIG_COLUMNS if c in df and c not in skip]
+    cols += sorted(c for c in df.columns if c.startswith("extra_") and c not in skip)
+    return [c for c in cols if df[c].astype(object).map(fmt_value).nunique() > 1]
+
+
+def group_label(row: dict[str, Any], columns: Sequence[str]) -> str:
+    """'alpha=0.5, gamma=-1' for the given columns of one row."""
+    return ", ".join(f"{c}={fmt_value(row.get(c))}" for c in columns) or "all trials"
+
+
+def sort_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Rows sorted by `columns` in study order (see order_values)."""
+    if df.empty or not columns:
+        return df
+    ranks = {}
+    for c in columns:
+        order = [fmt_value(v) for v in order_values(c, df[c])]
+        ranks[c] = df[c].map(lambda v, o=order: o.index(fmt_value(v)))
+    idx = pd.DataFrame(ranks).sort_values(list(columns), kind="stable").index
+    return df.loc[idx]
