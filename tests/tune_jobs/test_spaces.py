@@ -1,0 +1,120 @@
+"""The studies' full grids, checked without running them, and option errors before Ray."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.config import FAST_WEIGHT_SWEEP, TrialConfig
+from core.sharing import valid_sharing_regimes
+from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
+from tune_jobs.common import JobError, JobOptions, grid_configs, validate_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def configs(module, **opts):
+    study = module.make_study(JobOptions(**opts))
+    validate_space(study)  # every cell is a valid TrialConfig
+    return [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
+
+
+def test_alpha_gamma_grid_is_81_cells_in_sweep_order():
+    cfgs = configs(alpha_gamma)
+    assert len(cfgs) == 81
+    assert {(c.alpha, c.gamma) for c in cfgs} == {
+        (a, g) for a in FAST_WEIGHT_SWEEP for g in FAST_WEIGHT_SWEEP
+    }
+    assert {(c.arch, c.ensemble, c.ensemble_size, c.optimizer, c.epochs) for c in cfgs} == {
+        ("vgg11", "batch", 4, "adam", 15)
+    }
+    assert alpha_gamma.make_study(JobOptions()).asha is True
+
+
+def test_seeds_are_a_grid_dimension():
+    cfgs = configs(alpha_gamma, seeds=3)
+    assert len(cfgs) == 243
+    assert sorted({c.seed for c in cfgs}) == [0, 1, 2]
+
+
+def test_ensemble_size_grid_is_24_cells_with_fixed_batch_size():
+    cfgs = configs(ensemble_size)
+    assert len(cfgs) == 24
+    assert sorted({c.ensemble_size for c in cfgs}) == list(range(2, 10))
+    assert sorted({c.lr for c in cfgs}) == [0.0002, 0.002, 0.02]
+    assert {c.batch_size for c in cfgs} == {128}
+    assert {(c.alpha, c.gamma) for c in cfgs} == {(0.5, 0.5)}
+
+
+def test_optimizers_grid_is_6_cells():
+    cfgs = configs(optimizers)
+    assert len(cfgs) == 6
+    assert {(c.ensemble, c.ensemble_size, c.optimizer) for c in cfgs} == {
+        (e, m, o) for e, m in (("single", 1), ("batch", 8)) for o in ("adam", "sgd", "ivon")
+    }
+    assert {(c.alpha, c.gamma, c.epochs, c.arch) for c in cfgs} == {(1.0, 0.2, 15, "vgg11")}
+    assert all(c.val_fraction > 0 for c in cfgs)  # validation curves every epoch
+
+
+def test_sharing_grid_is_the_valid_set():
+    cfgs = configs(sharing)
+    pairs = {(c.sharing_network, c.sharing_ensemble) for c in cfgs}
+    assert pairs == set(valid_sharing_regimes("vgg11", "batch"))
+    assert len(cfgs) == len(pairs) > 4
+    assert {(c.ensemble_size, c.alpha, c.gamma, c.optimizer, c.epochs) for c in cfgs} == {
+        (8, 0.5, 0.5, "adam", 10)
+    }
+    assert all(c.grad_clip is None and c.patience is None for c in cfgs)
+
+
+def test_sharing_on_cifar20_clips_and_stops_early():
+    cfgs = configs(sharing, dataset="cifar20")
+    assert {(c.dataset, c.grad_clip, c.patience) for c in cfgs} == {("cifar20", 1.0, 5)}
+    assert all(c.val_fraction > 0 for c in cfgs)
+
+
+def test_smoke_presets_are_small():
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+        cfgs = configs(module, smoke=True)
+        assert {c.arch for c in cfgs} == {"simple_cnn"}
+        assert all(c.epochs <= 2 and c.train_subset <= 1000 for c in cfgs)
+        assert len(cfgs) <= 16
+
+
+def test_search_objectives():
+    assert search.parse_objectives("accuracy,params") == ["accuracy", "params"]
+    for bad in ("params", "accuracy,speed", "accuracy,params,throughput", ""):
+        with pytest.raises(JobError, match="--objectives"):
+            search.parse_objectives(bad)
+
+
+def run_job(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "mnist"], "--dataset='mnist' is not allowed; choose one of"),
+        (["--set", "alpha=1.5"], "alpha=1.5: fast-weight init must be a number in [-1, 1]"),
+        (["--set", "batchsize=64"], "unknown config field 'batchsize'"),
+        (["--gpus-per-trial", "2"], "--gpus-per-trial=2.0: this machine has at most 0 GPU(s)"),
+        (["--data-dir", "/nonexistent/cifar"], "--data-dir='/nonexistent/cifar': no such folder"),
+    ],
+)
+def test_bad_options_are_refused_before_ray_starts(args, message, tmp_path):
+    if message.startswith("--gpus") and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = run_job("tune_jobs/ensemble_size.py", "--storage-path", str(tmp_path), *args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_swept_field_cannot_be_fixed(tmp_path):
+    r = run_job("tune_jobs/alpha_gamma.py", "--storage-path", str(tmp_path), "--set", "alpha=0.5")
+    assert r.returncode == 2
+    assert "--set alpha: 'alpha' is swept by the alpha_gamma study" in r.stderr

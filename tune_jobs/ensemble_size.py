@@ -1,0 +1,28 @@
+"""Ensemble size 2..9 x learning rate {0.02, 0.002, 0.0002} (24 cells), alpha = gamma = 0.5.
+
+The batch size is fixed (128) for every ensemble size: each member sees every example.
+
+    python tune_jobs/ensemble_size.py --smoke --data-dir ../shared/data/cifar10
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+
+SIZES = tuple(range(2, 10))
+LRS = (0.02, 0.002, 0.0002)
+
+
+def make_study(opts: JobOptions) -> Study:
+    sizes, lrs = ((2, 4), (0.002,)) if opts.smoke else (SIZES, LRS)
+    space = opts.base(arch="vgg11", ensemble="batch", alpha=0.5, gamma=0.5, optimizer="adam",
+                      batch_size=128, epochs=15)
+    space |= {"ensemble_size": grid(sizes), "lr": grid(lrs)}
+    return Study("ensemble_size", with_seeds(space, opts.seeds))
+
+
+if __name__ == "__main__":
+    cli(make_study, doc=__doc__)

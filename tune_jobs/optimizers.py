@@ -1,0 +1,36 @@
+"""Adam / SGD / IVON on a single VGG11 and on an 8-member BatchEnsemble (6 cells).
+
+alpha 1.0, gamma 0.2, 15 epochs; 10% of train is held out so that train and validation
+curves are reported every epoch. Each optimizer keeps its usual learning rate.
+
+    python tune_jobs/optimizers.py --smoke --data-dir ../shared/data/cifar10
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+
+MODELS = {
+    "single": {"ensemble": "single", "ensemble_size": 1},
+    "batch8": {"ensemble": "batch", "ensemble_size": 8},
+}
+OPTIMIZERS = {
+    "adam": {"optimizer": "adam", "lr": 1e-3},
+    "sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+    # IVON's recommended regime: lr ~0.1, ess = train size (the default), hess_init 0.1.
+    "ivon": {"optimizer": "ivon", "lr": 0.1, "ivon_hess_init": 0.1},
+}
+
+
+def make_study(opts: JobOptions) -> Study:
+    space = opts.base(arch="vgg11", alpha=1.0, gamma=0.2, val_fraction=0.1, epochs=15)
+    # Bundles: each grid value sets several config fields together.
+    space |= {"model": grid(MODELS.values()), "opt": grid(OPTIMIZERS.values())}
+    return Study("optimizers", with_seeds(space, opts.seeds))
+
+
+if __name__ == "__main__":
+    cli(make_study, doc=__doc__)

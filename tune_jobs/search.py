@@ -1,0 +1,118 @@
+"""Optuna search through Ray Tune over alpha, gamma, ensemble size, lr, optimizer and sharing.
+
+TPE by default on test accuracy. `--objectives accuracy,params` (or `accuracy,throughput`)
+runs a multi-objective NSGA-II search and writes the Pareto front. The Optuna study lives in
+`optuna.db` (SQLite) in the experiment folder so it can be inspected later
+(`optuna-dashboard sqlite:///.../optuna.db`).
+
+    python tune_jobs/search.py --smoke --data-dir ../shared/data/cifar10
+    python tune_jobs/search.py --objectives accuracy,params --num-samples 200 --address auto
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import pandas as pd  # noqa: E402
+
+from core.sharing import valid_sharing_regimes  # noqa: E402
+from tune_jobs.common import JobError, JobOptions, Study, cli, option  # noqa: E402
+
+# Objective name -> (reported metric, direction).
+OBJECTIVES = {
+    "accuracy": ("test_acc", "max"),
+    "params": ("params", "min"),
+    "throughput": ("batches_per_s", "max"),
+}
+LR_RANGE = {"adam": (1e-4, 1e-2), "sgd": (1e-3, 0.2), "ivon": (1e-2, 0.5)}
+
+
+def define_space(arch: str):
+    regimes = [f"{n}/{e}" for n, e in valid_sharing_regimes(arch, "batch")]
+
+    def space(trial) -> dict:
+        """Define-by-run: the lr range depends on the optimizer; sharing is one valid pair."""
+        opt = trial.suggest_categorical("optimizer", list(LR_RANGE))
+        trial.suggest_float("lr", *LR_RANGE[opt], log=True)
+        trial.suggest_float("alpha", -1.0, 1.0)
+        trial.suggest_float("gamma", -1.0, 1.0)
+        trial.suggest_int("ensemble_size", 2, 8)
+        net, ens = trial.suggest_categorical("sharing", regimes).split("/")
+        # A bundle replaces the "net/ens" label: both fields set together (core.config).
+        return {"sharing": {"sharing_network": net, "sharing_ensemble": ens}}
+
+    return space
+
+
+def parse_objectives(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in OBJECTIVES]
+    if bad or not names or names[0] != "accuracy" or len(names) > 2 or len(set(names)) < len(names):
+        raise JobError(f"--objectives={text!r}: allowed are 'accuracy', 'accuracy,params' and "
+                       "'accuracy,throughput'")
+    return names
+
+
+def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
+    """Rows of completed, finite trials that no other such trial dominates."""
+    cols = {"accuracy": "final_test_acc", "params": "params", "throughput": "batches_per_s"}
+    ok = results[(results["status"] == "TERMINATED") & ~results["diverged"]].copy()
+    ok = ok.dropna(subset=[cols[o] for o in objectives])
+    # Turn every objective into "larger is better".
+    score = pd.DataFrame({o: ok[cols[o]] * (1 if OBJECTIVES[o][1] == "max" else -1)
+                          for o in objectives})
+    keep = []
+    for i in score.index:
+        ge = (score >= score.loc[i]).all(axis=1)
+        gt = (score > score.loc[i]).any(axis=1)
+        keep.append(not (ge & gt).any())
+    return ok[keep]
+
+
+def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:
+    names = parse_objectives(objectives)
+    if num_samples < 1:
+        raise JobError(f"--num-samples={num_samples}: must be >= 1")
+    if opts.smoke:
+        num_samples = min(num_samples, 4)
+    space = opts.base(arch="vgg11", ensemble="batch", epochs=10)
+    metric = [OBJECTIVES[n][0] for n in names]
+    mode = [OBJECTIVES[n][1] for n in names]
+
+    def make_search_alg(exp_dir: Path):
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}")
+        multi = len(names) > 1
+        sampler = (optuna.samplers.NSGAIISampler(seed=0) if multi
+                   else optuna.samplers.TPESampler(seed=0))
+        return OptunaSearch(
+            space=define_space(space["arch"]), metric=metric if multi else metric[0],
+            mode=mode if multi else mode[0], sampler=sampler, storage=storage,
+            study_name=exp_dir.name,
+        )
+
+    def after(exp_dir: Path, results: pd.DataFrame) -> None:
+        if len(names) > 1:
+            front = pareto_front(results, names)
+            front.to_parquet(exp_dir / "pareto_front.parquet", index=False)
+            print(f"pareto front: {exp_dir / 'pareto_front.parquet'} ({len(front)} trial(s))")
+
+    return Study(
+        "search", space, asha=len(names) == 1,
+        metric=metric if len(names) > 1 else metric[0],
+        mode=mode if len(names) > 1 else mode[0],
+        num_samples=num_samples, make_search_alg=make_search_alg, after=after,
+        info={"objectives": names},
+    )
+
+
+if __name__ == "__main__":
+    cli(make_study, doc=__doc__, extra=[
+        option("objectives", "accuracy", str,
+               "accuracy (TPE) | accuracy,params | accuracy,throughput (NSGA-II)"),
+        option("num_samples", 20, int, "Trials the search runs."),
+    ])

@@ -1,0 +1,37 @@
+"""Parameter sharing: within the network x within the ensemble, each none/early/deep/all.
+
+Only the combinations valid for the architecture are run (core.sharing decides); 8 members,
+alpha = gamma = 0.5, Adam, 10 epochs, batches/s recorded. `--dataset cifar20` repeats it on
+CIFAR-100's 20 coarse labels with gradient clipping and early stopping (patience 5), as the
+student study did.
+
+    python tune_jobs/sharing.py --smoke --data-dir ../shared/data/cifar10
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from core.sharing import valid_sharing_regimes  # noqa: E402
+from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+
+CIFAR20 = {"grad_clip": 1.0, "patience": 5, "val_fraction": 0.1}
+
+
+def regimes(arch: str) -> list[dict[str, str]]:
+    return [{"sharing_network": n, "sharing_ensemble": e}
+            for n, e in valid_sharing_regimes(arch, "batch")]
+
+
+def make_study(opts: JobOptions) -> Study:
+    space = opts.base(arch="vgg11", ensemble="batch", ensemble_size=8, alpha=0.5, gamma=0.5,
+                      optimizer="adam", lr=1e-3, epochs=10)
+    if opts.dataset == "cifar20":
+        space |= CIFAR20
+    space["sharing"] = grid(regimes(space["arch"]))
+    return Study("sharing", with_seeds(space, opts.seeds))
+
+
+if __name__ == "__main__":
+    cli(make_study, doc=__doc__)
