@@ -1,0 +1,532 @@
+"""Ensemble layers: BatchEnsemble (shared slow weight, per-member rank-1 fast weights), deep
+ensembles computed together (stacked independent members), and ensemble normalisation.
+
+Notation: M = ensemble size, B = examples per member, N = M * B.
+
+Two activation layouts are used (see `core.models` for where each is used):
+
+* member-major: the ensemble is stacked on the batch dimension, shape (M * B, C, ...);
+  rows m * B ... (m + 1) * B - 1 belong to member m. `BELinear`, `BEConv2d`, `DeepLinear`,
+  `BEBatchNorm2d` and `MemberBatchNorm2d` (default) take and return this layout.
+* channel-stacked: the ensemble is stacked on the channel dimension, shape (B, M * C, H, W);
+  channels m * C ... (m + 1) * C - 1 belong to member m. `DeepConv2d` and
+  `MemberBatchNorm2d(channel_stacked=True)` use it, so a deep trunk runs as grouped
+  convolutions (groups = M) without any transposes between its layers.
+
+Fast weights (`alpha`, `gamma`) are the only parameters named `alpha` / `gamma`: other code
+(optimizer groups: lower learning rate, no weight decay) finds them by that name suffix.
+Normalisation layers name their per-member affine parameters `weight` / `bias`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from core.config import ConfigError
+
+__all__ = [
+    "BEBatchNorm2d",
+    "BEConv2d",
+    "BELinear",
+    "DeepConv2d",
+    "DeepLinear",
+    "MemberBatchNorm2d",
+    "check_fast_weight_init",
+    "init_fast_weight",
+    "members_view",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------------------------------
+def _check_int(name: str, value: object, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"{name}={value!r}: must be an integer >= {lo}")
+    return value
+
+
+def check_fast_weight_init(v: object, name: str = "v") -> float | None:
+    """Validate a fast-weight init value; return it as float (or None).
+
+    Allowed: None (factor frozen at ones) or a real number in [-1, 1].
+    """
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(float(v)):
+        raise ConfigError(
+            f"{name}={v!r}: fast-weight init must be a number in [-1, 1] or None "
+            "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
+        )
+    v = float(v)
+    if not -1.0 <= v <= 1.0:
+        raise ConfigError(
+            f"{name}={v!r}: fast-weight init must be in [-1, 1] or None "
+            "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
+        )
+    return v
+
+
+def init_fast_weight(
+    tensor_or_shape: torch.Tensor | Sequence[int], v: float | None, name: str = "v"
+) -> torch.Tensor:
+    """Initialise a fast weight from the value `v` (the uncertainty-baselines convention).
+
+    * v < 0:        i.i.d. N(1, |v|)  (|v| is the standard deviation)
+    * v == 0:       all ones
+    * 0 < v <= 1:   i.i.d. random signs, +1 with probability v and -1 otherwise
+    * None:         all ones (the caller registers it as a frozen buffer)
+    * anything else (|v| > 1, NaN, non-numbers): `ConfigError`.
+
+    Given a tensor it is filled in place (without recording autograd history) and returned;
+    given a shape a new float tensor on the default device is returned.
+    """
+    v = check_fast_weight_init(v, name)
+    if isinstance(tensor_or_shape, torch.Tensor):
+        t = tensor_or_shape
+    else:
+        t = torch.empty(tuple(int(s) for s in tensor_or_shape))
+    with torch.no_grad():
+        if v is None or v == 0.0:
+            t.fill_(1.0)
+        elif v < 0.0:
+            t.normal_(mean=1.0, std=-v)
+        else:
+            t.bernoulli_(v).mul_(2.0).sub_(1.0)  # {0, 1} -> {-1, +1}
+    return t
+
+
+def _split_members(x: torch.Tensor, ensemble_size: int, layer: str) -> int:
+    """Return B for a member-major input (M * B, ...); refuse a first dim not divisible by M."""
+    n = x.shape[0]
+    if n % ensemble_size != 0:
+        raise ConfigError(
+            f"{layer}: input first dimension {n} is not divisible by ensemble_size="
+            f"{ensemble_size}; expected member-major input of shape (ensemble_size * B, ...) "
+            "with member 0's B rows first"
+        )
+    return n // ensemble_size
+
+
+def members_view(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
+    """View a member-major tensor (M * B, ...) as (M, B, ...), checking divisibility."""
+    b = _split_members(x, ensemble_size, "members_view")
+    return x.view(ensemble_size, b, *x.shape[1:])
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchEnsemble
+# ----------------------------------------------------------------------------------------------
+class _BatchEnsembleMixin(nn.Module):
+    """Registers `alpha` (M, in) and `gamma` (M, out) fast weights: trainable parameters, or,
+    for an init value None, frozen all-ones buffers that the forward pass skips."""
+
+    ensemble_size: int
+    alpha_init: float | None
+    gamma_init: float | None
+
+    def _register_fast_weights(self, n_in: int, n_out: int) -> None:
+        for name, n, v in (("alpha", n_in, self.alpha_init), ("gamma", n_out, self.gamma_init)):
+            t = init_fast_weight((self.ensemble_size, n), v, name)
+            if v is None:
+                self.register_buffer(name, t)
+            else:
+                self.register_parameter(name, nn.Parameter(t))
+
+    def _reset_fast_weights(self) -> None:
+        init_fast_weight(self.alpha, self.alpha_init, "alpha")
+        init_fast_weight(self.gamma, self.gamma_init, "gamma")
+
+    def _reset_member_bias(self, fan_in: int) -> None:
+        # nn.Linear / nn.Conv2d's default bias init, drawn independently for every member.
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+
+class BELinear(_BatchEnsembleMixin):
+    """BatchEnsemble linear layer (Wen et al., 2020).
+
+    For member m with input rows x (B, in):
+
+        y_m = ((x * alpha_m) @ W^T) * gamma_m + bias_m
+            = x @ (W * (gamma_m alpha_m^T))^T + bias_m,
+
+    i.e. member m's effective weight is the slow weight W (out, in), shared by all members,
+    times the rank-1 matrix gamma_m alpha_m^T. Input and output are member-major:
+    (M * B, ..., in) -> (M * B, ..., out). Fast weights are applied by broadcasting over a
+    (M, B, ..., features) view; nothing is repeated per example.
+
+    Parameters: `weight` (out, in) with nn.Linear's default init; `alpha` (M, in) and `gamma`
+    (M, out) initialised by `init_fast_weight` (None: frozen ones, a buffer); `bias` (M, out).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        ensemble_size: int,
+        alpha: float | None = 0.5,
+        gamma: float | None = 0.5,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_int("in_features", in_features)
+        self.out_features = _check_int("out_features", out_features)
+        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        self.alpha_init = check_fast_weight_init(alpha, "alpha")
+        self.gamma_init = check_fast_weight_init(gamma, "gamma")
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self._register_fast_weights(in_features, out_features)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(ensemble_size, out_features))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Linear
+        self._reset_fast_weights()
+        self._reset_member_bias(self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        b = _split_members(x, m, type(self).__name__)
+        mid = (1,) * (x.dim() - 2)  # broadcast over any dims between batch and features
+        if self.alpha_init is not None:
+            # (M, B, ..., in) * (M, 1, ..., in)
+            x = (x.reshape(m, b, *x.shape[1:]) * self.alpha.view(m, 1, *mid, -1)).view(x.shape)
+        y = F.linear(x, self.weight)  # (M * B, ..., out)
+        y = y.view(m, b, *y.shape[1:])  # (M, B, ..., out)
+        gamma = self.gamma.view(m, 1, *mid, -1) if self.gamma_init is not None else None
+        bias = self.bias.view(m, 1, *mid, -1) if self.bias is not None else None
+        if gamma is not None and bias is not None:
+            y = torch.addcmul(bias, y, gamma)
+        elif gamma is not None:
+            y = y * gamma
+        elif bias is not None:
+            y = y + bias
+        return y.reshape(m * b, *y.shape[2:])
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"ensemble_size={self.ensemble_size}, alpha_init={self.alpha_init}, "
+            f"gamma_init={self.gamma_init}, bias={self.bias is not None}"
+        )
+
+
+class BEConv2d(_BatchEnsembleMixin):
+    """BatchEnsemble 2-d convolution.
+
+    For member m with input rows x (B, C_in, H, W):
+
+        y_m = conv2d(x * alpha_m[None, :, None, None], W) * gamma_m[None, :, None, None]
+              + bias_m[None, :, None, None]
+            = conv2d(x, W * (gamma_m alpha_m^T)[:, :, None, None]) + bias_m,
+
+    i.e. member m's effective kernel is the shared slow kernel W (C_out, C_in, kh, kw) scaled
+    by the rank-1 matrix gamma_m alpha_m^T over (out, in) channels. Input and output are
+    member-major: (M * B, C_in, H, W) -> (M * B, C_out, H', W'). One convolution serves all
+    members; the fast weights broadcast over a (M, B, C, H, W) view.
+
+    Parameters: `weight` (C_out, C_in, kh, kw) with nn.Conv2d's default init; `alpha`
+    (M, C_in), `gamma` (M, C_out) from `init_fast_weight` (None: frozen ones, a buffer);
+    `bias` (M, C_out).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        ensemble_size: int,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        alpha: float | None = 0.5,
+        gamma: float | None = 0.5,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _check_int("in_channels", in_channels)
+        self.out_channels = _check_int("out_channels", out_channels)
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        for k in self.kernel_size:
+            _check_int("kernel_size", k)
+        for s in self.stride:
+            _check_int("stride", s)
+        for p in self.padding:
+            _check_int("padding", p, lo=0)
+        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        self.alpha_init = check_fast_weight_init(alpha, "alpha")
+        self.gamma_init = check_fast_weight_init(gamma, "gamma")
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self._register_fast_weights(in_channels, out_channels)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(ensemble_size, out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d
+        self._reset_fast_weights()
+        self._reset_member_bias(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        b = _split_members(x, m, type(self).__name__)
+        if self.alpha_init is not None:
+            # (M, B, C_in, H, W) * (M, 1, C_in, 1, 1)
+            x = (x.reshape(m, b, *x.shape[1:]) * self.alpha.view(m, 1, -1, 1, 1)).view(x.shape)
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (M * B, C_out, H', W')
+        y = y.view(m, b, *y.shape[1:])  # (M, B, C_out, H', W')
+        gamma = self.gamma.view(m, 1, -1, 1, 1) if self.gamma_init is not None else None
+        bias = self.bias.view(m, 1, -1, 1, 1) if self.bias is not None else None
+        if gamma is not None and bias is not None:
+            y = torch.addcmul(bias, y, gamma)
+        elif gamma is not None:
+            y = y * gamma
+        elif bias is not None:
+            y = y + bias
+        return y.reshape(m * b, *y.shape[2:])
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, ensemble_size={self.ensemble_size}, "
+            f"alpha_init={self.alpha_init}, gamma_init={self.gamma_init}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Deep ensembles: M independent members in stacked parameters
+# ----------------------------------------------------------------------------------------------
+class DeepLinear(nn.Module):
+    """M independent linear layers computed together with one batched matmul.
+
+    Member m: y_m = x_m @ W_m^T + b_m with W (M, out, in), b (M, out), each member initialised
+    like nn.Linear independently. Input/output member-major: (M * B, in) -> (M * B, out).
+    Member m's parameters are exactly `weight[m]` and `bias[m]`; nothing is shared.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, ensemble_size: int, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_int("in_features", in_features)
+        self.out_features = _check_int("out_features", out_features)
+        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        self.weight = nn.Parameter(torch.empty(ensemble_size, out_features, in_features))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(ensemble_size, out_features))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        for m in range(self.ensemble_size):
+            nn.init.kaiming_uniform_(self.weight[m], a=math.sqrt(5))
+            if self.bias is not None:
+                nn.init.uniform_(self.bias[m], -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ConfigError(f"DeepLinear: expected input (M * B, in), got shape {tuple(x.shape)}")
+        m = self.ensemble_size
+        b = _split_members(x, m, type(self).__name__)
+        xm = x.reshape(m, b, self.in_features)  # (M, B, in)
+        wt = self.weight.transpose(1, 2)  # (M, in, out)
+        if self.bias is not None:
+            y = torch.baddbmm(self.bias.unsqueeze(1), xm, wt)  # (M, 1, out) + (M, B, out)
+        else:
+            y = torch.bmm(xm, wt)
+        return y.reshape(m * b, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"ensemble_size={self.ensemble_size}, bias={self.bias is not None}"
+        )
+
+
+class DeepConv2d(nn.Module):
+    """M independent 2-d convolutions computed as ONE grouped convolution (groups = M).
+
+    Layout: channel-stacked, (B, M * C_in, H, W) -> (B, M * C_out, H', W'); channel block m
+    belongs to member m, and y[:, m-th block] = conv2d(x[:, m-th block], weight[m], bias[m]).
+    weight (M, C_out, C_in, kh, kw) and bias (M, C_out), each member initialised like
+    nn.Conv2d independently; nothing is shared between members.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        ensemble_size: int,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _check_int("in_channels", in_channels)
+        self.out_channels = _check_int("out_channels", out_channels)
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        for k in self.kernel_size:
+            _check_int("kernel_size", k)
+        for s in self.stride:
+            _check_int("stride", s)
+        for p in self.padding:
+            _check_int("padding", p, lo=0)
+        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        self.weight = nn.Parameter(
+            torch.empty(ensemble_size, out_channels, in_channels, *self.kernel_size)
+        )
+        if bias:
+            self.bias = nn.Parameter(torch.empty(ensemble_size, out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        for m in range(self.ensemble_size):
+            nn.init.kaiming_uniform_(self.weight[m], a=math.sqrt(5))
+            if self.bias is not None:
+                nn.init.uniform_(self.bias[m], -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        if x.dim() != 4 or x.shape[1] != m * self.in_channels:
+            raise ConfigError(
+                f"DeepConv2d: expected channel-stacked input (B, ensemble_size * in_channels = "
+                f"{m * self.in_channels}, H, W), got shape {tuple(x.shape)}"
+            )
+        w = self.weight.view(m * self.out_channels, self.in_channels, *self.kernel_size)
+        bias = self.bias.view(-1) if self.bias is not None else None  # (M * C_out,)
+        return F.conv2d(x, w, bias, self.stride, self.padding, groups=m)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, ensemble_size={self.ensemble_size}, "
+            f"bias={self.bias is not None}, layout=channel-stacked"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisation
+# ----------------------------------------------------------------------------------------------
+class _EnsembleNorm(nn.Module):
+    """Running statistics over `num_stats` channels plus per-member affine `weight`/`bias`
+    (M, C). Train/eval behaviour and the momentum update are those of nn.BatchNorm2d."""
+
+    def __init__(
+        self, num_features: int, ensemble_size: int, num_stats: int, eps: float, momentum: float
+    ) -> None:
+        super().__init__()
+        self.num_features = _check_int("num_features", num_features)
+        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(ensemble_size, num_features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_stats))
+        self.register_buffer("running_var", torch.ones(num_stats))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def _batch_norm(self, x: torch.Tensor, weight=None, bias=None) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, weight, bias,
+            self.training, self.momentum, self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, ensemble_size={self.ensemble_size}, eps={self.eps}, "
+            f"momentum={self.momentum}"
+        )
+
+
+class BEBatchNorm2d(_EnsembleNorm):
+    """BatchNorm for a batch ensemble: running statistics shared by all members (computed over
+    all M * B rows), per-member affine: y_m = (x_m - mu) / sqrt(var + eps) * weight_m + bias_m.
+
+    Member-major layout (M * B, C, H, W); `weight`, `bias` are (M, C).
+    """
+
+    def __init__(
+        self, num_features: int, ensemble_size: int, eps: float = 1e-5, momentum: float = 0.1
+    ) -> None:
+        super().__init__(num_features, ensemble_size, num_features, eps, momentum)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        b = _split_members(x, m, type(self).__name__)
+        y = self._batch_norm(x)  # shared statistics, no affine
+        y = y.view(m, b, *y.shape[1:])  # (M, B, C, H, W)
+        w = self.weight.view(m, 1, -1, 1, 1)
+        bias = self.bias.view(m, 1, -1, 1, 1)
+        return torch.addcmul(bias, y, w).view(x.shape)
+
+
+class MemberBatchNorm2d(_EnsembleNorm):
+    """Fully per-member BatchNorm: member m has its own statistics and affine parameters,
+    exactly as M separate nn.BatchNorm2d(C). `weight`, `bias` are (M, C); running statistics
+    (M * C,), member-major blocks.
+
+    Computed as one BatchNorm over M * C channels of the channel-stacked view
+    (B, M * C, H, W). With `channel_stacked=True` the input already has that layout (deep
+    ensembles); otherwise it is member-major (M * B, C, H, W) and is transposed to it and back.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        ensemble_size: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        channel_stacked: bool = False,
+    ) -> None:
+        super().__init__(num_features, ensemble_size, ensemble_size * num_features, eps, momentum)
+        self.channel_stacked = channel_stacked
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, c = self.ensemble_size, self.num_features
+        w, bias = self.weight.view(-1), self.bias.view(-1)  # (M * C,)
+        if self.channel_stacked:
+            return self._batch_norm(x, w, bias)
+        b = _split_members(x, m, type(self).__name__)
+        rest = x.shape[2:]
+        # (M * B, C, ...) -> (M, B, C, ...) -> (B, M, C, ...) -> (B, M * C, ...)
+        xs = x.reshape(m, b, c, *rest).transpose(0, 1).reshape(b, m * c, *rest)
+        y = self._batch_norm(xs, w, bias)
+        # and back: (B, M * C, ...) -> (B, M, C, ...) -> (M, B, C, ...) -> (M * B, C, ...)
+        return y.view(b, m, c, *rest).transpose(0, 1).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", channel_stacked={self.channel_stacked}"
