@@ -20,9 +20,11 @@ missing. For cifar10/cifar20 the directory itself and its ``cifar10`` / ``cifar2
 Image folders are decoded once (torchvision.io, PIL as a fallback for other formats) and the
 decoded arrays are cached in one ``.pt`` file keyed by dataset name, absolute path and a
 fingerprint of the image files (relative paths, sizes, mtimes): next to the data
-(``<root>/.ensemble-cache-<name>.pt``) when that folder is writable, else in
-``<user cache>/decoded/``. A second load reads that file (well under a second for the 30,000
-CIFAR-10 JPEGs). Pickle layouts are read directly (they are arrays already).
+(``<root>/.ensemble-cache-<name>.pt``) when that folder is writable (a real write attempt
+succeeds and its permission bits grant write: root ignores permissions, but a folder marked
+dr-xr-xr-x, like ../shared, is left alone), else in ``<user cache>/decoded/``. A second load
+reads that file (well under a second for the 30,000 CIFAR-10 JPEGs). Pickle layouts are read
+directly (they are arrays already).
 
 Batches come from `TensorLoader`: tensors moved to the device once, shuffling with its own
 generator seeded per (seed, epoch), random 4-pixel-padded crop and horizontal flip done on the
