@@ -24,7 +24,13 @@ from core.config import TrialConfig
 from core.data import DataBundle, TensorLoader, load_for_config
 from core.metrics import evaluation_metrics
 from core.models import build_model, count_parameters
-from core.optim import build_optimizer, predict_probs, train_step
+from core.optim import (
+    build_optimizer,
+    load_optimizer_state_dict,
+    optimizer_state_dict,
+    predict_probs,
+    train_step,
+)
 
 # Metric names reported for each evaluation split (prefixed test_ / val_).
 EVAL_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
@@ -126,7 +132,7 @@ def fit(
     start_epoch, best_val, bad_epochs = 1, math.inf, 0
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
+        load_optimizer_state_dict(optimizer, resume_state["optimizer"])  # IVON's step count too
         scheduler.load_state_dict(resume_state["scheduler"])
         _set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"] + 1
@@ -186,7 +192,7 @@ def fit(
         if not diverged:
             state = {
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer_state_dict(optimizer),
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(),
                 "epoch": epoch,

@@ -324,10 +324,24 @@ def _local_gpus() -> int:
 
 
 def _cluster_gpus() -> dict[str, float]:
+    """GPUs per node: the live nodes, plus the node types the autoscaler may still launch.
+
+    Right after `ray up` the GPU workers (min 0) do not exist yet; the launcher's config on
+    the head (`~/ray_bootstrap_config.yaml`, resources filled in by `ray up`) says what can.
+    """
     import ray
 
-    return {n["NodeManagerAddress"]: n["Resources"].get("GPU", 0.0)
+    gpus = {n["NodeManagerAddress"]: n["Resources"].get("GPU", 0.0)
             for n in ray.nodes() if n["Alive"]}
+    bootstrap = Path("~/ray_bootstrap_config.yaml").expanduser()
+    if bootstrap.exists():
+        import yaml
+
+        types = (yaml.safe_load(bootstrap.read_text()) or {}).get("available_node_types", {})
+        for name, spec in types.items():
+            if spec.get("max_workers", 0) > 0 or spec.get("min_workers", 0) > 0:
+                gpus[f"node type {name}"] = float((spec.get("resources") or {}).get("GPU", 0))
+    return gpus
 
 
 def _check_gpus(per_trial: float, most: float, where: str) -> None:

@@ -17,11 +17,14 @@ from core.sharing import valid_sharing_regimes  # noqa: E402
 from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
 
 CIFAR20 = {"grad_clip": 1.0, "patience": 5, "val_fraction": 0.1}
+# Smoke: one regime of each kind (neither, network only, ensemble only, both).
+SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all", "all")}
 
 
-def regimes(arch: str) -> list[dict[str, str]]:
+def regimes(arch: str, smoke: bool = False) -> list[dict[str, str]]:
     return [{"sharing_network": n, "sharing_ensemble": e}
-            for n, e in valid_sharing_regimes(arch, "batch")]
+            for n, e in valid_sharing_regimes(arch, "batch")
+            if not smoke or (n, e) in SMOKE_REGIMES]
 
 
 def make_study(opts: JobOptions) -> Study:
@@ -29,7 +32,7 @@ def make_study(opts: JobOptions) -> Study:
                       optimizer="adam", lr=1e-3, epochs=10)
     if opts.dataset == "cifar20":
         space |= CIFAR20
-    space["sharing"] = grid(regimes(space["arch"]))
+    space["sharing"] = grid(regimes(space["arch"], opts.smoke))
     return Study("sharing", with_seeds(space, opts.seeds))
 
 

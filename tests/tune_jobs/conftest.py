@@ -1,0 +1,35 @@
+"""Fixtures for running the study scripts for real: local Ray, the real CIFAR-10 images."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
+
+
+def run_job(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python tune_jobs/<script> args...` from the repo root, as a researcher would."""
+    return subprocess.run(
+        [sys.executable, f"tune_jobs/{script}", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> Path:
+    if not (CIFAR10 / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
+    return CIFAR10
+
+
+@pytest.fixture(scope="session")
+def alpha_gamma_smoke(tmp_path_factory, cifar10_dir) -> Path:
+    """One real alpha/gamma smoke study, shared by the tests that read its output."""
+    storage = tmp_path_factory.mktemp("ray_results")
+    r = run_job("alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(storage))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return storage / "alpha_gamma_smoke"

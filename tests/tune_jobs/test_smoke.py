@@ -1,0 +1,150 @@
+"""Every study's --smoke run against a real local Ray on the real CIFAR-10 images."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+
+from core.config import TrialConfig
+from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
+from tune_jobs.common import JobOptions, grid_configs
+from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
+
+from .conftest import REPO, run_job
+
+pytestmark = pytest.mark.slow
+CONFIG_COLUMNS = ["alpha", "gamma", "ensemble_size", "lr", "optimizer", "sharing_network",
+                  "sharing_ensemble", "ensemble", "arch", "seed", "dataset"]
+RESULT_COLUMNS = ["trial_id", "study", "status", "epochs_done", "diverged", "early_stopped",
+                  "asha_stopped", "node", "params", "batches_per_s", "total_s",
+                  *(f"{k}_{m}" for k in ("final", "best", "avg") for m in EPOCH_METRICS)]
+
+
+def smoke_cells(module) -> list[TrialConfig]:
+    study = module.make_study(JobOptions(smoke=True))
+    return [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
+
+
+def check_tables(exp, module, study):
+    results = pd.read_parquet(exp / "results.parquet")
+    history = pd.read_parquet(exp / "history.parquet")
+    cells = smoke_cells(module)
+    assert len(results) == len(cells) == results["trial_id"].nunique()
+    assert set(RESULT_COLUMNS + CONFIG_COLUMNS) <= set(results.columns)
+    assert set(["trial_id", "epoch", *HISTORY_COLUMNS] + CONFIG_COLUMNS) <= set(history.columns)
+    assert (results["study"] == study).all()
+    assert (results["status"] == "TERMINATED").all(), results["error"].tolist()
+    assert (results["epochs_done"] >= 1).all()
+    # One history row per trial per epoch done, epochs numbered 1..n.
+    assert len(history) == results["epochs_done"].sum()
+    assert not history.duplicated(["trial_id", "epoch"]).any()
+    per_trial = history.groupby("trial_id")["epoch"].agg(["min", "max", "count"])
+    assert (per_trial["min"] == 1).all() and (per_trial["max"] == per_trial["count"]).all()
+    # Real metrics: probabilities and accuracies in range, throughput measured.
+    assert history["test_acc"].between(0, 1).all() and history["test_loss"].gt(0).all()
+    assert history["batches_per_s"].gt(0).all() and history["params"].gt(0).all()
+    last = history.sort_values("epoch").groupby("trial_id").last()
+    merged = results.set_index("trial_id").join(last[["test_acc"]])
+    assert (merged["final_test_acc"] == merged["test_acc"]).all()
+    info = json.loads((exp / "study.json").read_text())
+    assert info["study"] == study and info["smoke"] is True
+    return results, history
+
+
+def test_alpha_gamma_smoke(alpha_gamma_smoke):
+    results, _ = check_tables(alpha_gamma_smoke, alpha_gamma, "alpha_gamma")
+    assert set(zip(results["alpha"], results["gamma"], strict=True)) == {
+        (a, g) for a in alpha_gamma.SMOKE_SWEEP for g in alpha_gamma.SMOKE_SWEEP
+    }
+
+
+def test_ensemble_size_smoke(tmp_path, cifar10_dir):
+    r = run_job("ensemble_size.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    results, _ = check_tables(tmp_path / "ensemble_size_smoke", ensemble_size, "ensemble_size")
+    assert sorted(results["ensemble_size"]) == [2, 4]
+    assert set(results["batch_size"]) == {128}
+    # More members, more fast weights: the distinct parameter count grows with M.
+    by_m = results.set_index("ensemble_size")["params"]
+    assert by_m[4] > by_m[2]
+    # The job tells the researcher where the files are and how to build the report.
+    assert "results.parquet" in r.stdout and "python -m analysis" in r.stdout
+
+
+def test_optimizers_smoke(tmp_path, cifar10_dir):
+    r = run_job("optimizers.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    results, history = check_tables(tmp_path / "optimizers_smoke", optimizers, "optimizers")
+    assert set(zip(results["ensemble"], results["optimizer"], strict=True)) == {
+        (e, o) for e in ("single", "batch") for o in ("adam", "sgd", "ivon")
+    }
+    # Train and validation curves every epoch.
+    assert history["val_acc"].notna().all() and history["train_acc"].notna().all()
+
+
+def test_sharing_smoke(tmp_path, cifar10_dir):
+    r = run_job("sharing.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    results, _ = check_tables(tmp_path / "sharing_smoke", sharing, "sharing")
+    params = results.set_index(["sharing_network", "sharing_ensemble"])["params"]
+    assert params[("all", "all")] < params[("early", "none")] < params[("none", "none")]
+
+
+def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
+    r = run_job("search.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(tmp_path), "--objectives", "accuracy,params",
+                "--num-samples", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = tmp_path / "search_smoke"
+    results = pd.read_parquet(exp / "results.parquet")
+    assert len(results) == 3 and (results["status"] == "TERMINATED").all()
+    front = pd.read_parquet(exp / "pareto_front.parquet")
+    assert len(front) >= 1 and set(front["trial_id"]) <= set(results["trial_id"])
+    # The Optuna study is kept for later inspection, with the suggested knobs.
+    study = optuna.load_study(study_name="search_smoke", storage=f"sqlite:///{exp / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert {"optimizer", "lr", "alpha", "gamma", "ensemble_size", "sharing"} <= set(
+        study.trials[0].params
+    )
+    info = json.loads((exp / "study.json").read_text())
+    assert info["objectives"] == ["accuracy", "params"]
+
+
+def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir):
+    before = sorted(p.name for p in alpha_gamma_smoke.iterdir())
+    r = run_job("alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir),
+                "--storage-path", str(alpha_gamma_smoke.parent))
+    assert r.returncode == 2
+    assert "already exists; pass --resume to continue it" in r.stderr
+    assert sorted(p.name for p in alpha_gamma_smoke.iterdir()) == before
+
+
+def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
+    args = ["--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path),
+            "--max-concurrent", "1", "--no-asha"]
+    proc = subprocess.Popen([sys.executable, "tune_jobs/alpha_gamma.py", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    exp = tmp_path / "alpha_gamma_smoke"
+    deadline = time.time() + 300
+    # Interrupt once the first trial has checkpointed, while others have not started.
+    while time.time() < deadline and not list(exp.glob("train_*/checkpoint_*")):
+        assert proc.poll() is None, "study ended before it could be interrupted"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    assert not (exp / "results.parquet").exists()
+
+    r = run_job("alpha_gamma.py", *args, "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    results, history = check_tables(exp, alpha_gamma, "alpha_gamma")
+    assert (results["epochs_done"] == 2).all()
