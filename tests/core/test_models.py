@@ -1,0 +1,274 @@
+"""core.models: build_model, output layout, deep-member independence, init pass-through."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import ConfigError
+from core.layers import (
+    BEBatchNorm2d,
+    BEConv2d,
+    BELinear,
+    DeepConv2d,
+    DeepLinear,
+    MemberBatchNorm2d,
+)
+from core.models import ARCHITECTURES, build_model, count_parameters
+
+SIZE = {"simple_cnn": 8, "vgg11": 32}  # smallest inputs each architecture accepts
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _images(arch, b=2, size=None):
+    s = size or SIZE[arch]
+    return torch.randn(b, 3, s, s)
+
+
+@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+@pytest.mark.parametrize("ensemble,m", [("single", 1), ("batch", 3), ("deep", 2)])
+def test_output_is_members_by_batch_by_classes(arch, ensemble, m):
+    model = build_model(arch, 7, ensemble_size=m, ensemble=ensemble)
+    y = model(_images(arch, b=2))
+    assert y.shape == (m, 2, 7)
+    assert torch.isfinite(y).all()
+    if m > 1:
+        assert not torch.allclose(y[0], y[1])  # members differ
+    model.eval()
+    assert model(_images(arch, b=1)).shape == (m, 1, 7)  # eval, batch of one
+
+
+def test_other_input_sizes_and_channels():
+    model = build_model("simple_cnn", 4, ensemble_size=2)
+    assert model(torch.randn(3, 3, 37, 41)).shape == (2, 3, 4)
+    gray = build_model("simple_cnn", 4, ensemble_size=2, ensemble="deep", in_channels=1)
+    assert gray(torch.randn(2, 1, 8, 8)).shape == (2, 2, 4)
+    with pytest.raises(ConfigError, match=r"expected images \(B, 3, H, W\)"):
+        model(torch.randn(2, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"image size \(4, 4\) is too small; need H, W >= 8"):
+        model(torch.randn(2, 3, 4, 4))
+
+
+def test_batch_ensemble_uses_be_layers_everywhere():
+    model = build_model("vgg11", 10, ensemble_size=4)
+    kinds = [type(mod) for mod in model.modules()]
+    n_conv = sum(isinstance(lay, type(ARCHITECTURES["vgg11"].layers[0]))
+                 for lay in ARCHITECTURES["vgg11"].layers)
+    assert kinds.count(BEConv2d) == n_conv == 9
+    assert kinds.count(BELinear) == 1  # the classifier too
+    assert kinds.count(BEBatchNorm2d) == 9
+    assert nn.Conv2d not in kinds and nn.Linear not in kinds and nn.BatchNorm2d not in kinds
+
+
+@pytest.mark.parametrize("norm,norm_type,conv_bias", [
+    ("batch", BEBatchNorm2d, False), ("member", MemberBatchNorm2d, False),
+    ("none", nn.Identity, True),
+])
+def test_batch_ensemble_norm_options(norm, norm_type, conv_bias):
+    model = build_model("simple_cnn", 3, ensemble_size=2, norm=norm)
+    for block in model.blocks.values():
+        if hasattr(block, "conv"):
+            assert type(block.norm) is norm_type
+            assert (block.conv.bias is not None) == conv_bias
+    assert model(_images("simple_cnn")).shape == (2, 2, 3)
+
+
+def test_deep_ensemble_layers():
+    model = build_model("simple_cnn", 3, ensemble_size=3, ensemble="deep")
+    kinds = [type(mod) for mod in model.modules()]
+    assert kinds.count(DeepConv2d) == 6 and kinds.count(DeepLinear) == 1
+    assert kinds.count(MemberBatchNorm2d) == 6
+    assert not any(k in kinds for k in (BEConv2d, BELinear, nn.Conv2d, nn.Linear))
+
+
+def test_single_is_an_ordinary_network():
+    model = build_model("simple_cnn", 5, ensemble_size=1, ensemble="single")
+    kinds = {type(mod) for mod in model.modules()}
+    assert {nn.Conv2d, nn.BatchNorm2d, nn.Linear} <= kinds
+    assert not kinds & {BEConv2d, BELinear, DeepConv2d, DeepLinear}
+    # single network param count: convs (no bias, BatchNorm follows) + BN + classifier
+    convs = [(3, 16), (16, 16), (16, 16), (16, 32), (32, 32), (32, 32)]
+    expected = sum(9 * i * o + 2 * o for i, o in convs) + 32 * 5 + 5
+    assert count_parameters(model) == expected
+
+
+# ----------------------------------------------------------------------------------------------
+# deep-ensemble members are independent and share no tensor
+# ----------------------------------------------------------------------------------------------
+def _member_slice(p, m, i):
+    return p.view(m, -1)[i]  # every deep parameter is member-major: member i owns row i
+
+
+@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+def test_unshared_deep_members_share_no_tensor(arch):
+    m = 3
+    if arch == "vgg11":
+        with torch.device("meta"):  # shapes only; storage is checked on simple_cnn
+            model = build_model(arch, 10, ensemble_size=m, ensemble="deep")
+            single = build_model(arch, 10, ensemble_size=1, ensemble="single")
+    else:
+        model = build_model(arch, 10, ensemble_size=m, ensemble="deep")
+        single = build_model(arch, 10, ensemble_size=1, ensemble="single")
+    params = list(model.parameters())
+    # the student bug: "independent" members that share one trunk
+    assert count_parameters(model) == m * count_parameters(single)
+    assert all(p.shape[0] == m for p in params)  # every tensor holds M separate members
+    if arch == "simple_cnn":
+        ptrs = [p.untyped_storage().data_ptr() for p in params]
+        assert len(set(ptrs)) == len(ptrs)  # no two parameters alias one storage
+
+
+def test_deep_members_are_independent():
+    m = 3
+    model = build_model("simple_cnn", 4, ensemble_size=m, ensemble="deep")
+    x = _images("simple_cnn", b=4)
+    for mode in ("train", "eval"):  # train: per-member batch statistics too
+        model.train(mode == "train")
+        y0 = model(x).detach()
+        with torch.no_grad():
+            for p in model.parameters():
+                _member_slice(p, m, 1).add_(0.3 * torch.randn_like(_member_slice(p, m, 1)))
+        y1 = model(x).detach()
+        torch.testing.assert_close(y1[0], y0[0])
+        torch.testing.assert_close(y1[2], y0[2])
+        assert not torch.allclose(y1[1], y0[1])
+    # gradients: member 0's output reaches member 0's slices only
+    model.train()
+    model.zero_grad()
+    model(x)[0].sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert _member_slice(p.grad, m, 1).abs().max() == 0, name
+        assert _member_slice(p.grad, m, 2).abs().max() == 0, name
+    assert _member_slice(model.blocks["conv1"].conv.weight.grad, m, 0).abs().max() > 0
+
+
+def test_batch_ensemble_member_fast_weights_only_affect_that_member():
+    m = 3
+    model = build_model("simple_cnn", 4, ensemble_size=m).eval()  # eval: fixed shared stats
+    x = _images("simple_cnn", b=2)
+    y0 = model(x).detach()
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, BEConv2d | BELinear):
+                mod.alpha[1].mul_(1.5)
+    y1 = model(x).detach()
+    torch.testing.assert_close(y1[0], y0[0])
+    torch.testing.assert_close(y1[2], y0[2])
+    assert not torch.allclose(y1[1], y0[1])
+
+
+def test_all_parameters_get_gradients():
+    for ensemble, m in (("single", 1), ("batch", 2), ("deep", 2)):
+        model = build_model("simple_cnn", 3, ensemble_size=m, ensemble=ensemble,
+                            sharing_network="all")
+        model(_images("simple_cnn")).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# alpha / gamma reach every BatchEnsemble layer (the student's init overwrote them)
+# ----------------------------------------------------------------------------------------------
+def _fast(model, name):
+    return [getattr(mod, name) for mod in model.modules() if isinstance(mod, BEConv2d | BELinear)]
+
+
+def test_build_model_passes_alpha_gamma_to_every_be_layer():
+    model = build_model("vgg11", 10, ensemble_size=4, alpha=1.0, gamma=-0.2)
+    alphas, gammas = _fast(model, "alpha"), _fast(model, "gamma")
+    assert len(alphas) == len(gammas) == 10  # 9 convs + classifier
+    for a in alphas:
+        assert torch.equal(a, torch.ones_like(a))
+    for g in gammas:
+        assert not torch.all(g == 1.0)
+    g = torch.cat([g.flatten() for g in gammas])
+    assert g.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert g.std().item() == pytest.approx(0.2, rel=0.05)
+
+    model = build_model("simple_cnn", 10, ensemble_size=4, alpha=0.0, gamma=0.8)
+    for a in _fast(model, "alpha"):
+        assert torch.equal(a, torch.ones_like(a))
+    g = torch.cat([g.flatten() for g in _fast(model, "gamma")])
+    assert torch.all(g.abs() == 1.0)
+    assert (g == 1.0).float().mean().item() == pytest.approx(0.8, abs=0.06)
+
+
+def test_frozen_fast_weights_are_buffers():
+    model = build_model("simple_cnn", 10, ensemble_size=4, alpha=None, gamma=0.5)
+    names = [n for n, _ in model.named_parameters()]
+    assert not any(n.endswith(".alpha") for n in names)
+    assert sum(n.endswith(".gamma") for n in names) == 7
+    buffers = dict(model.named_buffers())
+    assert all(torch.equal(buffers[f"blocks.{n}.conv.alpha"], torch.ones(4, i))
+               for n, i in (("conv1", 3), ("conv2", 16), ("conv6", 32)))
+    full = build_model("simple_cnn", 10, ensemble_size=4)
+    alpha_sizes = 4 * (3 + 16 + 16 + 16 + 32 + 32 + 32)
+    assert count_parameters(full) - count_parameters(model) == alpha_sizes
+
+
+def test_fast_weight_names_are_only_alpha_and_gamma():
+    model = build_model("simple_cnn", 10, ensemble_size=2)
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        assert leaf in {"weight", "bias", "alpha", "gamma"}
+        if leaf in {"alpha", "gamma"}:
+            assert p.shape[0] == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# errors
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(ensemble_size=0), r"ensemble_size=0: must be an integer >= 1"),
+    (dict(ensemble="single", ensemble_size=4), r"ensemble_size=4: ensemble 'single'"),
+    (dict(ensemble="batch", ensemble_size=1), r"ensemble_size=1: ensemble 'batch' needs"),
+    (dict(ensemble="deep", ensemble_size=1), r"ensemble_size=1: ensemble 'deep' needs"),
+    (dict(arch="resnet50"), r"arch='resnet50' is not allowed; choose one of "
+                            r"\['simple_cnn', 'vgg11'\]"),
+    (dict(ensemble="mc_dropout"), r"ensemble='mc_dropout' is not allowed; choose one of "
+                                  r"\['single', 'batch', 'deep'\]"),
+    (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
+    (dict(norm="member", ensemble="deep"), r"norm='member' with ensemble 'deep'"),
+    (dict(sharing_network="middle"), r"sharing_network='middle' is not allowed"),
+    (dict(sharing_ensemble="half"), r"sharing_ensemble='half' is not allowed"),
+    (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be in \[-1, 1\]"),
+    (dict(gamma=-3), r"gamma=-3.0"),
+    (dict(num_classes=0), r"num_classes=0"),
+    (dict(ensemble_size=2.0), r"ensemble_size=2.0: must be an integer"),
+])
+def test_build_model_rejects_bad_arguments(kwargs, match):
+    args = dict(arch="simple_cnn", num_classes=10) | kwargs
+    with pytest.raises(ConfigError, match=match):
+        build_model(**args)
+
+
+def test_count_parameters_counts_tied_tensors_once():
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    tied[1].weight = tied[0].weight
+    assert count_parameters(tied) == 16 + 4 + 4
+    assert count_parameters(nn.BatchNorm2d(5)) == 10  # running stats are buffers
+
+
+def test_model_trains_one_step():
+    model = build_model("simple_cnn", 3, ensemble_size=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = _images("simple_cnn", b=4), torch.tensor([0, 1, 2, 0])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.repeat(2))
+    loss.backward()
+    opt.step()
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert any(n.endswith(".alpha") for n in changed) and any(n.endswith(".gamma") for n in changed)
+
+
+def test_registry_matches_config_names():
+    from core.config import ARCHS
+
+    assert set(ARCHITECTURES) == set(ARCHS)
+    for spec in ARCHITECTURES.values():
+        regions = [layer.region for layer in spec.layers]
+        assert regions[0] == "early" and regions[-1] == "deep"
