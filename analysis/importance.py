@@ -54,13 +54,18 @@ def param_importances(
     return fb
 
 
+def _maximised(direction: Any) -> bool:
+    """StudyDirection.MAXIMIZE (an IntEnum: str() gives '2', so compare by name)."""
+    return getattr(direction, "name", str(direction)).upper() == "MAXIMIZE"
+
+
 def _objective_index(directions: list[Any], meta: dict[str, Any]) -> int:
     names = [str(o) for o in meta.get("objectives", [])]
     for i, name in enumerate(names[: len(directions)]):
         if "acc" in name:
             return i
     for i, d in enumerate(directions):
-        if "MAXIMIZE" in str(d).upper():
+        if _maximised(d):
             return i
     return 0
 
@@ -92,8 +97,8 @@ def _from_optuna(db: Path, meta: dict[str, Any]) -> Importances:
                 ],
             )
         k = _objective_index(list(study.directions), meta)
-        maximise = "MAXIMIZE" in str(study.directions[k]).upper()
-        sign = -1.0 if maximise else 1.0  # PED-ANOVA explains *low* target values
+        # PED-ANOVA explains *low* target values: negate a maximised objective
+        sign = -1.0 if _maximised(study.directions[k]) else 1.0
 
         def target(t: optuna.trial.FrozenTrial) -> float:
             return sign * t.values[k]

@@ -86,6 +86,9 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
     hist_path = path / "history.parquet"
     if hist_path.is_file():
         history = _read_parquet(hist_path, problems)
+        if history is not None and history.empty:  # e.g. every trial errored before epoch 1
+            notes.append("history.parquet has no rows: learning curves are not drawn")
+            history = None
         if history is not None:
             _check_columns(history, "history.parquet", HISTORY_REQUIRED, problems)
     else:
@@ -110,9 +113,6 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
     tidy = tidy_results(results)
     if history is not None:
         history = tidy_history(history, results)
-        if history.empty:
-            notes.append("history.parquet has no rows: learning curves are not drawn")
-            history = None
     if pareto is not None:
         pareto = pareto.assign(trial_id=pareto["trial_id"].astype(str))
     db = path / "optuna.db"

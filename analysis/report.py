@@ -17,9 +17,9 @@ from analysis.tidy import OUTCOME_TEXT
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
 
 
-def _prepare_out(out: Path, experiment: Path) -> None:
+def _check_out(out: Path, experiment: Path) -> None:
     """Refuse an output folder that is, or contains, the experiment folder, or that exists
-    with files not written by this module; clear an earlier report."""
+    with files not written by this module."""
     out_r, exp_r = out.resolve(), experiment.resolve()
     if out_r == exp_r or out_r in exp_r.parents:
         raise ReportInputError(
@@ -29,14 +29,18 @@ def _prepare_out(out: Path, experiment: Path) -> None:
     if out.exists():
         if not out.is_dir():
             raise ReportInputError(f"output path {str(out)!r} exists and is not a folder")
-        if (out / MARKER).is_file():
-            shutil.rmtree(out)
-        elif any(out.iterdir()):
+        if not (out / MARKER).is_file() and any(out.iterdir()):
             raise ReportInputError(
                 f"output folder {str(out)!r} exists and was not written by analysis "
                 f"(no {MARKER} file); refusing to overwrite it: choose another --out"
             )
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _fresh_out(out: Path) -> None:
+    """Empty report folder with its marker (an earlier report is removed as a whole)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     (out / MARKER).write_text("written by `python -m analysis`; replaced on the next run\n")
 
 
@@ -47,8 +51,9 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     the report folder is written; it is replaced only if an earlier report wrote it."""
     exp = load_experiment(experiment_dir)
     out = Path(out_dir) if out_dir is not None else exp.path / "report"
+    _check_out(out, exp.path)
     plan = plan_report(exp)  # every figure built before anything is written
-    _prepare_out(out, exp.path)
+    _fresh_out(out)
     (out / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
     (out / TABLE_DIR).mkdir()
     for name, table in plan.tables.items():

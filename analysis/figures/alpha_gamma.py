@@ -142,10 +142,15 @@ def alpha_gamma_heatmap(
     axis = {"type": "category", "categoryorder": "array", "showgrid": False}
     fig.update_xaxes(axis, categoryarray=xlab, title_text="gamma (output-side fast-weight init)")
     fig.update_yaxes(axis, categoryarray=ylab, title_text="alpha (input-side fast-weight init)")
+    n_partial = int(((stats["n"] > 0) & (stats["n"] < stats["n_trials"])).sum())
     n_cells = sum(1 for u in unusable if u[2] != "no trial")
     n_empty = len(unusable) - n_cells
     notes = [
         excluded_note(stats),
+        f"{n_partial} cell{'s' if n_partial != 1 else ''} marked * average only their usable "
+        "trials (hover for why)"
+        if n_partial
+        else None,
         asha_note(stats, "marked † and outlined"),
         f"{n_cells} cell{'s' if n_cells != 1 else ''} without a usable value (hatched)"
         if n_cells

@@ -1,0 +1,358 @@
+"""Fabricated study outputs following docs/results_schema.md (results, history, folder)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import FAST_WEIGHT_SWEEP, TrialConfig
+
+SEVEN = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
+EPOCH_METRICS = ("train_loss", "train_acc", *(f"test_{m}" for m in SEVEN))
+VAL_METRICS = tuple(f"val_{m}" for m in SEVEN)
+NAN = float("nan")
+
+
+def config_columns(**overrides: Any) -> dict[str, Any]:
+    """Every TrialConfig field as a column (alpha/gamma None -> NaN, extra flattened)."""
+    cfg = TrialConfig(**overrides).to_dict()
+    extra = cfg.pop("extra")
+    for key in ("alpha", "gamma"):
+        if cfg[key] is None:
+            cfg[key] = NAN
+    cfg.update({f"extra_{k}": v for k, v in extra.items()})
+    return cfg
+
+
+def epoch_values(acc: float, loss: float, epoch: int, epochs: int, val: bool) -> dict[str, float]:
+    """Per-epoch metrics converging to (acc, loss) at the last epoch."""
+    frac = epoch / epochs
+    a = acc - 0.2 * (1 - frac)
+    lo = loss + 0.5 * (1 - frac)
+    row = {"train_loss": lo - 0.1, "train_acc": a + 0.05}
+    for split, shift in (("test", 0.0), ("val", 0.01)):
+        vals = {
+            "acc": a + shift,
+            "loss": lo - shift,
+            "ece": 0.05 + 0.01 * (1 - frac),
+            "brier": 0.3,
+            "member_acc": a - 0.02,
+            "disagreement": 0.1 + 0.01 * frac,
+            "kl": 0.02,
+        }
+        for m, v in vals.items():
+            row[f"{split}_{m}"] = v if (split == "test" or val) else NAN
+    return row
+
+
+def trial(
+    trial_id: str,
+    acc: float,
+    loss: float,
+    *,
+    outcome: str = "completed",
+    epochs_done: int | None = None,
+    val: bool = False,
+    params: float = 1e6,
+    batches_per_s: float = 50.0,
+    study: str = "alpha_gamma",
+    **config: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One results row and its history rows. outcome: completed | diverged | error |
+    asha_stopped | early_stopped | nan (completed but its metrics are NaN)."""
+    cfg = config_columns(**config)
+    epochs = cfg["epochs"]
+    done = epochs_done if epochs_done is not None else (0 if outcome == "error" else epochs)
+    history = []
+    for e in range(1, done + 1):
+        row = {"trial_id": trial_id, "study": study, **cfg, "epoch": e}
+        row.update(epoch_values(acc, loss, e, epochs, val))
+        if outcome == "nan":
+            row.update({k: NAN for k in (*EPOCH_METRICS, *VAL_METRICS)})
+        div = outcome == "diverged" and e == done
+        if div:
+            row.update({"train_loss": NAN, "test_loss": NAN, "test_acc": 0.1, "train_acc": 0.1})
+        row.update(
+            params=params,
+            batches_per_s=batches_per_s,
+            images_per_s=batches_per_s * cfg["batch_size"],
+            epoch_s=10.0,
+            lr=cfg["lr"],
+            diverged=div,
+            early_stopped=outcome == "early_stopped" and e == done,
+        )
+        history.append(row)
+    res: dict[str, Any] = {
+        "trial_id": trial_id,
+        "study": study,
+        **cfg,
+        "status": "ERROR" if outcome == "error" else "TERMINATED",
+        "epochs_done": done,
+        "diverged": outcome == "diverged",
+        "early_stopped": outcome == "early_stopped",
+        "asha_stopped": outcome == "asha_stopped",
+        "node": "10.0.0.1",
+        "error": "RuntimeError: CUDA out of memory" if outcome == "error" else None,
+    }
+    for m in (*EPOCH_METRICS, *VAL_METRICS):
+        col = [h[m] for h in history]
+        finite = [v for v in col if not math.isnan(v)]
+        best = (max if m.endswith("acc") else min)(finite) if finite else NAN
+        res[f"final_{m}"] = col[-1] if col else NAN
+        res[f"best_{m}"] = best
+        res[f"avg_{m}"] = sum(finite) / len(finite) if finite else NAN
+    res["params"] = params if done else NAN
+    res["batches_per_s"] = batches_per_s if done else NAN
+    res["images_per_s"] = batches_per_s * cfg["batch_size"] if done else NAN
+    res["total_s"] = 10.0 * done if done else NAN
+    return res, history
+
+
+def frames(trials: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]]):
+    rows, hist = [], []
+    for r, h in trials:
+        rows.append(r)
+        hist.extend(h)
+    return pd.DataFrame(rows), pd.DataFrame(hist)
+
+
+def ag_acc(alpha: float, gamma: float, seed: int) -> float:
+    """Final test accuracy of the fabricated alpha/gamma trial (deterministic)."""
+    i, j = FAST_WEIGHT_SWEEP.index(alpha), FAST_WEIGHT_SWEEP.index(gamma)
+    return round(0.40 + 0.03 * i + 0.004 * j + 0.01 * seed, 6)
+
+
+# Special cells of the fabricated alpha/gamma grid.
+ALL_DIVERGED = (-1.0, 1.0)  # every seed diverged
+ONE_ERROR = (0.5, -0.5)  # seed 0 errored
+ONE_NAN = (0.2, 0.2)  # seed 1 reported NaN metrics
+ASHA = (-0.2, -0.2)  # every seed stopped by ASHA after 2 epochs
+NOT_RUN = (0.8, 0.8)  # no trial at all
+AG_SEEDS = (0, 1, 2)
+
+
+def alpha_gamma_frames(
+    seeds: Iterable[int] = AG_SEEDS,
+    sweep: Iterable[float] = FAST_WEIGHT_SWEEP,
+    epochs: int = 3,
+    special: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Full (or `sweep` x `sweep`) alpha x gamma grid, rows shuffled out of sweep order."""
+    out = []
+    sweep = list(sweep)
+    for seed in seeds:
+        # reversed / interleaved so nothing is in sweep order by accident
+        for alpha in sweep[::-1]:
+            for gamma in sweep[1::2] + sweep[::2]:
+                cell = (alpha, gamma)
+                outcome, done = "completed", None
+                if special:
+                    if cell == NOT_RUN:
+                        continue
+                    if cell == ALL_DIVERGED:
+                        outcome = "diverged"
+                    elif cell == ONE_ERROR and seed == 0:
+                        outcome = "error"
+                    elif cell == ONE_NAN and seed == 1:
+                        outcome = "nan"
+                    elif cell == ASHA:
+                        outcome, done = "asha_stopped", 2
+                tid = f"ag_a{alpha:g}_g{gamma:g}_s{seed}"
+                acc = ag_acc(alpha, gamma, seed)
+                out.append(
+                    trial(
+                        tid,
+                        acc,
+                        1.5 - acc,
+                        outcome=outcome,
+                        epochs_done=done,
+                        alpha=alpha,
+                        gamma=gamma,
+                        seed=seed,
+                        epochs=epochs,
+                    )
+                )
+    return frames(out)
+
+
+def write_experiment(
+    folder: Path,
+    results: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    study: str | None = None,
+    **meta: Any,
+) -> Path:
+    """Write an experiment folder as a study would (results, history, study.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results.to_parquet(folder / "results.parquet")
+    if history is not None:
+        history.to_parquet(folder / "history.parquet")
+    if study is not None:
+        info = {"study": study, "name": folder.name, "dataset": "cifar10", "smoke": True}
+        info.update({"metric": "test_acc", "mode": "max", **meta})
+        (folder / "study.json").write_text(json.dumps(info))
+    return folder
+
+
+def mean(values: Iterable[float]) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return sum(v) / len(v)
+
+
+def std(values: Iterable[float]) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    m = sum(v) / len(v)
+    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+Builder = Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def ensemble_size_frames(
+    sizes: Iterable[int] = (1, 2, 4, 8),
+    lrs: Iterable[float] = (1e-3, 1e-2),
+    seeds: Iterable[int] = (0, 1, 2),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """acc = 0.5 + 0.02*log2(size) + (0.05 if lr == 1e-3) + 0.01*seed; size 1 is 'single';
+    (size 8, lr 1e-2) diverges for every seed; (size 4, lr 1e-2) seed 2 errors."""
+    out = []
+    for seed in seeds:
+        for lr in lrs:
+            for size in sizes:
+                acc = es_acc(size, lr, seed)
+                outcome = "completed"
+                if size == 8 and lr == 1e-2:
+                    outcome = "diverged"
+                elif size == 4 and lr == 1e-2 and seed == 2:
+                    outcome = "error"
+                out.append(
+                    trial(
+                        f"es_m{size}_lr{lr:g}_s{seed}",
+                        acc,
+                        1.4 - acc,
+                        outcome=outcome,
+                        study="ensemble_size",
+                        ensemble="single" if size == 1 else "batch",
+                        ensemble_size=size,
+                        lr=lr,
+                        seed=seed,
+                        epochs=3,
+                    )
+                )
+    return frames(out)
+
+
+def es_acc(size: int, lr: float, seed: int) -> float:
+    return round(0.5 + 0.02 * math.log2(size) + (0.05 if lr == 1e-3 else 0.0) + 0.01 * seed, 6)
+
+
+OPT_MODELS = (("single", 1), ("batch", 8))
+
+
+def optimizer_frames(
+    optimizers: Iterable[str] = ("adam", "sgd", "ivon"),
+    seeds: Iterable[int] = (0, 1),
+    val: bool = True,
+    epochs: int = 4,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """optimizer x {single vgg11, batch x8} x seeds; sgd/batch seed 1 diverges at epoch 3."""
+    out = []
+    for oi, opt in enumerate(optimizers):
+        for mi, (ens, size) in enumerate(OPT_MODELS):
+            for seed in seeds:
+                acc = 0.6 + 0.05 * oi + 0.03 * mi + 0.01 * seed
+                div = opt == "sgd" and ens == "batch" and seed == 1
+                out.append(
+                    trial(
+                        f"opt_{opt}_{ens}{size}_s{seed}",
+                        acc,
+                        1.2 - acc,
+                        outcome="diverged" if div else "completed",
+                        epochs_done=3 if div else None,
+                        val=val,
+                        study="optimizers",
+                        optimizer=opt,
+                        ensemble=ens,
+                        ensemble_size=size,
+                        seed=seed,
+                        epochs=epochs,
+                        val_fraction=0.1 if val else 0.0,
+                    )
+                )
+    return frames(out)
+
+
+SHARING_REGIMES = (("none", "none"), ("early", "none"), ("none", "deep"), ("all", "all"))
+
+
+def sharing_frames(seeds: Iterable[int] = (0, 1, 2)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Four regimes x seeds; params = 1e6 / (1 + regime index); regime ('all', 'all') seed 0
+    diverges (its params / throughput are still measured)."""
+    out = []
+    for k, (net, ens) in enumerate(SHARING_REGIMES):
+        for seed in seeds:
+            acc = 0.7 - 0.02 * k + 0.01 * seed
+            out.append(
+                trial(
+                    f"sh_{net}_{ens}_s{seed}",
+                    acc,
+                    1.2 - acc,
+                    outcome="diverged" if (k == 3 and seed == 0) else "completed",
+                    params=1e6 / (1 + k),
+                    batches_per_s=40.0 + 5 * k + seed,
+                    study="sharing",
+                    sharing_network=net,
+                    sharing_ensemble=ens,
+                    seed=seed,
+                    epochs=3,
+                )
+            )
+    return frames(out)
+
+
+# (acc, params, batches_per_s) of the fabricated search trials. Non-dominated, worked out by
+# hand: accuracy vs params (fewer better) {0, 1, 3, 6}; accuracy vs batches/s {0, 1, 2, 5}.
+# Trial 7 diverged and trial 8 errored: they would dominate everything, so must never count.
+SEARCH_POINTS = (
+    (0.90, 4e6, 30.0),
+    (0.85, 2e6, 35.0),
+    (0.80, 3e6, 60.0),
+    (0.75, 1e6, 40.0),
+    (0.70, 3e6, 50.0),
+    (0.60, 5e6, 80.0),
+    (0.55, 5e5, 20.0),
+    (0.95, 1e5, 99.0),
+    (0.99, 1e5, 99.0),
+    (0.65, 2.5e6, 55.0),
+)
+SEARCH_OUTCOMES = {7: "diverged", 8: "error"}
+PARAMS_FRONT = {"search_0", "search_1", "search_3", "search_6"}
+THROUGHPUT_FRONT = {"search_0", "search_1", "search_2", "search_5"}
+
+
+def search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    out = []
+    for k, (acc, params, bps) in enumerate(SEARCH_POINTS):
+        res, hist = trial(
+            f"search_{k}",
+            acc,
+            1.2 - acc,
+            outcome=SEARCH_OUTCOMES.get(k, "completed"),
+            params=params,
+            batches_per_s=bps,
+            study="search",
+            alpha=round(-1 + 0.2 * k, 1),
+            lr=10 ** (-4 + k / 4),
+            optimizer=("adam", "sgd")[k % 2],
+            seed=0,
+            epochs=2,
+        )
+        if k == 7:  # the diverged trial's last accuracy is high: it must not be on a front
+            res["final_test_acc"] = acc
+        out.append((res, hist))
+    return frames(out)
