@@ -298,16 +298,20 @@ def test_cli_prints_table_and_counts():
     ]
 
 
-def test_cli_options_and_errors():
-    out = subprocess.run(
-        [sys.executable, "-m", "core.sharing", "vgg11", "--ensemble", "single",
-         "--num-classes", "100"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    row = _count_rows(out.stdout)["none"]
+def test_cli_options_and_errors(capsys):
+    from core.sharing import main
+
+    assert main(["vgg11", "--ensemble", "single", "--num-classes", "100"]) == 0
+    row = _count_rows(capsys.readouterr().out)["none"]
     assert row.split()[1:] == [f"{expected_count('vgg11', 'single', 1, 100, 'none', 'none'):,}",
                                "-", "-", "-"]
-    bad = subprocess.run([sys.executable, "-m", "core.sharing", "resnet"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "resnet" in bad.stderr
+    assert main(["simple_cnn", "--ensemble", "deep", "--ensemble-size", "3"]) == 0
+    row = _count_rows(capsys.readouterr().out)["deep"]
+    assert row.split()[1:] == [
+        f"{expected_count('simple_cnn', 'deep', 3, 10, 'deep', se):,}" for se in SHARING
+    ]
+    assert main(["simple_cnn", "--ensemble", "batch", "--ensemble-size", "1"]) == 2
+    assert "ensemble_size=1: ensemble 'batch' needs at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["resnet"])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
