@@ -209,7 +209,11 @@ def fit(
 
 
 def _ray_reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    import ray
     from ray import tune
+
+    # Ray fills in node_ip itself; several nodes can share one IP, so name the node too.
+    metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
 
     if state is None:
         tune.report(metrics)

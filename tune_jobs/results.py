@@ -52,9 +52,11 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         if col not in hist:
             hist[col] = math.nan
     node = str(hist["node_ip"].iloc[-1]) if "node_ip" in hist and len(hist) else None
+    node_id = str(hist["node_id"].iloc[-1]) if "node_id" in hist and len(hist) else None
     history = hist[["epoch", *HISTORY_COLUMNS]].copy()
     history["epoch"] = history["epoch"].astype(int)
     history["node"] = hist["node_ip"].astype(str) if "node_ip" in hist else None
+    history["node_id"] = hist["node_id"].astype(str) if "node_id" in hist else None
     for k, v in {"trial_id": trial_id, "study": study, **cfg}.items():
         history[k] = [v] * len(history)
 
@@ -70,6 +72,7 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         and row["epochs_done"] < cfg.get("epochs", math.inf)
     )
     row["node"] = node
+    row["node_id"] = node_id
     for m in EPOCH_METRICS:
         vals = pd.to_numeric(history[m], errors="coerce")
         finite = vals.dropna()
