@@ -82,9 +82,11 @@ def trial(
             batches_per_s=batches_per_s,
             images_per_s=batches_per_s * cfg["batch_size"],
             epoch_s=10.0,
-            lr=cfg["lr"],
+            current_lr=cfg["lr"],  # `lr` (the config value) is already among cfg
             diverged=div,
             early_stopped=outcome == "early_stopped" and e == done,
+            node="10.0.0.1",
+            node_id="f00d",
         )
         history.append(row)
     res: dict[str, Any] = {
@@ -97,6 +99,7 @@ def trial(
         "early_stopped": outcome == "early_stopped",
         "asha_stopped": outcome == "asha_stopped",
         "node": "10.0.0.1",
+        "node_id": "f00d",
         "error": "RuntimeError: CUDA out of memory" if outcome == "error" else None,
     }
     for m in (*EPOCH_METRICS, *VAL_METRICS):
