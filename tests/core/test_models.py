@@ -116,7 +116,8 @@ def test_unshared_deep_members_share_no_tensor(arch):
     params = list(model.parameters())
     # the student bug: "independent" members that share one trunk
     assert count_parameters(model) == m * count_parameters(single)
-    assert all(p.shape[0] == m for p in params)  # every tensor holds M separate members
+    # every tensor stacks the M members on dim 0; contiguous, so member rows are disjoint memory
+    assert all(p.shape[0] == m and p.is_contiguous() for p in params)
     if arch == "simple_cnn":
         ptrs = [p.untyped_storage().data_ptr() for p in params]
         assert len(set(ptrs)) == len(ptrs)  # no two parameters alias one storage
