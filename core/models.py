@@ -208,13 +208,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "simple_cnn": ArchSpec(
         "simple_cnn",
         "6 convs (16-16-16 at 1/2 resolution, 32-32-32 at 1/4) and a linear classifier; "
-        "a 4-member batch ensemble trains an epoch of 20k CIFAR images in ~40 s on 2 CPU cores",
+        "2.8M multiply-adds per image and member, made for quick CPU runs",
         _simple_cnn_layers(),
     ),
     "vgg11": ArchSpec(
         "vgg11",
         "CIFAR VGG11 (convs 64-128-256-256-512-512-512-512, BatchNorm, max-pooling, linear "
-        "classifier) plus one extra 256->256 conv (conv4b) so the early region has a tie pair",
+        "classifier) plus one extra 256->256 conv (conv4b) so the early region has a tie pair; "
+        "191M multiply-adds per 32x32 image and member",
         _vgg11_layers(),
     ),
 }
