@@ -65,13 +65,12 @@ def check_fast_weight_init(v: object, name: str = "v") -> float | None:
             f"{name}={v!r}: fast-weight init must be a number in [-1, 1] or None "
             "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
         )
-    v = float(v)
-    if not -1.0 <= v <= 1.0:
+    if not -1.0 <= float(v) <= 1.0:
         raise ConfigError(
             f"{name}={v!r}: fast-weight init must be in [-1, 1] or None "
             "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
         )
-    return v
+    return float(v)
 
 
 def init_fast_weight(
