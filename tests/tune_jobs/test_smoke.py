@@ -148,3 +148,17 @@ def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
     assert r.returncode == 0, r.stderr[-3000:]
     results, history = check_tables(exp, alpha_gamma, "alpha_gamma")
     assert (results["epochs_done"] == 2).all()
+
+
+def test_report_from_a_real_smoke_study(alpha_gamma_smoke, tmp_path):
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "analysis", str(alpha_gamma_smoke), "--out",
+                        str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    index = (out / "index.html").read_text()
+    pages = sorted(p.name for p in out.glob("*.html") if p.name != "index.html")
+    assert pages and all(p in index for p in pages)
+    assert any("heatmap" in p or "alpha" in p for p in pages)
+    assert not any("sharing" in p or "pareto" in p for p in pages)  # other studies' figures
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    assert len(pd.read_csv(out / "tables" / "trials.csv")) == 4  # one row per trial
