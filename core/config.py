@@ -162,6 +162,10 @@ class TrialConfig:
             _int("num_threads", self.num_threads, lo=1)
         if not isinstance(self.extra, dict):
             raise ConfigError(f"extra={self.extra!r}: must be a dict of tags")
+        # Sharing validity depends on the architecture's layer table, which lives with it.
+        from core.sharing import validate_sharing
+
+        validate_sharing(self.arch, self.ensemble, self.sharing_network, self.sharing_ensemble)
 
 
 def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
