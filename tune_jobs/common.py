@@ -207,7 +207,8 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     from core.trainable import train
     from tune_jobs.results import write_results
 
-    ray.init(address=opts.address, ignore_reinit_error=True)
+    # No --address: always a fresh local Ray ("local"), never a cluster that happens to run here.
+    ray.init(address=opts.address or "local")
     try:
         gpus = _cluster_gpus()
         if opts.gpus_per_trial is not None:
