@@ -1,0 +1,83 @@
+"""Training-step throughput of ensembles and sharing regimes, as ratios measured in one run.
+
+Checks two claims: a `deep` ensemble computed together (grouped convs) beats a Python loop
+over M separate networks, and ensemble sharing of the early region (computed once on the
+untiled batch) trains faster than no sharing.
+
+    python benchmarks/throughput.py --arch simple_cnn --members 4 --steps 20
+"""
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from core.config import TrialConfig
+from core.models import build_model, count_parameters
+from core.optim import build_optimizer, train_step
+
+
+def steps_per_s(model: nn.Module, cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor,
+                steps: int) -> float:
+    opt, sched = build_optimizer(model, cfg, num_train=len(y) * steps, steps_per_epoch=steps)
+    for _ in range(2):  # warm-up
+        train_step(model, opt, x, y, cfg, sched)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, opt, x, y, cfg, sched)
+    return steps / (time.perf_counter() - t0)
+
+
+class Loop(nn.Module):
+    """M independent single networks run one after another: the baseline `deep` replaces."""
+
+    def __init__(self, arch: str, members: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            build_model(arch, 10, ensemble_size=1, ensemble="single") for _ in range(members)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x) for m in self.members])  # (M, B, K)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="simple_cnn")
+    p.add_argument("--members", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    x, y = torch.randn(a.batch_size, 3, 32, 32), torch.randint(0, 10, (a.batch_size,))
+    m = a.members
+    cases = {
+        "single": dict(ensemble="single", ensemble_size=1),
+        "deep (grouped)": dict(ensemble="deep", ensemble_size=m),
+        "batch none/none": dict(ensemble="batch", ensemble_size=m),
+        "batch none/early": dict(ensemble="batch", ensemble_size=m, sharing_ensemble="early"),
+        "batch all/none": dict(ensemble="batch", ensemble_size=m, sharing_network="all"),
+        "batch none/all": dict(ensemble="batch", ensemble_size=m, sharing_ensemble="all"),
+    }
+    rate, params = {}, {}
+    print(f"{a.arch}, M={m}, batch {a.batch_size}, {a.threads} thread(s), {a.steps} steps")
+    for name, kw in cases.items():
+        cfg = TrialConfig(arch=a.arch, **kw)
+        model = build_model(a.arch, 10, **kw)
+        rate[name], params[name] = steps_per_s(model, cfg, x, y, a.steps), count_parameters(model)
+        print(f"  {name:18s} {rate[name]:7.2f} steps/s  {params[name]:>11,d} params")
+    loop_cfg = TrialConfig(arch=a.arch, ensemble="deep", ensemble_size=m)
+    rate["deep (loop)"] = steps_per_s(Loop(a.arch, m), loop_cfg, x, y, a.steps)
+    print(f"  {'deep (loop)':18s} {rate['deep (loop)']:7.2f} steps/s")
+    print(f"ratio deep grouped / loop:            "
+          f"{rate['deep (grouped)'] / rate['deep (loop)']:.2f}")
+    print(f"ratio batch early-shared / none:      "
+          f"{rate['batch none/early'] / rate['batch none/none']:.2f}")
+    print(f"ratio batch / single (cost of M={m}):  {rate['single'] / rate['batch none/none']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
