@@ -162,10 +162,15 @@ class TrialConfig:
             _int("num_threads", self.num_threads, lo=1)
         if not isinstance(self.extra, dict):
             raise ConfigError(f"extra={self.extra!r}: must be a dict of tags")
-        # Sharing validity depends on the architecture's layer table, which lives with it.
-        from core.sharing import validate_sharing
+        # Sharing and norm validity depend on the architecture's layer table, which lives with
+        # the models: run every check build_model makes, here on the driver.
+        from core.models import validate_model_args
 
-        validate_sharing(self.arch, self.ensemble, self.sharing_network, self.sharing_ensemble)
+        validate_model_args(
+            self.arch, num_classes=10, ensemble_size=self.ensemble_size, ensemble=self.ensemble,
+            alpha=self.alpha, gamma=self.gamma, sharing_network=self.sharing_network,
+            sharing_ensemble=self.sharing_ensemble, norm=self.norm,
+        )
 
 
 def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def test_defaults_validate_and_round_trip():
          r"sharing_ensemble='all': a 'single' network has no members"),
         ({"dataset": "imagefolder"}, r"data_dir=None: dataset 'imagefolder' needs data_dir"),
         ({"batchsize": 64}, r"unknown config field\(s\) \['batchsize'\]"),
+        ({"ensemble": "deep", "norm": "member"}, r"norm='member'"),
     ],
 )
 def test_bad_values_are_refused(changes, match):
