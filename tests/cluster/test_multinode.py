@@ -1,0 +1,387 @@
+"""Multi-node behaviour of the real study scripts, on one machine (issue 5).
+
+`ray.cluster_utils.Cluster` starts a head node with no CPUs, so no trial can run there, and
+worker nodes with one CPU each: every trial must go to a worker, two trials to two workers.
+The job scripts join it with `--address`, as they would join a real cluster, and write to a
+local `--storage-path` that every node of this machine sees (a shared file system, in effect).
+
+All nodes here share one IP, so the `node` column cannot show where a trial ran; the Ray node
+ID (`node_id`, in the parquet files and in every line of a trial's result.json) does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.tune_jobs.conftest import CIFAR10, REPO, run_job
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 2  # worker nodes, one CPU each
+STORE = 400 * 2**20  # object store per node: the CIFAR-10 arrays (~185 MB) plus room
+SMOKE_EPOCHS = 2
+POLL_S = 0.1
+
+
+# ----------------------------------------------------------------------------------------
+# The cluster
+# ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _address_file_kept():
+    """Keep /tmp/ray/ray_current_cluster as it was around `body`.
+
+    Starting a head (and `ray start`) records its address there, and any plain `ray.init()`
+    on this machine would then join our test cluster; our jobs get `--address`, so they need
+    no record, and other runs on this machine must not be steered to (or away from) ours.
+    """
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    before = path.read_text() if path.exists() else None
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(before)
+
+
+def _add_worker(cluster):
+    with _address_file_kept():
+        return cluster.add_node(num_cpus=1, object_store_memory=STORE)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    from ray.cluster_utils import Cluster
+
+    with _address_file_kept():
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 0, "object_store_memory": STORE,
+                            "include_dashboard": False},
+        )
+    try:
+        for _ in range(WORKERS):
+            _add_worker(cluster)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        with _address_file_kept():
+            cluster.shutdown()
+
+
+@pytest.fixture
+def cluster(ray_cluster):
+    """The shared cluster with exactly WORKERS live one-CPU workers (a test may remove one)."""
+    while len(ray_cluster.worker_nodes) < WORKERS:
+        _add_worker(ray_cluster)
+    while len(ray_cluster.worker_nodes) > WORKERS:
+        ray_cluster.remove_node(ray_cluster.worker_nodes[-1])
+    ray_cluster.wait_for_nodes()
+    return ray_cluster
+
+
+def worker_ids(cluster) -> set[str]:
+    return {n.node_id for n in cluster.worker_nodes}
+
+
+# ----------------------------------------------------------------------------------------
+# Jobs
+# ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    if not (CIFAR10 / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
+    return CIFAR10
+
+
+def job_args(data_dir: Path, storage: Path, cluster, *extra: str) -> list[str]:
+    return ["--smoke", "--data-dir", str(data_dir), "--storage-path", str(storage),
+            "--address", cluster.address, *extra]
+
+
+@pytest.fixture
+def start_job(tmp_path):
+    """Start `python tune_jobs/<script> args` in its own process group; killed at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(script: str, *args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{script}-{len(procs)}.log", "w")
+        proc = subprocess.Popen([sys.executable, f"tune_jobs/{script}", *args], cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = log.name  # type: ignore[attr-defined]
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def log_tail(proc: subprocess.Popen, n: int = 4000) -> str:
+    return Path(proc.log_path).read_text()[-n:]  # type: ignore[attr-defined]
+
+
+def wait_for(cond: Callable[[], object], what: str, proc: subprocess.Popen | None = None,
+             timeout: float = 240):
+    """Poll `cond` until it returns something truthy; fail if `proc` ends first or on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"job ended (rc={proc.returncode}) before {what}:\n{log_tail(proc)}")
+        time.sleep(POLL_S)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}"
+                + (f":\n{log_tail(proc)}" if proc is not None else ""))
+
+
+def reports(exp: Path) -> dict[str, list[dict]]:
+    """Each trial's raw reports (its result.json lines, in order), by trial ID.
+
+    A line being written while we read is skipped; the next poll sees it whole.
+    """
+    out: dict[str, list[dict]] = {}
+    for path in sorted(exp.glob("train_*/result.json")):
+        lines = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(line))
+        if lines:
+            out[lines[0]["trial_id"]] = lines
+    return out
+
+
+def trial_folders(exp: Path) -> int:
+    return len(list(exp.glob("train_*")))
+
+
+def experiment_state(exp: Path) -> dict[str, dict]:
+    """Tune's experiment snapshot (what `--resume` restores): runtime data by trial ID."""
+    path = max(exp.glob("experiment_state-*.json"))  # the newest (a timestamp in the name)
+    out = {}
+    for trial_json, runtime_json in json.loads(path.read_text())["trial_data"]:
+        out[json.loads(trial_json)["trial_id"]] = json.loads(runtime_json)
+    return out
+
+
+def read_tables(exp: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(exp / "results.parquet"), pd.read_parquet(exp / "history.parquet")
+
+
+def assert_complete(results: pd.DataFrame, history: pd.DataFrame, epochs: int) -> None:
+    """Every trial once, TERMINATED after all its epochs, each epoch once in the history."""
+    assert results["trial_id"].is_unique
+    assert (results["status"] == "TERMINATED").all(), results["error"].tolist()
+    assert (results["epochs_done"] == epochs).all(), results["epochs_done"].tolist()
+    for trial_id, h in history.groupby("trial_id"):
+        assert h["epoch"].tolist() == list(range(1, epochs + 1)), trial_id
+    assert set(history["trial_id"]) == set(results["trial_id"])
+
+
+# ----------------------------------------------------------------------------------------
+# Tests
+# ----------------------------------------------------------------------------------------
+def test_smoke_study_runs_trials_on_several_nodes(cluster, data_dir, tmp_path):
+    r = run_job("ensemble_size.py", *job_args(data_dir, tmp_path, cluster), timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    results, history = read_tables(tmp_path / "ensemble_size_smoke")
+    assert len(results) == 2
+    assert_complete(results, history, SMOKE_EPOCHS)
+
+    # Two one-CPU workers, two concurrent trials: one trial per worker, none on the CPU-less
+    # head. The IP (`node`) is the same for every node of this machine; the node ID is not.
+    assert results["node_id"].nunique() == 2
+    assert set(results["node_id"]) == worker_ids(cluster)
+    assert results["node"].notna().all()
+    # Each trial's epochs all ran where the trial ran.
+    per_trial = history.groupby("trial_id")["node_id"].agg(set)
+    assert per_trial.to_dict() == {t: {n} for t, n in zip(results["trial_id"],
+                                                          results["node_id"], strict=True)}
+
+
+def test_trial_of_a_removed_node_continues_from_its_checkpoint(cluster, data_dir, tmp_path,
+                                                                start_job):
+    epochs = 4
+    proc = start_job("ensemble_size.py", *job_args(data_dir, tmp_path, cluster, "--set",
+                                                   f"epochs={epochs}", "--max-failures", "2"))
+    exp = tmp_path / "ensemble_size_smoke"
+
+    def trial_mid_way():
+        for trial_id, lines in reports(exp).items():
+            if lines[-1]["epoch"] < epochs - 1:  # checkpointed, with epochs left to run
+                return trial_id, lines[-1]["node_id"], lines[-1]["epoch"]
+        return None
+
+    victim, node_id, epochs_before = wait_for(trial_mid_way, "a trial checkpointed", proc)
+    [node] = [n for n in cluster.worker_nodes if n.node_id == node_id]
+    cluster.remove_node(node, allow_graceful=False)  # the node vanishes, as a crash would
+    _add_worker(cluster)  # the replacement: capacity for the trial to continue
+    assert proc.wait(timeout=300) == 0, log_tail(proc)
+
+    # The raw reports of the moved trial: epoch 1 once, epochs in order, none repeated; the
+    # node changes once, after the epochs it had finished; on the new node the trial was
+    # restored (its iteration count since restore starts again at 1) at the next epoch.
+    lines = reports(exp)[victim]
+    assert [x["epoch"] for x in lines] == list(range(1, epochs + 1))
+    nodes = [x["node_id"] for x in lines]
+    moved = next(i for i, n in enumerate(nodes) if n != node_id)
+    assert moved >= epochs_before
+    assert set(nodes[:moved]) == {node_id} and len(set(nodes[moved:])) == 1
+    assert nodes[moved] in worker_ids(cluster)  # a live node (the removed one is not)
+    assert lines[moved]["iterations_since_restore"] == 1
+    assert lines[moved]["training_iteration"] == moved + 1
+    assert experiment_state(exp)[victim]["num_failures"] == 1
+
+    results, history = read_tables(exp)
+    assert len(results) == 2
+    assert_complete(results, history, epochs)
+    moved_history = history[history["trial_id"] == victim].sort_values("epoch")
+    assert moved_history["node_id"].tolist() == nodes
+    assert results.set_index("trial_id").loc[victim, "node_id"] == nodes[-1]
+
+
+def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path, start_job):
+    epochs = 3
+    args = job_args(data_dir, tmp_path, cluster, "--set", f"epochs={epochs}")
+    proc = start_job("ensemble_size.py", *args)
+    exp = tmp_path / "ensemble_size_smoke"
+
+    # Kill once Tune's snapshot (what --resume restores) has a checkpoint of every trial and
+    # some trial is still running. The driver writes reports and snapshot into a staging
+    # folder and syncs them to the storage path together, so the storage path has both.
+    def every_trial_checkpointed():
+        try:
+            snapshot = experiment_state(exp)
+        except (ValueError, OSError):  # not written yet, or being written (JSONDecodeError)
+            return None
+        epochs_done = [(s.get("last_result") or {}).get("epoch", 0) for s in snapshot.values()]
+        return (len(snapshot) == 2 and min(epochs_done) >= 1 and min(epochs_done) < epochs
+                and snapshot)
+
+    wait_for(every_trial_checkpointed, "every trial checkpointed", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # What the storage path holds now is final: the driver that wrote it is gone.
+    snapshot = {t: s["last_result"]["epoch"] for t, s in experiment_state(exp).items()}
+    before = reports(exp)
+    assert sorted(before) == sorted(snapshot) and min(snapshot.values()) >= 1
+    assert min(snapshot.values()) < epochs, "the study finished before the driver was killed"
+    assert not (exp / "results.parquet").exists()
+
+    r = run_job("ensemble_size.py", *args, "--resume", timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    results, history = read_tables(exp)
+    assert sorted(results["trial_id"]) == sorted(before)  # every trial exactly once
+    assert_complete(results, history, epochs)
+
+    # No finished epoch lost: every epoch reported before the kill is in the history with
+    # the metrics it had (training is deterministic, so even a re-run epoch matches).
+    h = history.set_index(["trial_id", "epoch"])
+    for trial_id, lines in before.items():
+        for x in lines:
+            row = h.loc[(trial_id, x["epoch"])]
+            assert row["test_acc"] == pytest.approx(x["test_acc"], rel=1e-6)
+            assert row["train_loss"] == pytest.approx(x["train_loss"], rel=1e-6)
+    # Every trial continued from its checkpoint in the snapshot, not from scratch: the epochs
+    # up to it were reported once, and the first report after the resume is the next epoch,
+    # made by a restored trial (its iteration count since restore starts again at 1).
+    after = reports(exp)
+    for trial_id, done in snapshot.items():
+        lines = after[trial_id]
+        assert [x["epoch"] for x in lines[:done]] == list(range(1, done + 1)), lines
+        assert [x["epoch"] for x in lines].count(1) == 1
+        if done < epochs:
+            first = lines[len(before[trial_id])]
+            assert first["epoch"] == done + 1 and first["iterations_since_restore"] == 1, lines
+
+
+# ----------------------------------------------------------------------------------------
+# A node that cannot see the storage folder
+# ----------------------------------------------------------------------------------------
+def _can_mask_folders(tmp: Path) -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    tmp.mkdir(exist_ok=True)
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t",
+                            "tmpfs", "tmpfs", str(tmp)], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.fixture
+def blind_node(cluster, tmp_path):
+    """A worker node in its own mount namespace, where `tmp_path/private` is an empty tmpfs.
+
+    Yields (the folder it cannot see, its node ID); the node is stopped at teardown.
+    """
+    if not _can_mask_folders(tmp_path / "probe"):
+        pytest.skip("needs root and `unshare --mount` to hide a folder from one node")
+    private, log = tmp_path / "private", tmp_path / "blind_node.log"
+    private.mkdir()
+    known = {n.node_id for n in cluster.list_all_nodes()}
+    script = ('mount -t tmpfs tmpfs "$1" && exec "$2" -m ray.scripts.scripts start '
+              '--address="$3" --num-cpus=1 --object-store-memory="$4" --disable-usage-stats '
+              '--block')
+    proc, node_id = None, None
+    try:
+        with _address_file_kept(), open(log, "w") as out:
+            proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                 str(private), sys.executable, cluster.address, str(STORE)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+            def joined():
+                if proc.poll() is not None:
+                    pytest.fail(f"`ray start` in a mount namespace exited:\n{log.read_text()}")
+                # "block forever" is printed once the node runs (and has recorded its address)
+                new = cluster.global_state._live_node_ids() - known
+                return new if "block forever" in log.read_text() else None
+
+            [node_id] = wait_for(joined, "the node in its own mount namespace", timeout=60)
+        yield private, node_id
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops its node
+            try:
+                proc.wait(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
+        if node_id is not None:
+            wait_for(lambda: node_id not in cluster.global_state._live_node_ids(),
+                     "the node to leave", timeout=60)
+
+
+def test_storage_one_node_cannot_see_is_refused_before_any_trial(cluster, data_dir,
+                                                                  blind_node):
+    private, node_id = blind_node
+    storage = private / "ray_results"
+    r = run_job("ensemble_size.py", *job_args(data_dir, storage, cluster), timeout=300)
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "cloud storage" in r.stderr and "shared file system" in r.stderr
+    assert node_id[:8] in r.stderr  # the node that cannot see it is named
+    # Refused before the Tuner was built: no trial, no experiment folder, no marker left.
+    assert "trial(s) in" not in r.stdout
+    assert not (storage / "ensemble_size_smoke").exists()
+    assert list(storage.rglob("train_*")) == [] and list(storage.glob(".reachable-*")) == []
