@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DATASETS = ("cifar10", "cifar20", "imagefolder")
-ARCHS = ("simple_cnn", "vgg11")
+ARCHS = ("simple_cnn", "vgg11", "vgg11_share")
 ENSEMBLES = ("single", "batch", "deep")
 SHARING = ("none", "early", "deep", "all")
 NORMS = ("batch", "member", "none")

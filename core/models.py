@@ -146,6 +146,9 @@ class ArchSpec:
     description: str
     layers: tuple[LayerSpec, ...]
     builder: Callable[..., list[tuple[str, nn.Module, str]]] = convnet
+    # A registry entry that adds same-shape layers so that every region has a tie group; named
+    # in the error when a sharing_network value would change nothing for this architecture.
+    tie_variant: str | None = None
 
     def __post_init__(self) -> None:
         names = [lay.name for lay in self.layers]
@@ -175,14 +178,28 @@ class ArchSpec:
         return size
 
 
-def _vgg11_layers() -> tuple[LayerSpec, ...]:
+def _vgg11_layers(share: bool = False) -> tuple[LayerSpec, ...]:
+    """CIFAR VGG11 (config A: 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M).
+
+    Regions: early = the 64/128/256-channel convs (conv1-conv4, at 32, 16, 8 px), deep = the
+    512-channel convs and the classifier (conv5-conv8, fc, at 4, 2, 1 px). The deep tie group is
+    the three 512->512 convs. The early region has no two layers of one shape, so plain vgg11
+    refuses sharing_network early/all; `share=True` adds conv4b (256->256, after conv4, before
+    the pool), as the student study did, to give the early region the tie pair conv4/conv4b.
+    """
     e, d = "early", "deep"
+    if share:
+        stage3 = (
+            Conv("conv4", 256, 256, e, tie="early"),
+            Conv("conv4b", 256, 256, e, tie="early", pool=True),  # added: early tie partner
+        )
+    else:
+        stage3 = (Conv("conv4", 256, 256, e, pool=True),)
     return (
         Conv("conv1", 3, 64, e, pool=True),  # 32x32
         Conv("conv2", 64, 128, e, pool=True),  # 16x16
         Conv("conv3", 128, 256, e),  # 8x8
-        Conv("conv4", 256, 256, e, tie="early"),
-        Conv("conv4b", 256, 256, e, tie="early", pool=True),  # added: early tie partner
+        *stage3,
         Conv("conv5", 256, 512, d),  # 4x4
         Conv("conv6", 512, 512, d, tie="deep", pool=True),
         Conv("conv7", 512, 512, d, tie="deep"),  # 2x2
@@ -213,10 +230,17 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     ),
     "vgg11": ArchSpec(
         "vgg11",
-        "CIFAR VGG11 (convs 64-128-256-256-512-512-512-512, BatchNorm, max-pooling, linear "
-        "classifier) plus one extra 256->256 conv (conv4b) so the early region has a tie pair; "
-        "191M multiply-adds per 32x32 image and member",
+        "CIFAR VGG11 (8 convs 64-128-256-256-512-512-512-512, BatchNorm, max-pooling after "
+        "conv1, 2, 4, 6, 8, linear classifier); 153M multiply-adds per 32x32 image and member",
         _vgg11_layers(),
+        tie_variant="vgg11_share",
+    ),
+    "vgg11_share": ArchSpec(
+        "vgg11_share",
+        "the student study's VGG11 variant: vgg11 plus one extra 256->256 conv (conv4b, after "
+        "conv4) so that every region has a tie pair; 191M multiply-adds per 32x32 image and "
+        "member",
+        _vgg11_layers(share=True),
     ),
 }
 

@@ -17,7 +17,9 @@ classifier included), and gives same-shape layers a common tie label. Both knobs
 
 The two combine freely. A value that would change nothing for an architecture (a region
 without tie groups, an empty region, ensemble sharing in a `single` network) is a
-`ConfigError`, never a silent alias of `none`.
+`ConfigError`, never a silent alias of `none`. An architecture whose region has no same-shape
+layers may name a `tie_variant`: a registry entry that adds such layers (vgg11 -> vgg11_share,
+the student study's VGG11 with an extra 256->256 conv), suggested by that error.
 
 `python -m core.sharing <arch>` prints the table and the distinct parameter count of every
 valid regime.
@@ -108,6 +110,7 @@ def validate_sharing(arch: str, ensemble: str, sharing_network: str, sharing_ens
             raise ConfigError(
                 f"sharing_network={sharing_network!r}: {arch} has no same-shape layers to tie "
                 f"in its {region!r} region, so this would change nothing; allowed: {allowed}"
+                + _variant_hint(spec)
             )
     if ensemble == "single" and sharing_ensemble != "none":
         raise ConfigError(
@@ -120,6 +123,13 @@ def validate_sharing(arch: str, ensemble: str, sharing_network: str, sharing_ens
                 f"sharing_ensemble={sharing_ensemble!r}: {arch} has no layers in its {region!r} "
                 f"region, so this would change nothing; allowed: {_allowed_ensemble(spec)}"
             )
+
+
+def _variant_hint(spec: ArchSpec) -> str:
+    if spec.tie_variant is None:
+        return ""
+    return (f"; or use arch={spec.tie_variant!r}, which adds same-shape layers so that every "
+            "region has a tie group")
 
 
 def _allowed_network(spec: ArchSpec) -> list[str]:
@@ -194,6 +204,15 @@ def format_table(
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    untied = [r for r in REGIONS if not any(len(g) > 1 and g[0].region == r
+                                            for g in labels.values())]
+    if untied:
+        refused = " and ".join(v for v in SHARING if set(regions(v)) & set(untied))
+        lines += ["", f"No tie group in the {' and '.join(untied)} region, so sharing_network "
+                      f"{refused} would change nothing", "and is refused."]
+        if spec.tie_variant:
+            lines[-1] = (f"and is refused; {spec.tie_variant} adds same-shape layers so that "
+                         "every region has a tie group.")
     lines += [
         "",
         "early = the layers near the input, deep = the rest (classifier included); all = both.",

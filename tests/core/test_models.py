@@ -14,9 +14,9 @@ from core.layers import (
     DeepLinear,
     MemberBatchNorm2d,
 )
-from core.models import ARCHITECTURES, build_model, count_parameters
+from core.models import ARCHITECTURES, Conv, build_model, count_parameters
 
-SIZE = {"simple_cnn": 8, "vgg11": 32}  # smallest inputs each architecture accepts
+SIZE = {"simple_cnn": 8, "vgg11": 32, "vgg11_share": 32}  # smallest inputs each accepts
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def _images(arch, b=2, size=None):
     return torch.randn(b, 3, s, s)
 
 
-@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+@pytest.mark.parametrize("arch", list(SIZE))
 @pytest.mark.parametrize("ensemble,m", [("single", 1), ("batch", 3), ("deep", 2)])
 def test_output_is_members_by_batch_by_classes(arch, ensemble, m):
     model = build_model(arch, 7, ensemble_size=m, ensemble=ensemble)
@@ -58,9 +58,9 @@ def test_batch_ensemble_uses_be_layers_everywhere():
     kinds = [type(mod) for mod in model.modules()]
     n_conv = sum(isinstance(lay, type(ARCHITECTURES["vgg11"].layers[0]))
                  for lay in ARCHITECTURES["vgg11"].layers)
-    assert kinds.count(BEConv2d) == n_conv == 9
+    assert kinds.count(BEConv2d) == n_conv == 8
     assert kinds.count(BELinear) == 1  # the classifier too
-    assert kinds.count(BEBatchNorm2d) == 9
+    assert kinds.count(BEBatchNorm2d) == 8
     assert nn.Conv2d not in kinds and nn.Linear not in kinds and nn.BatchNorm2d not in kinds
 
 
@@ -181,7 +181,7 @@ def _fast(model, name):
 def test_build_model_passes_alpha_gamma_to_every_be_layer():
     model = build_model("vgg11", 10, ensemble_size=4, alpha=1.0, gamma=-0.2)
     alphas, gammas = _fast(model, "alpha"), _fast(model, "gamma")
-    assert len(alphas) == len(gammas) == 10  # 9 convs + classifier
+    assert len(alphas) == len(gammas) == 9  # 8 convs + classifier
     for a in alphas:
         assert torch.equal(a, torch.ones_like(a))
     for g in gammas:
@@ -229,7 +229,7 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
     (dict(ensemble="batch", ensemble_size=1), r"ensemble_size=1: ensemble 'batch' needs"),
     (dict(ensemble="deep", ensemble_size=1), r"ensemble_size=1: ensemble 'deep' needs"),
     (dict(arch="resnet50"), r"arch='resnet50' is not allowed; choose one of "
-                            r"\['simple_cnn', 'vgg11'\]"),
+                            r"\['simple_cnn', 'vgg11', 'vgg11_share'\]"),
     (dict(ensemble="mc_dropout"), r"ensemble='mc_dropout' is not allowed; choose one of "
                                   r"\['single', 'batch', 'deep'\]"),
     (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
@@ -269,7 +269,58 @@ def test_model_trains_one_step():
 def test_registry_matches_config_names():
     from core.config import ARCHS
 
-    assert set(ARCHITECTURES) == set(ARCHS)
+    assert ARCHS == tuple(ARCHITECTURES)  # same names, same order: they cannot drift
     for spec in ARCHITECTURES.values():
         regions = [layer.region for layer in spec.layers]
         assert regions[0] == "early" and regions[-1] == "deep"
+
+
+# ----------------------------------------------------------------------------------------------
+# the VGG11 tables
+# ----------------------------------------------------------------------------------------------
+def _sizes(spec, size=32):
+    """Input side of each layer, following the strides and pools of the table."""
+    out = {}
+    for lay in spec.layers:
+        out[lay.name] = size
+        if isinstance(lay, Conv):
+            size = size // lay.stride // (2 if lay.pool else 1)
+    return out
+
+
+def test_vgg11_is_the_cifar_vgg11():
+    spec = ARCHITECTURES["vgg11"]
+    convs = [lay for lay in spec.layers if isinstance(lay, Conv)]
+    # VGG config A: 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert [c.in_channels for c in convs] == [3, 64, 128, 256, 256, 512, 512, 512]
+    assert [c.name for c in convs if c.pool] == ["conv1", "conv2", "conv4", "conv6", "conv8"]
+    assert all((c.kernel_size, c.stride, c.padding) == (3, 1, 1) for c in convs)
+    assert list(_sizes(spec).values()) == [32, 16, 8, 8, 4, 4, 2, 2, 1]
+    assert spec.min_input_size == 32
+    # regions: the 64-256 channel stages early, the 512 stages and the classifier deep
+    assert [lay.region for lay in spec.layers] == ["early"] * 4 + ["deep"] * 5
+    share = ARCHITECTURES["vgg11_share"]
+    assert list(_sizes(share).values()) == [32, 16, 8, 8, 8, 4, 4, 2, 2, 1]
+    assert [lay.region for lay in share.layers] == ["early"] * 5 + ["deep"] * 5
+
+
+def _macs(spec, size=32):
+    """Multiply-adds per image and member: k*k*in*out per output pixel, and the classifier."""
+    total = 0
+    for lay in spec.layers:
+        if isinstance(lay, Conv):
+            size //= lay.stride
+            total += size * size * lay.kernel_size ** 2 * lay.in_channels * lay.out_channels
+            size //= 2 if lay.pool else 1
+        else:
+            total += lay.in_features * 10
+    return total
+
+
+@pytest.mark.parametrize("arch,mmacs", [("simple_cnn", 2.8), ("vgg11", 153),
+                                        ("vgg11_share", 191)])
+def test_descriptions_state_the_compute(arch, mmacs):
+    spec = ARCHITECTURES[arch]
+    assert f"{mmacs}M multiply-adds" in spec.description
+    assert _macs(spec) / 1e6 == pytest.approx(mmacs, rel=0.02)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import SHARING, ConfigError
+from core.config import SHARING, ConfigError, TrialConfig
 from core.models import ARCHITECTURES, ArchSpec, Classifier, Conv, build_model, count_parameters
 from core.sharing import valid_sharing_regimes, validate_sharing
 
@@ -23,12 +23,23 @@ HAND_TABLES = {
     ),
     "vgg11": (
         [(3, 64, "early", None), (64, 128, "early", None), (128, 256, "early", None),
+         (256, 256, "early", None),
+         (256, 512, "deep", None), (512, 512, "deep", "d"), (512, 512, "deep", "d"),
+         (512, 512, "deep", "d")],
+        512,
+    ),
+    "vgg11_share": (
+        [(3, 64, "early", None), (64, 128, "early", None), (128, 256, "early", None),
          (256, 256, "early", "e"), (256, 256, "early", "e"),
          (256, 512, "deep", None), (512, 512, "deep", "d"), (512, 512, "deep", "d"),
          (512, 512, "deep", "d")],
         512,
     ),
 }
+ARCHS = list(HAND_TABLES)
+# sharing_network values that change something: vgg11 has no same-shape pair in its early
+# region (conv1-conv4: 3->64, 64->128, 128->256, 256->256), so early/all are refused for it.
+NETWORK = {"simple_cnn": SHARING, "vgg11": ("none", "deep"), "vgg11_share": SHARING}
 REGIONS = {"none": set(), "early": {"early"}, "deep": {"deep"}, "all": {"early", "deep"}}
 
 
@@ -60,11 +71,19 @@ def expected_count(arch, ensemble, m, k, sharing_network, sharing_ensemble, norm
 
 
 def test_hand_formula_matches_known_numbers():
-    # VGG11-BN for CIFAR-10 with conv biases has 9,231,114 parameters (the well-known count);
-    # ours drops the 2,752 conv biases (BatchNorm follows) and adds conv4b (256->256 + BN).
-    assert expected_count("vgg11", "single", 1, 10, "none", "none") == (
-        9_231_114 - 2_752 + 9 * 256 * 256 + 2 * 256
+    # CIFAR-10 VGG11-BN with conv biases and one linear classifier 512->10 (e.g. kuangliu's
+    # pytorch-cifar) has 9,231,114 parameters: conv weights 9,217,728 + conv biases 2,752 +
+    # BN affine 5,504 + linear 5,130. Ours drops the conv biases (BatchNorm follows each conv):
+    # 9,228,362. (The often-quoted 9,756,426 is the variant with a 512-512-512-10 MLP head,
+    # i.e. two more 512x512 linear layers, 2 * 262,656; our classifier is one linear layer.)
+    vgg11 = expected_count("vgg11", "single", 1, 10, "none", "none")
+    assert vgg11 == 9_231_114 - 2_752 == 9_228_362
+    assert 9_756_426 - 9_231_114 == 2 * (512 * 512 + 512)
+    # vgg11_share adds conv4b (256->256 conv + BatchNorm)
+    assert expected_count("vgg11_share", "single", 1, 10, "none", "none") == (
+        vgg11 + 9 * 256 * 256 + 2 * 256
     )
+    assert count_parameters(_meta_model("vgg11", 10, 1, "single")) == 9_228_362
     # simple_cnn batch ensemble, 4 members, 10 classes, worked by hand:
     # conv W 28,080 + alpha/gamma 4*259 + BN 8*144 + classifier 320+128+80
     assert expected_count("simple_cnn", "batch", 4, 10, "none", "none") == 30_796
@@ -75,15 +94,15 @@ def _meta_model(*args, **kwargs):
         return build_model(*args, **kwargs)
 
 
-@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("ensemble", ["single", "batch", "deep"])
 def test_exact_parameter_count_of_every_regime(arch, ensemble):
     m = 1 if ensemble == "single" else 4
     regimes = valid_sharing_regimes(arch, ensemble)
     if ensemble == "single":
-        assert regimes == [(sn, "none") for sn in SHARING]
+        assert regimes == [(sn, "none") for sn in NETWORK[arch]]
     else:
-        assert regimes == [(sn, se) for sn in SHARING for se in SHARING]
+        assert regimes == [(sn, se) for sn in NETWORK[arch] for se in SHARING]
     counts = {}
     for sn, se in regimes:
         model = _meta_model(arch, 10, m, ensemble, sharing_network=sn, sharing_ensemble=se)
@@ -96,10 +115,31 @@ def test_exact_parameter_count_of_every_regime(arch, ensemble):
             assert counts[sn, se] < counts[sn, "none"]
 
 
+# The exact numbers `python -m core.sharing vgg11` prints (batch, M=4, 10 classes), worked out:
+# single 9,228,362 + fast weights 4 * 4,995 (sum of conv in+out) + 3 more copies of the BN
+# affine 3 * 5,504 + classifier alpha 4*512, gamma 4*10 and 3 more bias copies 3*10 = 9,266,972;
+# tying conv7 and conv8 to conv6 saves 2 * 9*512*512 = 4,718,592.
+VGG11_BATCH = {("none", "none"): 9_266_972, ("none", "early"): 9_258_128,
+               ("none", "deep"): 9_237_206, ("none", "all"): 9_228_362,
+               ("deep", "none"): 4_548_380, ("deep", "early"): 4_539_536,
+               ("deep", "deep"): 4_518_614, ("deep", "all"): 4_509_770}
+
+
+def test_vgg11_batch_counts_written_out():
+    assert valid_sharing_regimes("vgg11", "batch") == list(VGG11_BATCH)
+    for (sn, se), n in VGG11_BATCH.items():
+        assert expected_count("vgg11", "batch", 4, 10, sn, se) == n
+    assert VGG11_BATCH["none", "none"] == 9_228_362 + 4 * 4_995 + 3 * 5_504 + 4 * 522 + 3 * 10
+    assert VGG11_BATCH["none", "none"] - VGG11_BATCH["deep", "none"] == 2 * 9 * 512 * 512
+    assert VGG11_BATCH["none", "all"] == expected_count("vgg11", "single", 1, 10, "none", "none")
+
+
 @pytest.mark.parametrize("norm", ["none", "member"])
-@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_parameter_count_other_norms(arch, norm):
-    for sn, se in [("none", "none"), ("all", "early"), ("early", "deep")]:
+    for sn, se in [("none", "none"), ("all", "early"), ("early", "deep"), ("deep", "all")]:
+        if sn not in NETWORK[arch]:
+            continue
         model = _meta_model(arch, 100, 3, "batch", sharing_network=sn, sharing_ensemble=se,
                             norm=norm)
         assert count_parameters(model) == expected_count(arch, "batch", 3, 100, sn, se, norm)
@@ -110,7 +150,17 @@ def test_parameter_count_other_norms(arch, norm):
 
 
 TIES = {"simple_cnn": {"early": [("conv2", "conv3")], "deep": [("conv5", "conv6")]},
-        "vgg11": {"early": [("conv4", "conv4b")], "deep": [("conv6", "conv7", "conv8")]}}
+        "vgg11": {"deep": [("conv6", "conv7", "conv8")]},
+        "vgg11_share": {"early": [("conv4", "conv4b")], "deep": [("conv6", "conv7", "conv8")]}}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tie_table_is_as_documented(arch):
+    """TIES (the groups written out in this file) is exactly what the table ties."""
+    for sn in NETWORK[arch]:
+        groups = [g for region in ("early", "deep") if region in REGIONS[sn]
+                  for g in TIES[arch].get(region, [])]
+        assert _meta_model(arch, 10, 2, "batch", sharing_network=sn).tie_groups == groups
 
 
 @pytest.mark.parametrize("ensemble,m", [("single", 1), ("batch", 2), ("deep", 2)])
@@ -137,13 +187,56 @@ def test_tied_layers_share_the_parameter_object(ensemble, m, sharing_network):
     assert model(torch.randn(2, 3, 8, 8, dtype=torch.float64)).shape == (m, 2, 5)
 
 
+def _conv_weights(model):
+    return {name: block.conv.weight for name, block in model.blocks.items() if name != "fc"}
+
+
 def test_vgg11_tie_groups():
-    model = _meta_model("vgg11", 10, 2, "batch", sharing_network="all")
-    w = {name: block.conv.weight for name, block in model.blocks.items() if name != "fc"}
+    model = _meta_model("vgg11", 10, 2, "batch", sharing_network="deep")
+    w = _conv_weights(model)
+    assert w["conv6"] is w["conv7"] is w["conv8"]
+    assert len({id(p) for p in w.values()}) == 8 - 2  # 8 convs; conv7, conv8 tied to conv6
+    assert model.tie_groups == [("conv6", "conv7", "conv8")]
+
+    model = _meta_model("vgg11_share", 10, 2, "batch", sharing_network="all")
+    w = _conv_weights(model)
     assert w["conv4"] is w["conv4b"]
     assert w["conv6"] is w["conv7"] is w["conv8"]
     assert len({id(p) for p in w.values()}) == 9 - 1 - 2  # 9 convs; conv4b, conv7, conv8 tied
     assert model.tie_groups == [("conv4", "conv4b"), ("conv6", "conv7", "conv8")]
+
+
+@pytest.mark.parametrize("sharing_network", ["early", "all"])
+@pytest.mark.parametrize("ensemble,m", [("single", 1), ("batch", 4), ("deep", 4)])
+def test_vgg11_refuses_early_network_sharing(sharing_network, ensemble, m):
+    match = (rf"sharing_network='{sharing_network}': vgg11 has no same-shape layers to tie in "
+             r"its 'early' region, so this would change nothing; allowed: \['none', 'deep'\]; "
+             r"or use arch='vgg11_share'")
+    with pytest.raises(ConfigError, match=match):
+        validate_sharing("vgg11", ensemble, sharing_network, "none")
+    with pytest.raises(ConfigError, match=match):
+        build_model("vgg11", 10, m, ensemble, sharing_network=sharing_network)
+    with pytest.raises(ConfigError, match=match):
+        TrialConfig.from_dict({"arch": "vgg11", "ensemble": ensemble, "ensemble_size": m,
+                               "sharing_network": sharing_network})
+    # the suggested variant takes it
+    TrialConfig.from_dict({"arch": "vgg11_share", "ensemble": ensemble, "ensemble_size": m,
+                           "sharing_network": sharing_network})
+
+
+def test_tie_variants_give_every_region_a_tie_group():
+    for spec in ARCHITECTURES.values():
+        if spec.tie_variant is None:
+            continue
+        assert spec.tie_variant in ARCHITECTURES and spec.tie_variant != spec.name
+        assert {sn for sn, _ in valid_sharing_regimes(spec.tie_variant, "batch")} == set(SHARING)
+    assert ARCHITECTURES["vgg11"].tie_variant == "vgg11_share"
+    # vgg11_share is vgg11 plus conv4b, which takes over conv4's pool
+    base, share = ARCHITECTURES["vgg11"].layers, ARCHITECTURES["vgg11_share"].layers
+    assert [lay.name for lay in share] == [*(lay.name for lay in base[:4]), "conv4b",
+                                           *(lay.name for lay in base[4:])]
+    assert [lay.shape for lay in share if lay.name != "conv4b"] == [lay.shape for lay in base]
+    assert share[4].shape == base[3].shape and share[4].pool and not share[3].pool
 
 
 class _Rows:
@@ -302,9 +395,11 @@ def test_cli_options_and_errors(capsys):
     from core.sharing import main
 
     assert main(["vgg11", "--ensemble", "single", "--num-classes", "100"]) == 0
-    row = _count_rows(capsys.readouterr().out)["none"]
-    assert row.split()[1:] == [f"{expected_count('vgg11', 'single', 1, 100, 'none', 'none'):,}",
-                               "-", "-", "-"]
+    rows = _count_rows(capsys.readouterr().out)
+    assert rows["none"].split()[1:] == [
+        f"{expected_count('vgg11', 'single', 1, 100, 'none', 'none'):,}", "-", "-", "-"
+    ]
+    assert rows["early"].split()[1:] == ["-"] * 4
     assert main(["simple_cnn", "--ensemble", "deep", "--ensemble-size", "3"]) == 0
     row = _count_rows(capsys.readouterr().out)["deep"]
     assert row.split()[1:] == [
@@ -315,3 +410,59 @@ def test_cli_options_and_errors(capsys):
     with pytest.raises(SystemExit):
         main(["resnet"])
     assert "invalid choice: 'resnet'" in capsys.readouterr().err
+
+
+def _table_rows(text):
+    """The layer table: layer name -> (block, region, tie group), cut at the header's columns."""
+    lines = text.splitlines()[2:]
+    header = lines[0]
+    cuts = [header.index(c) for c in ("block", "region", "tie group")]
+    assert header.startswith("layer")
+    out = {}
+    for line in lines[1:lines.index("")]:
+        cols = [line[a:b].strip() for a, b in zip([0, *cuts], [*cuts, None], strict=True)]
+        out[cols[0]] = tuple(cols[1:])
+    return out
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "vgg11_share"])
+def test_cli_vgg11_tables(arch, capsys):
+    from core.sharing import main
+
+    assert main([arch]) == 0
+    text = capsys.readouterr().out
+    layers = _table_rows(text)
+    deep_group = "deep: conv6, conv7, conv8"
+    want = {
+        "conv1": ("conv3x3 3->64 +maxpool", "early", "-"),
+        "conv2": ("conv3x3 64->128 +maxpool", "early", "-"),
+        "conv3": ("conv3x3 128->256", "early", "-"),
+        "conv4": ("conv3x3 256->256 +maxpool", "early", "-"),
+        "conv5": ("conv3x3 256->512", "deep", "-"),
+        "conv6": ("conv3x3 512->512 +maxpool", "deep", deep_group),
+        "conv7": ("conv3x3 512->512", "deep", deep_group),
+        "conv8": ("conv3x3 512->512 +maxpool", "deep", deep_group),
+        "fc": ("avgpool, linear 512->K", "deep", "-"),
+    }
+    if arch == "vgg11":
+        assert "No tie group in the early region, so sharing_network early and all" in text
+        assert "vgg11_share adds same-shape layers" in text
+    else:
+        assert "No tie group" not in text
+        early_group = "early: conv4, conv4b"
+        items = list(want.items())
+        want = dict([
+            *items[:3],
+            ("conv4", ("conv3x3 256->256", "early", early_group)),  # conv4b takes its pool
+            ("conv4b", ("conv3x3 256->256 +maxpool", "early", early_group)),
+            *items[4:],
+        ])
+    assert layers == want
+    assert list(layers) == list(want)  # table order
+    rows = _count_rows(text)
+    for sn in SHARING:
+        want_row = [f"{expected_count(arch, 'batch', 4, 10, sn, se):,}" if sn in NETWORK[arch]
+                    else "-" for se in SHARING]
+        assert rows[sn].split()[1:] == want_row, sn
+    if arch == "vgg11":
+        assert rows["deep"].split()[1:] == [f"{VGG11_BATCH['deep', se]:,}" for se in SHARING]
