@@ -40,7 +40,7 @@ POLL_S = 0.1
 # ----------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _address_file_kept():
-    """Keep /tmp/ray/ray_current_cluster as it was around `body`.
+    """Leave /tmp/ray/ray_current_cluster as it was before the `with` block.
 
     Starting a head (and `ray start`) records its address there, and any plain `ray.init()`
     on this machine would then join our test cluster; our jobs get `--address`, so they need
@@ -65,7 +65,8 @@ def _add_worker(cluster):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(data_dir):
+    """A CPU-less head and WORKERS one-CPU workers, shared by the tests of this module."""
     from ray.cluster_utils import Cluster
 
     with _address_file_kept():
@@ -86,12 +87,19 @@ def ray_cluster():
 
 @pytest.fixture
 def cluster(ray_cluster):
-    """The shared cluster with exactly WORKERS live one-CPU workers (a test may remove one)."""
+    """The shared cluster with exactly WORKERS live one-CPU workers (a test may remove one),
+    each CPU free again (the trials of an earlier test gone)."""
     while len(ray_cluster.worker_nodes) < WORKERS:
         _add_worker(ray_cluster)
     while len(ray_cluster.worker_nodes) > WORKERS:
         ray_cluster.remove_node(ray_cluster.worker_nodes[-1])
     ray_cluster.wait_for_nodes()
+
+    def idle():
+        free = ray_cluster.global_state.available_resources_per_node()
+        return all(free.get(n, {}).get("CPU") == 1 for n in worker_ids(ray_cluster))
+
+    wait_for(idle, "every worker's CPU to be free", timeout=60)
     return ray_cluster
 
 
@@ -171,10 +179,6 @@ def reports(exp: Path) -> dict[str, list[dict]]:
     return out
 
 
-def trial_folders(exp: Path) -> int:
-    return len(list(exp.glob("train_*")))
-
-
 def experiment_state(exp: Path) -> dict[str, dict]:
     """Tune's experiment snapshot (what `--resume` restores): runtime data by trial ID."""
     path = max(exp.glob("experiment_state-*.json"))  # the newest (a timestamp in the name)
@@ -244,8 +248,8 @@ def test_trial_of_a_removed_node_continues_from_its_checkpoint(cluster, data_dir
     lines = reports(exp)[victim]
     assert [x["epoch"] for x in lines] == list(range(1, epochs + 1))
     nodes = [x["node_id"] for x in lines]
-    moved = next(i for i, n in enumerate(nodes) if n != node_id)
-    assert moved >= epochs_before
+    moved = next((i for i, n in enumerate(nodes) if n != node_id), None)
+    assert moved is not None and moved >= epochs_before, (epochs_before, lines)
     assert set(nodes[:moved]) == {node_id} and len(set(nodes[moved:])) == 1
     assert nodes[moved] in worker_ids(cluster)  # a live node (the removed one is not)
     assert lines[moved]["iterations_since_restore"] == 1
