@@ -43,6 +43,10 @@ class JobError(Exception):
     """A bad option or state found before (or instead of) starting any trial."""
 
 
+class StudyInterrupted(Exception):
+    """The Tuner stopped before every trial finished; the experiment can be resumed."""
+
+
 def _opt(help: str, *names: str) -> Any:
     return typer.Option(*names, help=help)
 
@@ -240,6 +244,13 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         n_trials = study.num_samples * (1 if study.make_search_alg else validate_space(study))
         print(f"study {study.name}: {n_trials} trial(s) in {exp_path}", flush=True)
         grid = tuner.fit()
+        finished = _finished_trials(exp_path)
+        if finished < n_trials:
+            # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
+            raise StudyInterrupted(
+                f"study interrupted with {finished} of {n_trials} trial(s) finished; the state "
+                f"is saved in {exp_path}: run the same command with --resume to continue"
+            )
         _write_study_json(local_dir, study, opts)
         results_path, history_path, results = write_results(grid, study.name, local_dir)
         if study.after is not None:
@@ -251,6 +262,19 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     print(f"results: {results_path}\nhistory: {history_path}")
     print(f"report:  python -m analysis {local_dir}")
     return local_dir
+
+
+def _finished_trials(exp_path: str) -> int:
+    """Trials that ended (TERMINATED or ERROR) in the experiment state Tune saved last.
+
+    After Ctrl-C Tune still returns a ResultGrid, with the interrupted trials stopped; the
+    saved state (written before that clean-up) says which really finished, and trials never
+    started are missing from it altogether.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(exp_path).trials
+    return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
 
 def _tune_config(study: Study, opts: JobOptions):
@@ -439,6 +463,9 @@ def cli(
         except (JobError, ConfigError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except StudyInterrupted as e:
+            print(str(e), file=sys.stderr)
+            raise typer.Exit(130) from None
 
     command.__signature__ = inspect.Signature(common + extra)  # type: ignore[attr-defined]
     command.__doc__ = doc

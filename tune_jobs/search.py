@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import pandas as pd  # noqa: E402
 
-from core.sharing import valid_sharing_regimes  # noqa: E402
 from tune_jobs.common import JobError, JobOptions, Study, cli, option  # noqa: E402
+from tune_jobs.search_space import SearchSpace  # noqa: E402
 
 # Objective name -> (reported metric, direction).
 OBJECTIVES = {
@@ -25,26 +25,6 @@ OBJECTIVES = {
     "params": ("params", "min"),
     "throughput": ("batches_per_s", "max"),
 }
-LR_RANGE = {"adam": (1e-4, 1e-2), "sgd": (1e-3, 0.2), "ivon": (1e-2, 0.5)}
-
-
-def define_space(arch: str):
-    regimes = [f"{n}/{e}" for n, e in valid_sharing_regimes(arch, "batch")]
-
-    def space(trial) -> dict:
-        """Define-by-run: the lr range depends on the optimizer; sharing is one valid pair."""
-        opt = trial.suggest_categorical("optimizer", list(LR_RANGE))
-        trial.suggest_float("lr", *LR_RANGE[opt], log=True)
-        trial.suggest_float("alpha", -1.0, 1.0)
-        trial.suggest_float("gamma", -1.0, 1.0)
-        trial.suggest_int("ensemble_size", 2, 8)
-        net, ens = trial.suggest_categorical("sharing", regimes).split("/")
-        # A bundle replaces the "net/ens" label: both fields set together (core.config).
-        return {"sharing": {"sharing_network": net, "sharing_ensemble": ens}}
-
-    return space
-
-
 def parse_objectives(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [n for n in names if n not in OBJECTIVES]
@@ -90,7 +70,7 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         sampler = (optuna.samplers.NSGAIISampler(seed=0) if multi
                    else optuna.samplers.TPESampler(seed=0))
         return OptunaSearch(
-            space=define_space(space["arch"]), metric=metric if multi else metric[0],
+            space=SearchSpace(space["arch"]), metric=metric if multi else metric[0],
             mode=mode if multi else mode[0], sampler=sampler, storage=storage,
             study_name=exp_dir.name,
         )

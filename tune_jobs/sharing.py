@@ -1,6 +1,9 @@
 """Parameter sharing: within the network x within the ensemble, each none/early/deep/all.
 
-Only the combinations valid for the architecture are run (core.sharing decides); 8 members,
+Only the combinations valid for the architecture are run (core.sharing decides). The default
+arch is `vgg11_share`, VGG11 plus one 256->256 conv so that the early region has a tie pair,
+as the student study did (plain `vgg11` has none: `--set arch=vgg11` runs its 8 valid pairs);
+8 members,
 alpha = gamma = 0.5, Adam, 10 epochs, batches/s recorded. `--dataset cifar20` repeats it on
 CIFAR-100's 20 coarse labels with gradient clipping and early stopping (patience 5), as the
 student study did.
@@ -28,7 +31,7 @@ def regimes(arch: str, smoke: bool = False) -> list[dict[str, str]]:
 
 
 def make_study(opts: JobOptions) -> Study:
-    space = opts.base(arch="vgg11", ensemble="batch", ensemble_size=8, alpha=0.5, gamma=0.5,
+    space = opts.base(arch="vgg11_share", ensemble="batch", ensemble_size=8, alpha=0.5, gamma=0.5,
                       optimizer="adam", lr=1e-3, epochs=10)
     if opts.dataset == "cifar20":
         space |= CIFAR20

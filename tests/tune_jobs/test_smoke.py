@@ -141,7 +141,7 @@ def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
         assert proc.poll() is None, "study ended before it could be interrupted"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=120)
+    assert proc.wait(timeout=120) == 130  # interrupted, state saved, no partial tables
     assert not (exp / "results.parquet").exists()
 
     r = run_job("alpha_gamma.py", *args, "--resume")

@@ -60,12 +60,20 @@ def test_optimizers_grid_is_6_cells():
 def test_sharing_grid_is_the_valid_set():
     cfgs = configs(sharing)
     pairs = {(c.sharing_network, c.sharing_ensemble) for c in cfgs}
-    assert pairs == set(valid_sharing_regimes("vgg11", "batch"))
-    assert len(cfgs) == len(pairs) > 4
+    assert pairs == set(valid_sharing_regimes("vgg11_share", "batch"))
+    assert len(cfgs) == len(pairs) == 16  # none/early/deep/all each: every pair is valid
+    assert {c.arch for c in cfgs} == {"vgg11_share"}
     assert {(c.ensemble_size, c.alpha, c.gamma, c.optimizer, c.epochs) for c in cfgs} == {
         (8, 0.5, 0.5, "adam", 10)
     }
     assert all(c.grad_clip is None and c.patience is None for c in cfgs)
+
+
+def test_sharing_on_plain_vgg11_runs_its_valid_pairs_only():
+    cfgs = configs(sharing, overrides=["arch=vgg11"])
+    assert {(c.sharing_network, c.sharing_ensemble) for c in cfgs} == {
+        (n, e) for n in ("none", "deep") for e in ("none", "early", "deep", "all")
+    }
 
 
 def test_sharing_on_cifar20_clips_and_stops_early():
