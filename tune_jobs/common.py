@@ -36,7 +36,7 @@ PROGRESS_METRICS = {
     "test_loss": "test loss",
     "batches_per_s": "batch/s",
 }
-SMOKE = {"arch": "simple_cnn", "train_subset": 1000, "test_subset": 500, "epochs": 2}
+SMOKE = {"arch": "simple_cnn", "train_subset": 500, "test_subset": 250, "epochs": 2}
 
 
 class JobError(Exception):

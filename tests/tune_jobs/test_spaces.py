@@ -86,7 +86,7 @@ def test_smoke_presets_are_small():
     for module in (alpha_gamma, ensemble_size, optimizers, sharing):
         cfgs = configs(module, smoke=True)
         assert {c.arch for c in cfgs} == {"simple_cnn"}
-        assert all(c.epochs <= 2 and c.train_subset <= 1000 for c in cfgs)
+        assert all(c.epochs <= 2 and c.train_subset <= 500 for c in cfgs)
         assert len(cfgs) <= 6
 
 
