@@ -222,6 +222,31 @@ class BELinear(_BatchEnsembleMixin):
         )
 
 
+
+def _set_conv_geometry(
+    layer: nn.Module,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int],
+    padding: int | tuple[int, int],
+    ensemble_size: int,
+) -> None:
+    """Check and store a conv layer's sizes (shared by BEConv2d and DeepConv2d)."""
+    layer.in_channels = _check_int("in_channels", in_channels)
+    layer.out_channels = _check_int("out_channels", out_channels)
+    layer.kernel_size = _pair(kernel_size)
+    layer.stride = _pair(stride)
+    layer.padding = _pair(padding)
+    for k in layer.kernel_size:
+        _check_int("kernel_size", k)
+    for s in layer.stride:
+        _check_int("stride", s)
+    for p in layer.padding:
+        _check_int("padding", p, lo=0)
+    layer.ensemble_size = _check_int("ensemble_size", ensemble_size)
+
+
 class BEConv2d(_BatchEnsembleMixin):
     """BatchEnsemble 2-d convolution.
 
@@ -254,18 +279,8 @@ class BEConv2d(_BatchEnsembleMixin):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels)
-        self.out_channels = _check_int("out_channels", out_channels)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        for k in self.kernel_size:
-            _check_int("kernel_size", k)
-        for s in self.stride:
-            _check_int("stride", s)
-        for p in self.padding:
-            _check_int("padding", p, lo=0)
-        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        _set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding,
+                           ensemble_size)
         self.alpha_init = check_fast_weight_init(alpha, "alpha")
         self.gamma_init = check_fast_weight_init(gamma, "gamma")
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
@@ -380,18 +395,8 @@ class DeepConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels)
-        self.out_channels = _check_int("out_channels", out_channels)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        for k in self.kernel_size:
-            _check_int("kernel_size", k)
-        for s in self.stride:
-            _check_int("stride", s)
-        for p in self.padding:
-            _check_int("padding", p, lo=0)
-        self.ensemble_size = _check_int("ensemble_size", ensemble_size)
+        _set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding,
+                           ensemble_size)
         self.weight = nn.Parameter(
             torch.empty(ensemble_size, out_channels, in_channels, *self.kernel_size)
         )
