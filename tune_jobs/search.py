@@ -54,6 +54,11 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
     names = parse_objectives(objectives)
     if num_samples < 1:
         raise JobError(f"--num-samples={num_samples}: must be >= 1")
+    if opts.seeds != 1:
+        # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
+        # searchers do not combine with. Rerun the best configs with --seeds in a grid study.
+        raise JobError(f"--seeds={opts.seeds}: the search runs one seed per suggested config; "
+                       "allowed: 1 (replicate chosen configs with a grid study's --seeds)")
     if opts.smoke:
         num_samples = min(num_samples, 4)
     space = opts.base(arch="vgg11", ensemble="batch", epochs=10)

@@ -90,6 +90,11 @@ def test_smoke_presets_are_small():
         assert len(cfgs) <= 6
 
 
+def test_search_refuses_replicates():
+    with pytest.raises(JobError, match="--seeds=3: the search runs one seed per suggested config"):
+        search.make_study(JobOptions(seeds=3))
+
+
 def test_search_objectives():
     assert search.parse_objectives("accuracy,params") == ["accuracy", "params"]
     for bad in ("params", "accuracy,speed", "accuracy,params,throughput", ""):
