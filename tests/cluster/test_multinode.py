@@ -33,6 +33,7 @@ WORKERS = 2  # worker nodes, one CPU each
 STORE = 400 * 2**20  # object store per node: the CIFAR-10 arrays (~185 MB) plus room
 SMOKE_EPOCHS = 2
 POLL_S = 0.1
+QUIET_S = 0.3  # no file of the experiment changed for this long: no copy under way
 
 
 # ----------------------------------------------------------------------------------------
@@ -272,23 +273,38 @@ def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path
 
     # Kill once Tune's snapshot (what --resume restores) has a checkpoint of every trial and
     # some trial is still running. The driver writes reports and snapshot into a staging
-    # folder and syncs them to the storage path together, so the storage path has both.
-    def every_trial_checkpointed():
-        try:
-            snapshot = experiment_state(exp)
-        except (ValueError, OSError):  # not written yet, or being written (JSONDecodeError)
-            return None
-        epochs_done = [(s.get("last_result") or {}).get("epoch", 0) for s in snapshot.values()]
-        return (len(snapshot) == 2 and min(epochs_done) >= 1 and min(epochs_done) < epochs
-                and snapshot)
+    # folder and copies it to the storage path (in a thread, file by file) when a trial
+    # checkpoints: kill when that copy is complete and quiet, not half-way through it.
+    seen: dict[Path, bytes] = {}
+    quiet_since = time.monotonic()
 
-    wait_for(every_trial_checkpointed, "every trial checkpointed", proc)
+    def ready_to_kill():
+        nonlocal seen, quiet_since
+        files = {p: p.read_bytes() for p in [*exp.glob("experiment_state-*.json"),
+                                             *exp.glob("train_*/result.json")]}
+        if files != seen:
+            seen, quiet_since = files, time.monotonic()
+            return False
+        if time.monotonic() - quiet_since < QUIET_S:
+            return False
+        try:
+            snapshot = {t: (s.get("last_result") or {}).get("epoch", 0)
+                        for t, s in experiment_state(exp).items()}
+        except (ValueError, OSError):  # not written yet (or a half-written JSON)
+            return False
+        got = reports(exp)
+        return (len(snapshot) == 2 and 1 <= min(snapshot.values()) < epochs
+                and all(t in got and got[t][-1]["epoch"] >= e for t, e in snapshot.items()))
+
+    wait_for(ready_to_kill, "every trial checkpointed", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     # What the storage path holds now is final: the driver that wrote it is gone.
     snapshot = {t: s["last_result"]["epoch"] for t, s in experiment_state(exp).items()}
     before = reports(exp)
-    assert sorted(before) == sorted(snapshot) and min(snapshot.values()) >= 1
+    assert sorted(before) == sorted(snapshot), (snapshot, before)
+    assert all(before[t][-1]["epoch"] >= e >= 1 for t, e in snapshot.items()), (
+        "killed during the driver's copy to the storage path", snapshot, before)
     assert min(snapshot.values()) < epochs, "the study finished before the driver was killed"
     assert not (exp / "results.parquet").exists()
 
