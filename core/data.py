@@ -34,6 +34,7 @@ whole batch as one gather, then float conversion and normalisation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -62,12 +63,17 @@ IMG_EXTENSIONS = (
 )  # fmt: skip
 CROP_PADDING = 4
 
-try:  # fast decoders; deprecated since torchvision 0.29 (moving to torchcodec): PIL otherwise
-    from torchvision.io import ImageReadMode, decode_image
 
-    _RGB = ImageReadMode.RGB
-except ImportError:  # pragma: no cover - depends on the torchvision version
-    decode_image = None
+@functools.cache
+def _torchvision_decoder():
+    """torchvision's image decoder, or None. Imported on first decode only: torchvision costs
+    ~2 s of import time, paid by every Ray trial worker otherwise, though trials get decoded
+    tensors. Deprecated since torchvision 0.29 (moving to torchcodec): PIL otherwise."""
+    try:
+        from torchvision.io import ImageReadMode, decode_image
+    except ImportError:  # pragma: no cover - depends on the torchvision version
+        return None
+    return functools.partial(decode_image, mode=ImageReadMode.RGB)
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -490,9 +496,10 @@ def _decode_one(path: str) -> torch.Tensor:
             raw = f.read()
     except OSError as e:
         raise DataFormatError(f"cannot read image file {path!r}: {e}") from e
-    if decode_image is not None:
+    decode = _torchvision_decoder()
+    if decode is not None:
         try:
-            return decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=_RGB)
+            return decode(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
         except Exception:  # unsupported format or corrupt: let PIL decide
             pass
     try:
