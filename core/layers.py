@@ -206,13 +206,7 @@ class BELinear(_BatchEnsembleMixin):
         y = y.view(m, b, *y.shape[1:])  # (M, B, ..., out)
         gamma = self.gamma.view(m, 1, *mid, -1) if self.gamma_init is not None else None
         bias = self.bias.view(m, 1, *mid, -1) if self.bias is not None else None
-        if gamma is not None and bias is not None:
-            y = torch.addcmul(bias, y, gamma)
-        elif gamma is not None:
-            y = y * gamma
-        elif bias is not None:
-            y = y + bias
-        return y.reshape(m * b, *y.shape[2:])
+        return _scale_shift(y, gamma, bias).reshape(m * b, *y.shape[2:])
 
     def extra_repr(self) -> str:
         return (
@@ -221,6 +215,20 @@ class BELinear(_BatchEnsembleMixin):
             f"gamma_init={self.gamma_init}, bias={self.bias is not None}"
         )
 
+
+
+
+def _scale_shift(
+    y: torch.Tensor, gamma: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """y * gamma + bias on the (M, B, ...) view, fused when both are present."""
+    if gamma is not None and bias is not None:
+        return torch.addcmul(bias, y, gamma)
+    if gamma is not None:
+        return y * gamma
+    if bias is not None:
+        return y + bias
+    return y
 
 
 def _set_conv_geometry(
@@ -306,13 +314,7 @@ class BEConv2d(_BatchEnsembleMixin):
         y = y.view(m, b, *y.shape[1:])  # (M, B, C_out, H', W')
         gamma = self.gamma.view(m, 1, -1, 1, 1) if self.gamma_init is not None else None
         bias = self.bias.view(m, 1, -1, 1, 1) if self.bias is not None else None
-        if gamma is not None and bias is not None:
-            y = torch.addcmul(bias, y, gamma)
-        elif gamma is not None:
-            y = y * gamma
-        elif bias is not None:
-            y = y + bias
-        return y.reshape(m * b, *y.shape[2:])
+        return _scale_shift(y, gamma, bias).reshape(m * b, *y.shape[2:])
 
     def extra_repr(self) -> str:
         return (
