@@ -24,16 +24,7 @@ from analysis.tidy import OUTCOME_TEXT, OUTCOMES, fmt_value, group_label, order_
 from analysis.tidy import varying_columns as _varying
 
 MAX_GROUPS = 12  # heatmaps per metric when further config columns vary
-SUMMARY_METRICS = (
-    "final_test_acc",
-    "avg_test_acc",
-    "final_test_loss",
-    "avg_test_loss",
-    "final_test_ece",
-    "final_test_disagreement",
-    "params",
-    "batches_per_s",
-)
+SUMMARY_METRICS = (*F.HEATMAP_METRICS, "params", "batches_per_s")
 
 
 @dataclass

@@ -131,6 +131,26 @@ class _BatchEnsembleMixin(nn.Module):
     alpha_init: float | None
     gamma_init: float | None
 
+    def _init_be(
+        self,
+        weight: torch.Tensor,
+        n_in: int,
+        n_out: int,
+        alpha: float | None,
+        gamma: float | None,
+        bias: bool,
+    ) -> None:
+        """Register slow weight, fast weights and per-member bias, then initialise them."""
+        self.alpha_init = check_fast_weight_init(alpha, "alpha")
+        self.gamma_init = check_fast_weight_init(gamma, "gamma")
+        self.weight = nn.Parameter(weight)
+        self._register_fast_weights(n_in, n_out)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.ensemble_size, n_out))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
     def _register_fast_weights(self, n_in: int, n_out: int) -> None:
         for name, n, v in (("alpha", n_in, self.alpha_init), ("gamma", n_out, self.gamma_init)):
             t = init_fast_weight((self.ensemble_size, n), v, name)
@@ -180,15 +200,8 @@ class BELinear(_BatchEnsembleMixin):
         self.in_features = _check_int("in_features", in_features)
         self.out_features = _check_int("out_features", out_features)
         self.ensemble_size = _check_int("ensemble_size", ensemble_size)
-        self.alpha_init = check_fast_weight_init(alpha, "alpha")
-        self.gamma_init = check_fast_weight_init(gamma, "gamma")
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self._register_fast_weights(in_features, out_features)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(ensemble_size, out_features))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._init_be(torch.empty(out_features, in_features), in_features, out_features, alpha,
+                      gamma, bias)
 
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Linear
@@ -289,15 +302,8 @@ class BEConv2d(_BatchEnsembleMixin):
         super().__init__()
         _set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding,
                            ensemble_size)
-        self.alpha_init = check_fast_weight_init(alpha, "alpha")
-        self.gamma_init = check_fast_weight_init(gamma, "gamma")
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
-        self._register_fast_weights(in_channels, out_channels)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(ensemble_size, out_channels))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._init_be(torch.empty(out_channels, in_channels, *self.kernel_size), in_channels,
+                      out_channels, alpha, gamma, bias)
 
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d

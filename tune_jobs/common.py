@@ -192,7 +192,8 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     if clash:
         raise JobError(f"--set {clash[0]}: {clash[0]!r} is swept by the {study.name} study; "
                        f"fixed fields only (swept: {swept})")
-    validate_space(study)
+    cells = validate_space(study)  # every config checked before Ray starts
+    n_trials = study.num_samples * (1 if study.make_search_alg else cells)
     root = opts.storage_root()
     exp_path = f"{root}/{opts.experiment_name}"
     _check_experiment_state(exp_path, opts)
@@ -241,7 +242,6 @@ def run_study(study: Study, opts: JobOptions) -> Path:
                 tune_config=_tune_config(study, opts),
                 run_config=_run_config(study, opts, root),
             )
-        n_trials = study.num_samples * (1 if study.make_search_alg else validate_space(study))
         print(f"study {study.name}: {n_trials} trial(s) in {exp_path}", flush=True)
         grid = tuner.fit()
         finished = _finished_trials(exp_path)
