@@ -239,7 +239,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             tuner = tune.Tuner(
                 trainable,
                 param_space=study.space,
-                tune_config=_tune_config(study, opts),
+                tune_config=_tune_config(study, opts, local_dir),
                 run_config=_run_config(study, opts, root),
             )
         print(f"study {study.name}: {n_trials} trial(s) in {exp_path}", flush=True)
@@ -277,7 +277,7 @@ def _finished_trials(exp_path: str) -> int:
     return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
 
-def _tune_config(study: Study, opts: JobOptions):
+def _tune_config(study: Study, opts: JobOptions, local_dir: Path):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -295,7 +295,8 @@ def _tune_config(study: Study, opts: JobOptions):
         )
     search_alg = None
     if study.make_search_alg is not None:
-        search_alg = study.make_search_alg(Path(opts.storage_root()) / opts.experiment_name)
+        # A local folder even with s3:// storage (SQLite needs one); uploaded at the end.
+        search_alg = study.make_search_alg(local_dir)
         if opts.max_concurrent:
             from ray.tune.search import ConcurrencyLimiter
 
