@@ -1,6 +1,6 @@
 """Decoding CIFAR-10 once vs loading the decoded cache: target, second load well under 1 s.
 
-    python benchmarks/data_load.py --data-dir ../shared/data/cifar10
+python benchmarks/data_load.py --data-dir ../shared/data/cifar10
 """
 
 import argparse
@@ -28,8 +28,10 @@ def main() -> None:
         t2 = time.perf_counter()
     assert (first.train_x == second.train_x).all()
     n = first.num_train + first.num_test
-    print(f"{n} images: decode {t1 - t0:.2f} s, cached {t2 - t1:.3f} s, "
-          f"ratio {(t1 - t0) / (t2 - t1):.1f}x")
+    print(
+        f"{n} images: decode {t1 - t0:.2f} s, cached {t2 - t1:.3f} s, "
+        f"ratio {(t1 - t0) / (t2 - t1):.1f}x"
+    )
 
 
 if __name__ == "__main__":

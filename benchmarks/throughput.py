@@ -18,8 +18,9 @@ from core.models import build_model, count_parameters
 from core.optim import build_optimizer, train_step
 
 
-def steps_per_s(model: nn.Module, cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor,
-                steps: int) -> float:
+def steps_per_s(
+    model: nn.Module, cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, steps: int
+) -> float:
     opt, sched = build_optimizer(model, cfg, num_train=len(y) * steps, steps_per_epoch=steps)
     for _ in range(2):  # warm-up
         train_step(model, opt, x, y, cfg, sched)
@@ -72,10 +73,13 @@ def main() -> None:
     loop_cfg = TrialConfig(arch=a.arch, ensemble="deep", ensemble_size=m)
     rate["deep (loop)"] = steps_per_s(Loop(a.arch, m), loop_cfg, x, y, a.steps)
     print(f"  {'deep (loop)':18s} {rate['deep (loop)']:7.2f} steps/s")
-    print(f"ratio deep grouped / loop:            "
-          f"{rate['deep (grouped)'] / rate['deep (loop)']:.2f}")
-    print(f"ratio batch early-shared / none:      "
-          f"{rate['batch none/early'] / rate['batch none/none']:.2f}")
+    print(
+        f"ratio deep grouped / loop:            {rate['deep (grouped)'] / rate['deep (loop)']:.2f}"
+    )
+    print(
+        f"ratio batch early-shared / none:      "
+        f"{rate['batch none/early'] / rate['batch none/none']:.2f}"
+    )
     print(f"ratio batch / single (cost of M={m}):  {rate['single'] / rate['batch none/none']:.2f}")
 
 

@@ -77,9 +77,7 @@ class TrialConfig:
         d = _merge_bundles(d, names)
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(
-                f"unknown config field(s) {unknown}; allowed fields: {sorted(names)}"
-            )
+            raise ConfigError(f"unknown config field(s) {unknown}; allowed fields: {sorted(names)}")
         cfg = cls(**{k: v for k, v in d.items()})
         cfg.validate()
         return cfg
@@ -104,8 +102,10 @@ class TrialConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         if self.dataset == "imagefolder" and not self.data_dir:
-            raise ConfigError("data_dir=None: dataset 'imagefolder' needs data_dir set to a root "
-                              "holding train/<class>/ and test/<class>/")
+            raise ConfigError(
+                "data_dir=None: dataset 'imagefolder' needs data_dir set to a root "
+                "holding train/<class>/ and test/<class>/"
+            )
         _int("ensemble_size", self.ensemble_size, lo=1)
         if self.ensemble == "single" and self.ensemble_size != 1:
             raise ConfigError(
@@ -167,9 +167,15 @@ class TrialConfig:
         from core.models import validate_model_args
 
         validate_model_args(
-            self.arch, num_classes=10, ensemble_size=self.ensemble_size, ensemble=self.ensemble,
-            alpha=self.alpha, gamma=self.gamma, sharing_network=self.sharing_network,
-            sharing_ensemble=self.sharing_ensemble, norm=self.norm,
+            self.arch,
+            num_classes=10,
+            ensemble_size=self.ensemble_size,
+            ensemble=self.ensemble,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            sharing_network=self.sharing_network,
+            sharing_ensemble=self.sharing_ensemble,
+            norm=self.norm,
         )
 
 

@@ -75,6 +75,7 @@ def _torchvision_decoder():
         return None
     return functools.partial(decode_image, mode=ImageReadMode.RGB)
 
+
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",

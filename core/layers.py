@@ -200,8 +200,9 @@ class BELinear(_BatchEnsembleMixin):
         self.in_features = _check_int("in_features", in_features)
         self.out_features = _check_int("out_features", out_features)
         self.ensemble_size = _check_int("ensemble_size", ensemble_size)
-        self._init_be(torch.empty(out_features, in_features), in_features, out_features, alpha,
-                      gamma, bias)
+        self._init_be(
+            torch.empty(out_features, in_features), in_features, out_features, alpha, gamma, bias
+        )
 
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Linear
@@ -227,8 +228,6 @@ class BELinear(_BatchEnsembleMixin):
             f"ensemble_size={self.ensemble_size}, alpha_init={self.alpha_init}, "
             f"gamma_init={self.gamma_init}, bias={self.bias is not None}"
         )
-
-
 
 
 def _scale_shift(
@@ -300,10 +299,17 @@ class BEConv2d(_BatchEnsembleMixin):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        _set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding,
-                           ensemble_size)
-        self._init_be(torch.empty(out_channels, in_channels, *self.kernel_size), in_channels,
-                      out_channels, alpha, gamma, bias)
+        _set_conv_geometry(
+            self, in_channels, out_channels, kernel_size, stride, padding, ensemble_size
+        )
+        self._init_be(
+            torch.empty(out_channels, in_channels, *self.kernel_size),
+            in_channels,
+            out_channels,
+            alpha,
+            gamma,
+            bias,
+        )
 
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d
@@ -403,8 +409,9 @@ class DeepConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        _set_conv_geometry(self, in_channels, out_channels, kernel_size, stride, padding,
-                           ensemble_size)
+        _set_conv_geometry(
+            self, in_channels, out_channels, kernel_size, stride, padding, ensemble_size
+        )
         self.weight = nn.Parameter(
             torch.empty(ensemble_size, out_channels, in_channels, *self.kernel_size)
         )
@@ -473,8 +480,14 @@ class _EnsembleNorm(nn.Module):
         if self.training:
             self.num_batches_tracked.add_(1)
         return F.batch_norm(
-            x, self.running_mean, self.running_var, weight, bias,
-            self.training, self.momentum, self.eps,
+            x,
+            self.running_mean,
+            self.running_var,
+            weight,
+            bias,
+            self.training,
+            self.momentum,
+            self.eps,
         )
 
     def extra_repr(self) -> str:

@@ -79,8 +79,14 @@ class Conv:
 
     @property
     def shape(self) -> tuple:
-        return ("conv", self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                self.padding)
+        return (
+            "conv",
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+        )
 
     def describe(self) -> str:
         k = self.kernel_size
@@ -128,13 +134,20 @@ def convnet(
     for layer in spec.layers:
         t = types_for(layer)
         if isinstance(layer, Conv):
-            conv = t.conv(layer.in_channels, layer.out_channels, layer.kernel_size,
-                          layer.stride, layer.padding, norm == "none")
+            conv = t.conv(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                layer.stride,
+                layer.padding,
+                norm == "none",
+            )
             nrm = nn.Identity() if norm == "none" else t.norm(layer.out_channels)
             blocks.append((layer.name, ConvBlock(conv, nrm, layer.pool), t.layout))
         else:
-            blocks.append((layer.name, ClassifierBlock(t.linear(layer.in_features, num_classes)),
-                           t.layout))
+            blocks.append(
+                (layer.name, ClassifierBlock(t.linear(layer.in_features, num_classes)), t.layout)
+            )
     return blocks
 
 
@@ -373,8 +386,10 @@ def _batch_ensemble(m: int, alpha: float | None, gamma: float | None, norm: str)
     def linear(i, o):
         return BELinear(i, o, m, alpha=alpha, gamma=gamma)
 
-    nrm = partial(BEBatchNorm2d, ensemble_size=m) if norm == "batch" else partial(
-        MemberBatchNorm2d, ensemble_size=m
+    nrm = (
+        partial(BEBatchNorm2d, ensemble_size=m)
+        if norm == "batch"
+        else partial(MemberBatchNorm2d, ensemble_size=m)
     )
     return LayerTypes(conv=conv, norm=nrm, linear=linear, layout="member")
 
@@ -414,8 +429,11 @@ def validate_model_args(
         raise ConfigError(f"ensemble={ensemble!r} is not allowed; choose one of {list(ENSEMBLES)}")
     if norm not in NORMS:
         raise ConfigError(f"norm={norm!r} is not allowed; choose one of {list(NORMS)}")
-    for name, v in (("num_classes", num_classes), ("ensemble_size", ensemble_size),
-                    ("in_channels", in_channels)):
+    for name, v in (
+        ("num_classes", num_classes),
+        ("ensemble_size", ensemble_size),
+        ("in_channels", in_channels),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name}={v!r}: must be an integer >= 1")
     if ensemble == "single" and ensemble_size != 1:
@@ -464,12 +482,24 @@ def build_model(
     region one ordinary layer for all members (computed untiled when it starts at the input).
     See `core.sharing`. Every bad argument raises `ConfigError`.
     """
-    validate_model_args(arch, num_classes, ensemble_size, ensemble, alpha, gamma,
-                        sharing_network, sharing_ensemble, norm, in_channels)
+    validate_model_args(
+        arch,
+        num_classes,
+        ensemble_size,
+        ensemble,
+        alpha,
+        gamma,
+        sharing_network,
+        sharing_ensemble,
+        norm,
+        in_channels,
+    )
     spec = ARCHITECTURES[arch]
-    shared = _sharing.shared_layer_names(spec, sharing_ensemble) if ensemble != "single" else {
-        lay.name for lay in spec.layers
-    }
+    shared = (
+        _sharing.shared_layer_names(spec, sharing_ensemble)
+        if ensemble != "single"
+        else {lay.name for lay in spec.layers}
+    )
     if ensemble == "batch":
         member_types = _batch_ensemble(ensemble_size, alpha, gamma, norm)
     elif ensemble == "deep":
@@ -479,8 +509,8 @@ def build_model(
     first_conv = spec.layers[0]
     if isinstance(first_conv, Conv) and first_conv.in_channels != in_channels:
         spec = dataclasses.replace(
-            spec, layers=(dataclasses.replace(first_conv, in_channels=in_channels),
-                          *spec.layers[1:])
+            spec,
+            layers=(dataclasses.replace(first_conv, in_channels=in_channels), *spec.layers[1:]),
         )
     # Layer types per layer, in table order: a shared layer runs untiled (`plain`) until the
     # first per-member layer, and tiled (`member`) after it.
@@ -498,9 +528,16 @@ def build_model(
     blocks = spec.builder(spec, num_classes, lambda layer: types[layer.name], norm)
     groups = _sharing.tie_groups(spec, sharing_network)
     model = EnsembleNet(
-        spec, blocks, ensemble=ensemble, ensemble_size=ensemble_size, num_classes=num_classes,
-        in_channels=in_channels, sharing_network=sharing_network,
-        sharing_ensemble=sharing_ensemble, norm=norm, tie_groups=groups,
+        spec,
+        blocks,
+        ensemble=ensemble,
+        ensemble_size=ensemble_size,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        sharing_network=sharing_network,
+        sharing_ensemble=sharing_ensemble,
+        norm=norm,
+        tie_groups=groups,
     )
     _sharing.tie_slow_weights(model, groups)
     return model

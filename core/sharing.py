@@ -100,8 +100,10 @@ def validate_sharing(arch: str, ensemble: str, sharing_network: str, sharing_ens
     spec = _spec(arch)
     if ensemble not in ENSEMBLES:
         raise ConfigError(f"ensemble={ensemble!r} is not allowed; choose one of {list(ENSEMBLES)}")
-    for name, value in (("sharing_network", sharing_network),
-                        ("sharing_ensemble", sharing_ensemble)):
+    for name, value in (
+        ("sharing_network", sharing_network),
+        ("sharing_ensemble", sharing_ensemble),
+    ):
         if value not in SHARING:
             raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(SHARING)}")
     for region in regions(sharing_network):
@@ -128,8 +130,10 @@ def validate_sharing(arch: str, ensemble: str, sharing_network: str, sharing_ens
 def _variant_hint(spec: ArchSpec) -> str:
     if spec.tie_variant is None:
         return ""
-    return (f"; or use arch={spec.tie_variant!r}, which adds same-shape layers so that every "
-            "region has a tie group")
+    return (
+        f"; or use arch={spec.tie_variant!r}, which adds same-shape layers so that every "
+        "region has a tie group"
+    )
 
 
 def _allowed_network(spec: ArchSpec) -> list[str]:
@@ -204,15 +208,22 @@ def format_table(
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    untied = [r for r in REGIONS if not any(len(g) > 1 and g[0].region == r
-                                            for g in labels.values())]
+    untied = [
+        r for r in REGIONS if not any(len(g) > 1 and g[0].region == r for g in labels.values())
+    ]
     if untied:
         refused = " and ".join(v for v in SHARING if set(regions(v)) & set(untied))
-        lines += ["", f"No tie group in the {' and '.join(untied)} region, so sharing_network "
-                      f"{refused} would change nothing", "and is refused."]
+        lines += [
+            "",
+            f"No tie group in the {' and '.join(untied)} region, so sharing_network "
+            f"{refused} would change nothing",
+            "and is refused.",
+        ]
         if spec.tie_variant:
-            lines[-1] = (f"and is refused; {spec.tie_variant} adds same-shape layers so that "
-                         "every region has a tie group.")
+            lines[-1] = (
+                f"and is refused; {spec.tie_variant} adds same-shape layers so that "
+                "every region has a tie group."
+            )
     lines += [
         "",
         "early = the layers near the input, deep = the rest (classifier included); all = both.",
@@ -234,8 +245,15 @@ def format_table(
                 row.append("-")
                 continue
             with torch.device("meta"):  # shapes only: no memory, no init cost
-                model = build_model(arch, num_classes, ensemble_size, ensemble,
-                                    sharing_network=sn, sharing_ensemble=se, norm=norm)
+                model = build_model(
+                    arch,
+                    num_classes,
+                    ensemble_size,
+                    ensemble,
+                    sharing_network=sn,
+                    sharing_ensemble=se,
+                    norm=norm,
+                )
             row.append(f"{count_parameters(model):,}")
         table.append(row)
     w = max(len(c) for r in table for c in r)
@@ -253,8 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p.add_argument("arch", choices=list(ARCHITECTURES))
     p.add_argument("--ensemble", default="batch", choices=list(ENSEMBLES))
-    p.add_argument("--ensemble-size", type=int, default=None,
-                   help="members (default: 4, or 1 for --ensemble single)")
+    p.add_argument(
+        "--ensemble-size",
+        type=int,
+        default=None,
+        help="members (default: 4, or 1 for --ensemble single)",
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--norm", default="batch", choices=list(NORMS))
     args = p.parse_args(argv)

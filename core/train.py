@@ -16,8 +16,18 @@ from typing import Any
 from core.config import ConfigError, TrialConfig
 from core.trainable import fit
 
-_SHOWN = ("epoch", "train_loss", "train_acc", "test_acc", "test_loss", "test_ece", "val_acc",
-          "val_loss", "batches_per_s", "epoch_s")
+_SHOWN = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_acc",
+    "test_loss",
+    "test_ece",
+    "val_acc",
+    "val_loss",
+    "batches_per_s",
+    "epoch_s",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,8 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         if f.name == "extra":
             continue
         p.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, type=str, default=None,
-            metavar=_metavar(hints[f.name]), help=f"default: {f.default!r}",
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=str,
+            default=None,
+            metavar=_metavar(hints[f.name]),
+            help=f"default: {f.default!r}",
         )
     return p
 
@@ -95,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _params_line(cfg: TrialConfig) -> str:
-    return (f"{cfg.arch} {cfg.ensemble} x{cfg.ensemble_size} alpha={cfg.alpha} gamma={cfg.gamma} "
-            f"sharing={cfg.sharing_network}/{cfg.sharing_ensemble} {cfg.optimizer} lr={cfg.lr}")
+    return (
+        f"{cfg.arch} {cfg.ensemble} x{cfg.ensemble_size} alpha={cfg.alpha} gamma={cfg.gamma} "
+        f"sharing={cfg.sharing_network}/{cfg.sharing_ensemble} {cfg.optimizer} lr={cfg.lr}"
+    )
 
 
 if __name__ == "__main__":

@@ -115,8 +115,13 @@ def fit(
 
     common = dict(mean=data.mean, std=data.std, device=device)
     train_loader = TensorLoader(
-        data.train_x, data.train_y, cfg.batch_size, shuffle=True, augment=cfg.augment,
-        seed=cfg.seed, **common,
+        data.train_x,
+        data.train_y,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        **common,
     )
     test_loader = TensorLoader(
         data.test_x, data.test_y, max(cfg.batch_size, 256), shuffle=False, augment=False, **common
@@ -124,7 +129,11 @@ def fit(
     val_loader = None
     if data.val_x is not None:
         val_loader = TensorLoader(
-            data.val_x, data.val_y, max(cfg.batch_size, 256), shuffle=False, augment=False,
+            data.val_x,
+            data.val_y,
+            max(cfg.batch_size, 256),
+            shuffle=False,
+            augment=False,
             **common,
         )
     optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(train_loader))

@@ -1,7 +1,7 @@
 """alpha x gamma: the fast-weight init grid (81 cells) of a 4-member VGG11 BatchEnsemble.
 
-    python tune_jobs/alpha_gamma.py --smoke --data-dir ../shared/data/cifar10
-    python tune_jobs/alpha_gamma.py --seeds 3 --address auto --storage-path s3://bucket/studies
+python tune_jobs/alpha_gamma.py --smoke --data-dir ../shared/data/cifar10
+python tune_jobs/alpha_gamma.py --seeds 3 --address auto --storage-path s3://bucket/studies
 """
 
 import sys
@@ -17,8 +17,9 @@ SMOKE_SWEEP = (-0.5, 0.5)  # a 2 x 2 corner of the grid: same files, minutes on 
 
 def make_study(opts: JobOptions) -> Study:
     sweep = SMOKE_SWEEP if opts.smoke else FAST_WEIGHT_SWEEP
-    space = opts.base(arch="vgg11", ensemble="batch", ensemble_size=4, optimizer="adam",
-                      lr=1e-3, epochs=15)
+    space = opts.base(
+        arch="vgg11", ensemble="batch", ensemble_size=4, optimizer="adam", lr=1e-3, epochs=15
+    )
     space |= {"alpha": grid(sweep), "gamma": grid(sweep)}
     return Study("alpha_gamma", with_seeds(space, opts.seeds), asha=True)
 

@@ -53,29 +53,55 @@ def _opt(help: str, *names: str) -> Any:
 
 @dataclass
 class JobOptions:
-    smoke: Annotated[bool, _opt("Tiny subset, simple_cnn, 2 epochs, reduced grid: minutes on 2 CPUs.")] = False  # noqa: E501
+    smoke: Annotated[
+        bool, _opt("Tiny subset, simple_cnn, 2 epochs, reduced grid: minutes on 2 CPUs.")
+    ] = False  # noqa: E501
     dataset: Annotated[str, _opt(f"One of {list(DATASETS)}.")] = "cifar10"
-    data_dir: Annotated[str | None, _opt("Dataset root (else $ENSEMBLE_DATA_DIR, else download).")] = None  # noqa: E501
+    data_dir: Annotated[
+        str | None, _opt("Dataset root (else $ENSEMBLE_DATA_DIR, else download).")
+    ] = None  # noqa: E501
     epochs: Annotated[int | None, _opt("Epochs per trial (default: the study's).")] = None
     seeds: Annotated[int, _opt("Replicates per cell: seed becomes a grid dimension 0..N-1.")] = 1
-    address: Annotated[str | None, _opt("Ray address; 'auto' joins a running cluster (default: start Ray locally).")] = None  # noqa: E501
-    storage_path: Annotated[str, _opt("Experiment root: local folder, s3:// or gs://.")] = "~/ray_results"  # noqa: E501
+    address: Annotated[
+        str | None,
+        _opt("Ray address; 'auto' joins a running cluster (default: start Ray locally)."),
+    ] = None  # noqa: E501
+    storage_path: Annotated[str, _opt("Experiment root: local folder, s3:// or gs://.")] = (
+        "~/ray_results"  # noqa: E501
+    )
     name: Annotated[str | None, _opt("Experiment name (default: the study's name).")] = None
     resume: Annotated[bool, _opt("Continue the interrupted experiment of this name.")] = False
     cpus_per_trial: Annotated[float, _opt("CPUs per trial; also its torch thread count.")] = 1.0
-    gpus_per_trial: Annotated[float | None, _opt("GPUs per trial, fractions share a GPU (default: 1 when the cluster has GPUs, else 0).")] = None  # noqa: E501
-    max_concurrent: Annotated[int | None, _opt("Most trials at once (default: as resources allow).")] = None  # noqa: E501
-    asha: Annotated[bool | None, typer.Option("--asha/--no-asha", help="ASHA early stopping of weak trials (default: the study's).")] = None  # noqa: E501
+    gpus_per_trial: Annotated[
+        float | None,
+        _opt(
+            "GPUs per trial, fractions share a GPU (default: 1 when the cluster has GPUs, else 0)."
+        ),
+    ] = None  # noqa: E501
+    max_concurrent: Annotated[
+        int | None, _opt("Most trials at once (default: as resources allow).")
+    ] = None  # noqa: E501
+    asha: Annotated[
+        bool | None,
+        typer.Option(
+            "--asha/--no-asha", help="ASHA early stopping of weak trials (default: the study's)."
+        ),
+    ] = None  # noqa: E501
     grace_period: Annotated[int, _opt("ASHA: epochs before a trial can be stopped.")] = 2
     reduction_factor: Annotated[float, _opt("ASHA: keep 1/factor of trials at each rung.")] = 3.0
     max_failures: Annotated[int, _opt("Retries of a failed trial from its last checkpoint.")] = 3
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Fix a config field, e.g. --set norm=member (repeatable).")] = None  # noqa: E501
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fix a config field, e.g. --set norm=member (repeatable)."),
+    ] = None  # noqa: E501
 
     # ------------------------------------------------------------------
     def check(self) -> None:
         """Option errors that need no Ray: one message naming option, value and what is allowed."""
         if self.dataset not in DATASETS:
-            raise JobError(f"--dataset={self.dataset!r} is not allowed; choose one of {list(DATASETS)}")  # noqa: E501
+            raise JobError(
+                f"--dataset={self.dataset!r} is not allowed; choose one of {list(DATASETS)}"
+            )  # noqa: E501
         if self.seeds < 1:
             raise JobError(f"--seeds={self.seeds}: must be >= 1")
         if self.epochs is not None and self.epochs < 1:
@@ -85,7 +111,9 @@ class JobOptions:
         if self.gpus_per_trial is not None:
             g = self.gpus_per_trial
             if g < 0 or (g > 1 and g != int(g)):
-                raise JobError(f"--gpus-per-trial={g}: must be a fraction in [0, 1] or a whole number")  # noqa: E501
+                raise JobError(
+                    f"--gpus-per-trial={g}: must be a fraction in [0, 1] or a whole number"
+                )  # noqa: E501
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise JobError(f"--max-concurrent={self.max_concurrent}: must be >= 1")
         if self.grace_period < 1:
@@ -190,8 +218,10 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     swept = [k for k, v in study.space.items() if isinstance(v, dict) and "grid_search" in v]
     clash = sorted(set(opts.parsed_overrides()) & set(swept))
     if clash:
-        raise JobError(f"--set {clash[0]}: {clash[0]!r} is swept by the {study.name} study; "
-                       f"fixed fields only (swept: {swept})")
+        raise JobError(
+            f"--set {clash[0]}: {clash[0]!r} is swept by the {study.name} study; "
+            f"fixed fields only (swept: {swept})"
+        )
     cells = validate_space(study)  # every config checked before Ray starts
     n_trials = study.num_samples * (1 if study.make_search_alg else cells)
     root = opts.storage_root()
@@ -218,13 +248,19 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         gpus = _cluster_gpus()
         if opts.gpus_per_trial is not None:
             _check_gpus(opts.gpus_per_trial, max(gpus.values(), default=0), "any node")
-        gpus_per_trial = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
-            1.0 if any(gpus.values()) else 0.0)
+        gpus_per_trial = (
+            opts.gpus_per_trial
+            if opts.gpus_per_trial is not None
+            else (1.0 if any(gpus.values()) else 0.0)
+        )
         if not is_uri(root):
             check_storage_reachable(root)
 
-        local_dir = Path(exp_path) if not is_uri(root) else Path(
-            os.path.expanduser("~/ray_results")) / opts.experiment_name
+        local_dir = (
+            Path(exp_path)
+            if not is_uri(root)
+            else Path(os.path.expanduser("~/ray_results")) / opts.experiment_name
+        )
         local_dir.mkdir(parents=True, exist_ok=True)
         trainable = tune.with_resources(
             tune.with_parameters(train, data=data),
@@ -232,7 +268,10 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         )
         if opts.resume:
             tuner = tune.Tuner.restore(
-                exp_path, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                exp_path,
+                trainable=trainable,
+                resume_unfinished=True,
+                resume_errored=True,
                 param_space=study.space,
             )
         else:
@@ -284,13 +323,17 @@ def _tune_config(study: Study, opts: JobOptions, local_dir: Path):
     asha = study.asha if opts.asha is None else opts.asha
     multi = isinstance(study.metric, list)
     if asha and multi:
-        raise JobError("--asha: ASHA ranks trials by one metric; a multi-objective search runs "
-                       "without it (use --no-asha)")
+        raise JobError(
+            "--asha: ASHA ranks trials by one metric; a multi-objective search runs "
+            "without it (use --no-asha)"
+        )
     epochs = max(c.get("epochs", TrialConfig.epochs) for c in grid_configs(study.space))
     scheduler = None
     if asha:
         scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=epochs, grace_period=min(opts.grace_period, epochs),
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=min(opts.grace_period, epochs),
             reduction_factor=opts.reduction_factor,
         )
     search_alg = None
@@ -316,7 +359,8 @@ def _run_config(study: Study, opts: JobOptions, root: str):
 
     swept = [k for k, v in study.space.items() if isinstance(v, dict)]
     reporter = tune.CLIReporter(
-        metric_columns=PROGRESS_METRICS, parameter_columns=swept or None,
+        metric_columns=PROGRESS_METRICS,
+        parameter_columns=swept or None,
         max_report_frequency=30,
     )
     return tune.RunConfig(
@@ -336,11 +380,14 @@ def _check_experiment_state(exp_path: str, opts: JobOptions) -> None:
         not is_uri(exp_path) and Path(exp_path).exists() and any(Path(exp_path).iterdir())
     )
     if opts.resume and not Tuner.can_restore(exp_path):
-        raise JobError(f"--resume: no experiment to resume at {exp_path} (check --name and "
-                       "--storage-path)")
+        raise JobError(
+            f"--resume: no experiment to resume at {exp_path} (check --name and --storage-path)"
+        )
     if exists and not opts.resume:
-        raise JobError(f"--name={opts.experiment_name!r}: experiment {exp_path} already exists; "
-                       "pass --resume to continue it, or another --name to start afresh")
+        raise JobError(
+            f"--name={opts.experiment_name!r}: experiment {exp_path} already exists; "
+            "pass --resume to continue it, or another --name to start afresh"
+        )
 
 
 def _local_gpus() -> int:
@@ -357,8 +404,9 @@ def _cluster_gpus() -> dict[str, float]:
     """
     import ray
 
-    gpus = {n["NodeManagerAddress"]: n["Resources"].get("GPU", 0.0)
-            for n in ray.nodes() if n["Alive"]}
+    gpus = {
+        n["NodeManagerAddress"]: n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n["Alive"]
+    }
     bootstrap = Path("~/ray_bootstrap_config.yaml").expanduser()
     if bootstrap.exists():
         import yaml
@@ -372,8 +420,10 @@ def _cluster_gpus() -> dict[str, float]:
 
 def _check_gpus(per_trial: float, most: float, where: str) -> None:
     if per_trial > most:
-        raise JobError(f"--gpus-per-trial={per_trial}: {where} has at most {most:g} GPU(s); "
-                       "use a value <= that (fractions such as 0.25 share one GPU)")
+        raise JobError(
+            f"--gpus-per-trial={per_trial}: {where} has at most {most:g} GPU(s); "
+            "use a value <= that (fractions such as 0.25 share one GPU)"
+        )
 
 
 def check_storage_reachable(root: str) -> None:
@@ -416,8 +466,13 @@ def check_storage_reachable(root: str) -> None:
 
 def _write_study_json(local_dir: Path, study: Study, opts: JobOptions) -> None:
     info = {
-        "study": study.name, "name": opts.experiment_name, "dataset": opts.dataset,
-        "smoke": opts.smoke, "metric": study.metric, "mode": study.mode, **study.info,
+        "study": study.name,
+        "name": opts.experiment_name,
+        "dataset": opts.dataset,
+        "smoke": opts.smoke,
+        "metric": study.metric,
+        "mode": study.mode,
+        **study.info,
     }
     if study.make_search_alg is not None:
         info["optuna_study"] = opts.experiment_name  # the Optuna study in optuna.db
@@ -447,8 +502,12 @@ def cli(
     one line and exit with status 2 before Ray starts.
     """
     common = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                          annotation=f.type if not isinstance(f.type, str) else _hint(f.name))
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=f.default,
+            annotation=f.type if not isinstance(f.type, str) else _hint(f.name),
+        )
         for f in dataclasses.fields(JobOptions)
     ]
     extra = extra or []
@@ -481,5 +540,9 @@ def _hint(name: str) -> Any:
 
 def option(name: str, default: Any, annotation: Any, help: str) -> inspect.Parameter:
     """A script-specific command-line option for `cli(extra=[...])`."""
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[annotation, typer.Option(help=help)])
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[annotation, typer.Option(help=help)],
+    )

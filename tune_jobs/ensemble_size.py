@@ -18,8 +18,15 @@ LRS = (0.02, 0.002, 0.0002)
 
 def make_study(opts: JobOptions) -> Study:
     sizes, lrs = ((2, 4), (0.002,)) if opts.smoke else (SIZES, LRS)
-    space = opts.base(arch="vgg11", ensemble="batch", alpha=0.5, gamma=0.5, optimizer="adam",
-                      batch_size=128, epochs=15)
+    space = opts.base(
+        arch="vgg11",
+        ensemble="batch",
+        alpha=0.5,
+        gamma=0.5,
+        optimizer="adam",
+        batch_size=128,
+        epochs=15,
+    )
     space |= {"ensemble_size": grid(sizes), "lr": grid(lrs)}
     return Study("ensemble_size", with_seeds(space, opts.seeds))
 

@@ -15,12 +15,16 @@ from core.config import TrialConfig
 from core.trainable import EVAL_KEYS
 
 EPOCH_METRICS = (
-    ["train_loss", "train_acc"]
-    + [f"test_{k}" for k in EVAL_KEYS]
-    + [f"val_{k}" for k in EVAL_KEYS]
+    ["train_loss", "train_acc"] + [f"test_{k}" for k in EVAL_KEYS] + [f"val_{k}" for k in EVAL_KEYS]
 )
 HISTORY_COLUMNS = EPOCH_METRICS + [
-    "params", "batches_per_s", "images_per_s", "epoch_s", "current_lr", "diverged", "early_stopped",
+    "params",
+    "batches_per_s",
+    "images_per_s",
+    "epoch_s",
+    "current_lr",
+    "diverged",
+    "early_stopped",
 ]
 
 
@@ -68,7 +72,9 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
     row["diverged"] = bool(history["diverged"].fillna(False).astype(bool).any())
     row["early_stopped"] = bool(history["early_stopped"].fillna(False).astype(bool).any())
     row["asha_stopped"] = bool(
-        error is None and not row["diverged"] and not row["early_stopped"]
+        error is None
+        and not row["diverged"]
+        and not row["early_stopped"]
         and row["epochs_done"] < cfg.get("epochs", math.inf)
     )
     row["node"] = node
@@ -98,7 +104,8 @@ def collect(result_grid: Any, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     results = pd.DataFrame(rows).sort_values("trial_id").reset_index(drop=True)
     nonempty = [h for h in histories if len(h)]
     history = (
-        pd.concat(nonempty, ignore_index=True) if nonempty
+        pd.concat(nonempty, ignore_index=True)
+        if nonempty
         else pd.DataFrame(columns=["trial_id", "study", "epoch", *HISTORY_COLUMNS])
     )
     front = ["trial_id", "study", "epoch"]

@@ -25,12 +25,16 @@ OBJECTIVES = {
     "params": ("params", "min"),
     "throughput": ("batches_per_s", "max"),
 }
+
+
 def parse_objectives(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [n for n in names if n not in OBJECTIVES]
     if bad or not names or names[0] != "accuracy" or len(names) > 2 or len(set(names)) < len(names):
-        raise JobError(f"--objectives={text!r}: allowed are 'accuracy', 'accuracy,params' and "
-                       "'accuracy,throughput'")
+        raise JobError(
+            f"--objectives={text!r}: allowed are 'accuracy', 'accuracy,params' and "
+            "'accuracy,throughput'"
+        )
     return names
 
 
@@ -40,8 +44,9 @@ def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     ok = results[(results["status"] == "TERMINATED") & ~results["diverged"]].copy()
     ok = ok.dropna(subset=[cols[o] for o in objectives])
     # Turn every objective into "larger is better".
-    score = pd.DataFrame({o: ok[cols[o]] * (1 if OBJECTIVES[o][1] == "max" else -1)
-                          for o in objectives})
+    score = pd.DataFrame(
+        {o: ok[cols[o]] * (1 if OBJECTIVES[o][1] == "max" else -1) for o in objectives}
+    )
     keep = []
     for i in score.index:
         ge = (score >= score.loc[i]).all(axis=1)
@@ -57,8 +62,10 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
     if opts.seeds != 1:
         # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
         # searchers do not combine with. Rerun the best configs with --seeds in a grid study.
-        raise JobError(f"--seeds={opts.seeds}: the search runs one seed per suggested config; "
-                       "allowed: 1 (replicate chosen configs with a grid study's --seeds)")
+        raise JobError(
+            f"--seeds={opts.seeds}: the search runs one seed per suggested config; "
+            "allowed: 1 (replicate chosen configs with a grid study's --seeds)"
+        )
     if opts.smoke:
         num_samples = min(num_samples, 4)
     space = opts.base(arch="vgg11", ensemble="batch", epochs=10)
@@ -72,11 +79,15 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         exp_dir.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}")
         multi = len(names) > 1
-        sampler = (optuna.samplers.NSGAIISampler(seed=0) if multi
-                   else optuna.samplers.TPESampler(seed=0))
+        sampler = (
+            optuna.samplers.NSGAIISampler(seed=0) if multi else optuna.samplers.TPESampler(seed=0)
+        )
         return OptunaSearch(
-            space=SearchSpace(space["arch"]), metric=metric if multi else metric[0],
-            mode=mode if multi else mode[0], sampler=sampler, storage=storage,
+            space=SearchSpace(space["arch"]),
+            metric=metric if multi else metric[0],
+            mode=mode if multi else mode[0],
+            sampler=sampler,
+            storage=storage,
             study_name=exp_dir.name,
         )
 
@@ -87,17 +98,29 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
             print(f"pareto front: {exp_dir / 'pareto_front.parquet'} ({len(front)} trial(s))")
 
     return Study(
-        "search", space, asha=len(names) == 1,
+        "search",
+        space,
+        asha=len(names) == 1,
         metric=metric if len(names) > 1 else metric[0],
         mode=mode if len(names) > 1 else mode[0],
-        num_samples=num_samples, make_search_alg=make_search_alg, after=after,
+        num_samples=num_samples,
+        make_search_alg=make_search_alg,
+        after=after,
         info={"objectives": names},
     )
 
 
 if __name__ == "__main__":
-    cli(make_study, doc=__doc__, extra=[
-        option("objectives", "accuracy", str,
-               "accuracy (TPE) | accuracy,params | accuracy,throughput (NSGA-II)"),
-        option("num_samples", 20, int, "Trials the search runs."),
-    ])
+    cli(
+        make_study,
+        doc=__doc__,
+        extra=[
+            option(
+                "objectives",
+                "accuracy",
+                str,
+                "accuracy (TPE) | accuracy,params | accuracy,throughput (NSGA-II)",
+            ),
+            option("num_samples", 20, int, "Trials the search runs."),
+        ],
+    )

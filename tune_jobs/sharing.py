@@ -25,14 +25,24 @@ SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all",
 
 
 def regimes(arch: str, smoke: bool = False) -> list[dict[str, str]]:
-    return [{"sharing_network": n, "sharing_ensemble": e}
-            for n, e in valid_sharing_regimes(arch, "batch")
-            if not smoke or (n, e) in SMOKE_REGIMES]
+    return [
+        {"sharing_network": n, "sharing_ensemble": e}
+        for n, e in valid_sharing_regimes(arch, "batch")
+        if not smoke or (n, e) in SMOKE_REGIMES
+    ]
 
 
 def make_study(opts: JobOptions) -> Study:
-    space = opts.base(arch="vgg11_share", ensemble="batch", ensemble_size=8, alpha=0.5, gamma=0.5,
-                      optimizer="adam", lr=1e-3, epochs=10)
+    space = opts.base(
+        arch="vgg11_share",
+        ensemble="batch",
+        ensemble_size=8,
+        alpha=0.5,
+        gamma=0.5,
+        optimizer="adam",
+        lr=1e-3,
+        epochs=10,
+    )
     if opts.dataset == "cifar20":
         space |= CIFAR20
     space["sharing"] = grid(regimes(space["arch"], opts.smoke))

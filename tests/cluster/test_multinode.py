@@ -73,8 +73,11 @@ def ray_cluster(data_dir):
     with _address_file_kept():
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={"num_cpus": 0, "object_store_memory": STORE,
-                            "include_dashboard": False},
+            head_node_args={
+                "num_cpus": 0,
+                "object_store_memory": STORE,
+                "include_dashboard": False,
+            },
         )
     try:
         for _ in range(WORKERS):
@@ -119,8 +122,16 @@ def data_dir() -> Path:
 
 
 def job_args(data_dir: Path, storage: Path, cluster, *extra: str) -> list[str]:
-    return ["--smoke", "--data-dir", str(data_dir), "--storage-path", str(storage),
-            "--address", cluster.address, *extra]
+    return [
+        "--smoke",
+        "--data-dir",
+        str(data_dir),
+        "--storage-path",
+        str(storage),
+        "--address",
+        cluster.address,
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -130,8 +141,13 @@ def start_job(tmp_path):
 
     def start(script: str, *args: str) -> subprocess.Popen:
         log = open(tmp_path / f"{script}-{len(procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, f"tune_jobs/{script}", *args], cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, f"tune_jobs/{script}", *args],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         proc.log_path = log.name  # type: ignore[attr-defined]
         log.close()
         procs.append(proc)
@@ -149,8 +165,12 @@ def log_tail(proc: subprocess.Popen, n: int = 4000) -> str:
     return Path(proc.log_path).read_text()[-n:]  # type: ignore[attr-defined]
 
 
-def wait_for(cond: Callable[[], object], what: str, proc: subprocess.Popen | None = None,
-             timeout: float = 240):
+def wait_for(
+    cond: Callable[[], object],
+    what: str,
+    proc: subprocess.Popen | None = None,
+    timeout: float = 240,
+):
     """Poll `cond` until it returns something truthy; fail if `proc` ends first or on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,8 +180,10 @@ def wait_for(cond: Callable[[], object], what: str, proc: subprocess.Popen | Non
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"job ended (rc={proc.returncode}) before {what}:\n{log_tail(proc)}")
         time.sleep(POLL_S)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}"
-                + (f":\n{log_tail(proc)}" if proc is not None else ""))
+    pytest.fail(
+        f"timed out after {timeout}s waiting for {what}"
+        + (f":\n{log_tail(proc)}" if proc is not None else "")
+    )
 
 
 def reports(exp: Path) -> dict[str, list[dict]]:
@@ -220,15 +242,19 @@ def test_smoke_study_runs_trials_on_several_nodes(cluster, data_dir, tmp_path):
     assert results["node"].notna().all()
     # Each trial's epochs all ran where the trial ran.
     per_trial = history.groupby("trial_id")["node_id"].agg(set)
-    assert per_trial.to_dict() == {t: {n} for t, n in zip(results["trial_id"],
-                                                          results["node_id"], strict=True)}
+    assert per_trial.to_dict() == {
+        t: {n} for t, n in zip(results["trial_id"], results["node_id"], strict=True)
+    }
 
 
-def test_trial_of_a_removed_node_continues_from_its_checkpoint(cluster, data_dir, tmp_path,
-                                                                start_job):
+def test_trial_of_a_removed_node_continues_from_its_checkpoint(
+    cluster, data_dir, tmp_path, start_job
+):
     epochs = 4
-    proc = start_job("ensemble_size.py", *job_args(data_dir, tmp_path, cluster, "--set",
-                                                   f"epochs={epochs}", "--max-failures", "2"))
+    proc = start_job(
+        "ensemble_size.py",
+        *job_args(data_dir, tmp_path, cluster, "--set", f"epochs={epochs}", "--max-failures", "2"),
+    )
     exp = tmp_path / "ensemble_size_smoke"
 
     def trial_mid_way():
@@ -280,21 +306,28 @@ def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path
 
     def ready_to_kill():
         nonlocal seen, quiet_since
-        files = {p: p.read_bytes() for p in [*exp.glob("experiment_state-*.json"),
-                                             *exp.glob("train_*/result.json")]}
+        files = {
+            p: p.read_bytes()
+            for p in [*exp.glob("experiment_state-*.json"), *exp.glob("train_*/result.json")]
+        }
         if files != seen:
             seen, quiet_since = files, time.monotonic()
             return False
         if time.monotonic() - quiet_since < QUIET_S:
             return False
         try:
-            snapshot = {t: (s.get("last_result") or {}).get("epoch", 0)
-                        for t, s in experiment_state(exp).items()}
+            snapshot = {
+                t: (s.get("last_result") or {}).get("epoch", 0)
+                for t, s in experiment_state(exp).items()
+            }
         except (ValueError, OSError):  # not written yet (or a half-written JSON)
             return False
         got = reports(exp)
-        return (len(snapshot) == 2 and 1 <= min(snapshot.values()) < epochs
-                and all(t in got and got[t][-1]["epoch"] >= e for t, e in snapshot.items()))
+        return (
+            len(snapshot) == 2
+            and 1 <= min(snapshot.values()) < epochs
+            and all(t in got and got[t][-1]["epoch"] >= e for t, e in snapshot.items())
+        )
 
     wait_for(ready_to_kill, "every trial checkpointed", proc)
     os.kill(proc.pid, signal.SIGKILL)
@@ -304,7 +337,10 @@ def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path
     before = reports(exp)
     assert sorted(before) == sorted(snapshot), (snapshot, before)
     assert all(before[t][-1]["epoch"] >= e >= 1 for t, e in snapshot.items()), (
-        "killed during the driver's copy to the storage path", snapshot, before)
+        "killed during the driver's copy to the storage path",
+        snapshot,
+        before,
+    )
     assert min(snapshot.values()) < epochs, "the study finished before the driver was killed"
     assert not (exp / "results.parquet").exists()
 
@@ -342,8 +378,20 @@ def _can_mask_folders(tmp: Path) -> bool:
     if shutil.which("unshare") is None or os.geteuid() != 0:
         return False
     tmp.mkdir(exist_ok=True)
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t",
-                            "tmpfs", "tmpfs", str(tmp)], capture_output=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "mount",
+            "-t",
+            "tmpfs",
+            "tmpfs",
+            str(tmp),
+        ],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
@@ -358,16 +406,32 @@ def blind_node(cluster, tmp_path):
     private, log = tmp_path / "private", tmp_path / "blind_node.log"
     private.mkdir()
     known = {n.node_id for n in cluster.list_all_nodes()}
-    script = ('mount -t tmpfs tmpfs "$1" && exec "$2" -m ray.scripts.scripts start '
-              '--address="$3" --num-cpus=1 --object-store-memory="$4" --disable-usage-stats '
-              '--block')
+    script = (
+        'mount -t tmpfs tmpfs "$1" && exec "$2" -m ray.scripts.scripts start '
+        '--address="$3" --num-cpus=1 --object-store-memory="$4" --disable-usage-stats '
+        "--block"
+    )
     proc, node_id = None, None
     try:
         with _address_file_kept(), open(log, "w") as out:
             proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                 str(private), sys.executable, cluster.address, str(STORE)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                    str(private),
+                    sys.executable,
+                    cluster.address,
+                    str(STORE),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
             def joined():
@@ -389,12 +453,14 @@ def blind_node(cluster, tmp_path):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # anything left in its group
         if node_id is not None:
-            wait_for(lambda: node_id not in cluster.global_state._live_node_ids(),
-                     "the node to leave", timeout=60)
+            wait_for(
+                lambda: node_id not in cluster.global_state._live_node_ids(),
+                "the node to leave",
+                timeout=60,
+            )
 
 
-def test_storage_one_node_cannot_see_is_refused_before_any_trial(cluster, data_dir,
-                                                                  blind_node):
+def test_storage_one_node_cannot_see_is_refused_before_any_trial(cluster, data_dir, blind_node):
     private, node_id = blind_node
     storage = private / "ray_results"
     r = run_job("ensemble_size.py", *job_args(data_dir, storage, cluster), timeout=300)

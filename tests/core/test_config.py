@@ -26,8 +26,10 @@ def test_defaults_validate_and_round_trip():
         ({"lr": 0}, r"lr=0: must be in \(0"),
         ({"batch_size": 0}, r"batch_size=0"),
         ({"patience": 5}, r"patience=5: early stopping watches the validation loss"),
-        ({"ensemble": "single", "ensemble_size": 1, "sharing_ensemble": "all"},
-         r"sharing_ensemble='all': a 'single' network has no members"),
+        (
+            {"ensemble": "single", "ensemble_size": 1, "sharing_ensemble": "all"},
+            r"sharing_ensemble='all': a 'single' network has no members",
+        ),
         ({"dataset": "imagefolder"}, r"data_dir=None: dataset 'imagefolder' needs data_dir"),
         ({"batchsize": 64}, r"unknown config field\(s\) \['batchsize'\]"),
         ({"ensemble": "deep", "norm": "member"}, r"norm='member'"),

@@ -31,15 +31,19 @@ def _seed():
 @pytest.mark.parametrize("bias", [True, False])
 def test_beconv2d_equals_member_convs(stride, padding, bias):
     m, b = 3, 2
-    layer = BEConv2d(4, 5, 3, m, stride=stride, padding=padding, alpha=-0.5, gamma=-0.5,
-                     bias=bias)
+    layer = BEConv2d(4, 5, 3, m, stride=stride, padding=padding, alpha=-0.5, gamma=-0.5, bias=bias)
     x = torch.randn(m * b, 4, 7, 7)  # member-major: rows m*b .. (m+1)*b-1 are member m
     y = layer(x)
     for i in range(m):
         w_i = layer.weight * torch.outer(layer.gamma[i], layer.alpha[i])[:, :, None, None]
-        ref = F.conv2d(x[i * b:(i + 1) * b], w_i, layer.bias[i] if bias else None,
-                       stride=stride, padding=padding)
-        torch.testing.assert_close(y[i * b:(i + 1) * b], ref, rtol=1e-5, atol=1e-5)
+        ref = F.conv2d(
+            x[i * b : (i + 1) * b],
+            w_i,
+            layer.bias[i] if bias else None,
+            stride=stride,
+            padding=padding,
+        )
+        torch.testing.assert_close(y[i * b : (i + 1) * b], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_belinear_equals_member_linears():
@@ -50,25 +54,30 @@ def test_belinear_equals_member_linears():
     assert y.shape == (m * b, 5)
     for i in range(m):
         w_i = layer.weight * torch.outer(layer.gamma[i], layer.alpha[i])
-        ref = F.linear(x[i * b:(i + 1) * b], w_i, layer.bias[i])
-        torch.testing.assert_close(y[i * b:(i + 1) * b], ref, rtol=1e-5, atol=1e-5)
+        ref = F.linear(x[i * b : (i + 1) * b], w_i, layer.bias[i])
+        torch.testing.assert_close(y[i * b : (i + 1) * b], ref, rtol=1e-5, atol=1e-5)
     # extra dims between batch and features broadcast too
     x3 = torch.randn(m * b, 2, 6)
     y3 = layer(x3)
     for i in range(m):
         w_i = layer.weight * torch.outer(layer.gamma[i], layer.alpha[i])
-        ref = F.linear(x3[i * b:(i + 1) * b], w_i, layer.bias[i])
-        torch.testing.assert_close(y3[i * b:(i + 1) * b], ref, rtol=1e-5, atol=1e-5)
+        ref = F.linear(x3[i * b : (i + 1) * b], w_i, layer.bias[i])
+        torch.testing.assert_close(y3[i * b : (i + 1) * b], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_be_parameters_and_shapes():
     conv = BEConv2d(3, 8, 3, 4, padding=1)
     assert dict((n, tuple(p.shape)) for n, p in conv.named_parameters()) == {
-        "weight": (8, 3, 3, 3), "alpha": (4, 3), "gamma": (4, 8), "bias": (4, 8),
+        "weight": (8, 3, 3, 3),
+        "alpha": (4, 3),
+        "gamma": (4, 8),
+        "bias": (4, 8),
     }
     lin = BELinear(5, 7, 2, bias=False)
     assert dict((n, tuple(p.shape)) for n, p in lin.named_parameters()) == {
-        "weight": (7, 5), "alpha": (2, 5), "gamma": (2, 7),
+        "weight": (7, 5),
+        "alpha": (2, 5),
+        "gamma": (2, 7),
     }
     assert lin.bias is None
     r = repr(conv)
@@ -110,30 +119,37 @@ def test_be_frozen_factors_are_buffers_of_ones():
     y = conv(x)
     for i in range(m):
         w_i = conv.weight * conv.gamma[i][:, None, None, None]
-        ref = F.conv2d(x[i * b:(i + 1) * b], w_i, conv.bias[i], padding=1)
-        torch.testing.assert_close(y[i * b:(i + 1) * b], ref, rtol=1e-5, atol=1e-5)
+        ref = F.conv2d(x[i * b : (i + 1) * b], w_i, conv.bias[i], padding=1)
+        torch.testing.assert_close(y[i * b : (i + 1) * b], ref, rtol=1e-5, atol=1e-5)
     lin = BELinear(4, 3, m, alpha=None, gamma=None)
     assert sorted(n for n, _ in lin.named_parameters()) == ["bias", "weight"]
     assert sorted(n for n, _ in lin.named_buffers()) == ["alpha", "gamma"]
     xl = torch.randn(m * b, 4)
     yl = lin(xl)
     for i in range(m):
-        torch.testing.assert_close(yl[i * b:(i + 1) * b],
-                                   F.linear(xl[i * b:(i + 1) * b], lin.weight, lin.bias[i]))
+        torch.testing.assert_close(
+            yl[i * b : (i + 1) * b], F.linear(xl[i * b : (i + 1) * b], lin.weight, lin.bias[i])
+        )
     assert "alpha" in lin.state_dict() and "gamma" in lin.state_dict()
 
 
-@pytest.mark.parametrize("layer", [
-    lambda: BEConv2d(3, 4, 3, 3),
-    lambda: BELinear(3, 4, 3),
-    lambda: BEBatchNorm2d(3, 3),
-    lambda: MemberBatchNorm2d(3, 3),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: BEConv2d(3, 4, 3, 3),
+        lambda: BELinear(3, 4, 3),
+        lambda: BEBatchNorm2d(3, 3),
+        lambda: MemberBatchNorm2d(3, 3),
+    ],
+)
 def test_first_dim_not_divisible_by_ensemble_size_is_an_error(layer):
     mod = layer()
     x = torch.randn(4, 3, 5, 5) if not isinstance(mod, BELinear) else torch.randn(4, 3)
-    with pytest.raises(ConfigError, match=r"first dimension 4 is not divisible by "
-                                          r"ensemble_size=3"):
+    with pytest.raises(
+        ConfigError,
+        match=r"first dimension 4 is not divisible by "
+        r"ensemble_size=3",
+    ):
         mod(x)
 
 
@@ -153,10 +169,19 @@ def test_fast_weights_broadcast_without_repeating_per_sample():
     assert calls and not bad & set(calls), calls
 
 
-@pytest.mark.parametrize("bad", [
-    dict(in_channels=0), dict(out_channels=-1), dict(kernel_size=0), dict(ensemble_size=0),
-    dict(stride=0), dict(padding=-1), dict(alpha=1.5), dict(gamma=-2.0),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(in_channels=0),
+        dict(out_channels=-1),
+        dict(kernel_size=0),
+        dict(ensemble_size=0),
+        dict(stride=0),
+        dict(padding=-1),
+        dict(alpha=1.5),
+        dict(gamma=-2.0),
+    ],
+)
 def test_beconv2d_rejects_bad_arguments(bad):
     kwargs = dict(in_channels=3, out_channels=4, kernel_size=3, ensemble_size=2)
     kwargs.update(bad)
@@ -226,9 +251,10 @@ def test_deep_conv2d_equals_member_convs_on_channel_blocks():
     y = layer(x)
     assert y.shape == (b, m * cout, 5, 5)
     for i in range(m):
-        ref = F.conv2d(x[:, i * cin:(i + 1) * cin], layer.weight[i], layer.bias[i],
-                       stride=2, padding=1)
-        torch.testing.assert_close(y[:, i * cout:(i + 1) * cout], ref, rtol=1e-5, atol=1e-5)
+        ref = F.conv2d(
+            x[:, i * cin : (i + 1) * cin], layer.weight[i], layer.bias[i], stride=2, padding=1
+        )
+        torch.testing.assert_close(y[:, i * cout : (i + 1) * cout], ref, rtol=1e-5, atol=1e-5)
     assert not torch.equal(layer.weight[0], layer.weight[1])  # drawn independently
     with pytest.raises(ConfigError, match=r"channel-stacked input"):
         layer(torch.randn(b, cin, 9, 9))
@@ -240,8 +266,8 @@ def test_deep_linear_equals_member_linears():
     x = torch.randn(m * b, 6)
     y = layer(x)
     for i in range(m):
-        ref = F.linear(x[i * b:(i + 1) * b], layer.weight[i], layer.bias[i])
-        torch.testing.assert_close(y[i * b:(i + 1) * b], ref, rtol=1e-5, atol=1e-5)
+        ref = F.linear(x[i * b : (i + 1) * b], layer.weight[i], layer.bias[i])
+        torch.testing.assert_close(y[i * b : (i + 1) * b], ref, rtol=1e-5, atol=1e-5)
     nobias = DeepLinear(6, 2, m, bias=False)
     torch.testing.assert_close(nobias(x)[:b], x[:b] @ nobias.weight[0].T)
     with pytest.raises(ConfigError, match=r"not divisible by ensemble_size=3"):
@@ -311,8 +337,8 @@ def test_member_batchnorm_equals_separate_batchnorms(channel_stacked):
             r.train(mode == "train")
         y = bn(x)
         for i in range(m):
-            part = y[:, i * c:(i + 1) * c] if channel_stacked else y[i * b:(i + 1) * b]
+            part = y[:, i * c : (i + 1) * c] if channel_stacked else y[i * b : (i + 1) * b]
             torch.testing.assert_close(part, refs[i](xs[i]), rtol=1e-5, atol=1e-5)
     for i in range(m):
-        torch.testing.assert_close(bn.running_mean[i * c:(i + 1) * c], refs[i].running_mean)
-        torch.testing.assert_close(bn.running_var[i * c:(i + 1) * c], refs[i].running_var)
+        torch.testing.assert_close(bn.running_mean[i * c : (i + 1) * c], refs[i].running_mean)
+        torch.testing.assert_close(bn.running_var[i * c : (i + 1) * c], refs[i].running_var)

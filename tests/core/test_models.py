@@ -56,18 +56,24 @@ def test_other_input_sizes_and_channels():
 def test_batch_ensemble_uses_be_layers_everywhere():
     model = build_model("vgg11", 10, ensemble_size=4)
     kinds = [type(mod) for mod in model.modules()]
-    n_conv = sum(isinstance(lay, type(ARCHITECTURES["vgg11"].layers[0]))
-                 for lay in ARCHITECTURES["vgg11"].layers)
+    n_conv = sum(
+        isinstance(lay, type(ARCHITECTURES["vgg11"].layers[0]))
+        for lay in ARCHITECTURES["vgg11"].layers
+    )
     assert kinds.count(BEConv2d) == n_conv == 8
     assert kinds.count(BELinear) == 1  # the classifier too
     assert kinds.count(BEBatchNorm2d) == 8
     assert nn.Conv2d not in kinds and nn.Linear not in kinds and nn.BatchNorm2d not in kinds
 
 
-@pytest.mark.parametrize("norm,norm_type,conv_bias", [
-    ("batch", BEBatchNorm2d, False), ("member", MemberBatchNorm2d, False),
-    ("none", nn.Identity, True),
-])
+@pytest.mark.parametrize(
+    "norm,norm_type,conv_bias",
+    [
+        ("batch", BEBatchNorm2d, False),
+        ("member", MemberBatchNorm2d, False),
+        ("none", nn.Identity, True),
+    ],
+)
 def test_batch_ensemble_norm_options(norm, norm_type, conv_bias):
     model = build_model("simple_cnn", 3, ensemble_size=2, norm=norm)
     for block in model.blocks.values():
@@ -165,8 +171,9 @@ def test_batch_ensemble_member_fast_weights_only_affect_that_member():
 
 def test_all_parameters_get_gradients():
     for ensemble, m in (("single", 1), ("batch", 2), ("deep", 2)):
-        model = build_model("simple_cnn", 3, ensemble_size=m, ensemble=ensemble,
-                            sharing_network="all")
+        model = build_model(
+            "simple_cnn", 3, ensemble_size=m, ensemble=ensemble, sharing_network="all"
+        )
         model(_images("simple_cnn")).sum().backward()
         assert all(p.grad is not None for p in model.parameters())
 
@@ -204,8 +211,10 @@ def test_frozen_fast_weights_are_buffers():
     assert not any(n.endswith(".alpha") for n in names)
     assert sum(n.endswith(".gamma") for n in names) == 7
     buffers = dict(model.named_buffers())
-    assert all(torch.equal(buffers[f"blocks.{n}.conv.alpha"], torch.ones(4, i))
-               for n, i in (("conv1", 3), ("conv2", 16), ("conv6", 32)))
+    assert all(
+        torch.equal(buffers[f"blocks.{n}.conv.alpha"], torch.ones(4, i))
+        for n, i in (("conv1", 3), ("conv2", 16), ("conv6", 32))
+    )
     full = build_model("simple_cnn", 10, ensemble_size=4)
     alpha_sizes = 4 * (3 + 16 + 16 + 16 + 32 + 32 + 32)
     assert count_parameters(full) - count_parameters(model) == alpha_sizes
@@ -223,24 +232,33 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
 # ----------------------------------------------------------------------------------------------
 # errors
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(ensemble_size=0), r"ensemble_size=0: must be an integer >= 1"),
-    (dict(ensemble="single", ensemble_size=4), r"ensemble_size=4: ensemble 'single'"),
-    (dict(ensemble="batch", ensemble_size=1), r"ensemble_size=1: ensemble 'batch' needs"),
-    (dict(ensemble="deep", ensemble_size=1), r"ensemble_size=1: ensemble 'deep' needs"),
-    (dict(arch="resnet50"), r"arch='resnet50' is not allowed; choose one of "
-                            r"\['simple_cnn', 'vgg11', 'vgg11_share'\]"),
-    (dict(ensemble="mc_dropout"), r"ensemble='mc_dropout' is not allowed; choose one of "
-                                  r"\['single', 'batch', 'deep'\]"),
-    (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
-    (dict(norm="member", ensemble="deep"), r"norm='member' with ensemble 'deep'"),
-    (dict(sharing_network="middle"), r"sharing_network='middle' is not allowed"),
-    (dict(sharing_ensemble="half"), r"sharing_ensemble='half' is not allowed"),
-    (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be in \[-1, 1\]"),
-    (dict(gamma=-3), r"gamma=-3: fast-weight init must be in"),
-    (dict(num_classes=0), r"num_classes=0"),
-    (dict(ensemble_size=2.0), r"ensemble_size=2.0: must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(ensemble_size=0), r"ensemble_size=0: must be an integer >= 1"),
+        (dict(ensemble="single", ensemble_size=4), r"ensemble_size=4: ensemble 'single'"),
+        (dict(ensemble="batch", ensemble_size=1), r"ensemble_size=1: ensemble 'batch' needs"),
+        (dict(ensemble="deep", ensemble_size=1), r"ensemble_size=1: ensemble 'deep' needs"),
+        (
+            dict(arch="resnet50"),
+            r"arch='resnet50' is not allowed; choose one of "
+            r"\['simple_cnn', 'vgg11', 'vgg11_share'\]",
+        ),
+        (
+            dict(ensemble="mc_dropout"),
+            r"ensemble='mc_dropout' is not allowed; choose one of "
+            r"\['single', 'batch', 'deep'\]",
+        ),
+        (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
+        (dict(norm="member", ensemble="deep"), r"norm='member' with ensemble 'deep'"),
+        (dict(sharing_network="middle"), r"sharing_network='middle' is not allowed"),
+        (dict(sharing_ensemble="half"), r"sharing_ensemble='half' is not allowed"),
+        (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be in \[-1, 1\]"),
+        (dict(gamma=-3), r"gamma=-3: fast-weight init must be in"),
+        (dict(num_classes=0), r"num_classes=0"),
+        (dict(ensemble_size=2.0), r"ensemble_size=2.0: must be an integer"),
+    ],
+)
 def test_build_model_rejects_bad_arguments(kwargs, match):
     args = dict(arch="simple_cnn", num_classes=10) | kwargs
     with pytest.raises(ConfigError, match=match):
@@ -311,15 +329,14 @@ def _macs(spec, size=32):
     for lay in spec.layers:
         if isinstance(lay, Conv):
             size //= lay.stride
-            total += size * size * lay.kernel_size ** 2 * lay.in_channels * lay.out_channels
+            total += size * size * lay.kernel_size**2 * lay.in_channels * lay.out_channels
             size //= 2 if lay.pool else 1
         else:
             total += lay.in_features * 10
     return total
 
 
-@pytest.mark.parametrize("arch,mmacs", [("simple_cnn", 2.8), ("vgg11", 153),
-                                        ("vgg11_share", 191)])
+@pytest.mark.parametrize("arch,mmacs", [("simple_cnn", 2.8), ("vgg11", 153), ("vgg11_share", 191)])
 def test_descriptions_state_the_compute(arch, mmacs):
     spec = ARCHITECTURES[arch]
     assert f"{mmacs}M multiply-adds" in spec.description

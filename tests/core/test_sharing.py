@@ -17,22 +17,41 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tables written out by hand: (in, out, region, tie label) per 3x3 conv, classifier input.
 HAND_TABLES = {
     "simple_cnn": (
-        [(3, 16, "early", None), (16, 16, "early", "e"), (16, 16, "early", "e"),
-         (16, 32, "deep", None), (32, 32, "deep", "d"), (32, 32, "deep", "d")],
+        [
+            (3, 16, "early", None),
+            (16, 16, "early", "e"),
+            (16, 16, "early", "e"),
+            (16, 32, "deep", None),
+            (32, 32, "deep", "d"),
+            (32, 32, "deep", "d"),
+        ],
         32,
     ),
     "vgg11": (
-        [(3, 64, "early", None), (64, 128, "early", None), (128, 256, "early", None),
-         (256, 256, "early", None),
-         (256, 512, "deep", None), (512, 512, "deep", "d"), (512, 512, "deep", "d"),
-         (512, 512, "deep", "d")],
+        [
+            (3, 64, "early", None),
+            (64, 128, "early", None),
+            (128, 256, "early", None),
+            (256, 256, "early", None),
+            (256, 512, "deep", None),
+            (512, 512, "deep", "d"),
+            (512, 512, "deep", "d"),
+            (512, 512, "deep", "d"),
+        ],
         512,
     ),
     "vgg11_share": (
-        [(3, 64, "early", None), (64, 128, "early", None), (128, 256, "early", None),
-         (256, 256, "early", "e"), (256, 256, "early", "e"),
-         (256, 512, "deep", None), (512, 512, "deep", "d"), (512, 512, "deep", "d"),
-         (512, 512, "deep", "d")],
+        [
+            (3, 64, "early", None),
+            (64, 128, "early", None),
+            (128, 256, "early", None),
+            (256, 256, "early", "e"),
+            (256, 256, "early", "e"),
+            (256, 512, "deep", None),
+            (512, 512, "deep", "d"),
+            (512, 512, "deep", "d"),
+            (512, 512, "deep", "d"),
+        ],
         512,
     ),
 }
@@ -119,10 +138,16 @@ def test_exact_parameter_count_of_every_regime(arch, ensemble):
 # single 9,228,362 + fast weights 4 * 4,995 (sum of conv in+out) + 3 more copies of the BN
 # affine 3 * 5,504 + classifier alpha 4*512, gamma 4*10 and 3 more bias copies 3*10 = 9,266,972;
 # tying conv7 and conv8 to conv6 saves 2 * 9*512*512 = 4,718,592.
-VGG11_BATCH = {("none", "none"): 9_266_972, ("none", "early"): 9_258_128,
-               ("none", "deep"): 9_237_206, ("none", "all"): 9_228_362,
-               ("deep", "none"): 4_548_380, ("deep", "early"): 4_539_536,
-               ("deep", "deep"): 4_518_614, ("deep", "all"): 4_509_770}
+VGG11_BATCH = {
+    ("none", "none"): 9_266_972,
+    ("none", "early"): 9_258_128,
+    ("none", "deep"): 9_237_206,
+    ("none", "all"): 9_228_362,
+    ("deep", "none"): 4_548_380,
+    ("deep", "early"): 4_539_536,
+    ("deep", "deep"): 4_518_614,
+    ("deep", "all"): 4_509_770,
+}
 
 
 def test_vgg11_batch_counts_written_out():
@@ -140,26 +165,32 @@ def test_parameter_count_other_norms(arch, norm):
     for sn, se in [("none", "none"), ("all", "early"), ("early", "deep"), ("deep", "all")]:
         if sn not in NETWORK[arch]:
             continue
-        model = _meta_model(arch, 100, 3, "batch", sharing_network=sn, sharing_ensemble=se,
-                            norm=norm)
+        model = _meta_model(
+            arch, 100, 3, "batch", sharing_network=sn, sharing_ensemble=se, norm=norm
+        )
         assert count_parameters(model) == expected_count(arch, "batch", 3, 100, sn, se, norm)
     if norm == "none":
         model = _meta_model(arch, 10, 2, "deep", norm=norm)
-        assert count_parameters(model) == expected_count(arch, "deep", 2, 10, "none", "none",
-                                                         norm)
+        assert count_parameters(model) == expected_count(arch, "deep", 2, 10, "none", "none", norm)
 
 
-TIES = {"simple_cnn": {"early": [("conv2", "conv3")], "deep": [("conv5", "conv6")]},
-        "vgg11": {"deep": [("conv6", "conv7", "conv8")]},
-        "vgg11_share": {"early": [("conv4", "conv4b")], "deep": [("conv6", "conv7", "conv8")]}}
+TIES = {
+    "simple_cnn": {"early": [("conv2", "conv3")], "deep": [("conv5", "conv6")]},
+    "vgg11": {"deep": [("conv6", "conv7", "conv8")]},
+    "vgg11_share": {"early": [("conv4", "conv4b")], "deep": [("conv6", "conv7", "conv8")]},
+}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tie_table_is_as_documented(arch):
     """TIES (the groups written out in this file) is exactly what the table ties."""
     for sn in NETWORK[arch]:
-        groups = [g for region in ("early", "deep") if region in REGIONS[sn]
-                  for g in TIES[arch].get(region, [])]
+        groups = [
+            g
+            for region in ("early", "deep")
+            if region in REGIONS[sn]
+            for g in TIES[arch].get(region, [])
+        ]
         assert _meta_model(arch, 10, 2, "batch", sharing_network=sn).tie_groups == groups
 
 
@@ -167,8 +198,14 @@ def test_tie_table_is_as_documented(arch):
 @pytest.mark.parametrize("sharing_network", SHARING)
 def test_tied_layers_share_the_parameter_object(ensemble, m, sharing_network):
     arch = "simple_cnn"
-    model = build_model(arch, 5, m, ensemble, sharing_network=sharing_network,
-                        sharing_ensemble="early" if ensemble != "single" else "none")
+    model = build_model(
+        arch,
+        5,
+        m,
+        ensemble,
+        sharing_network=sharing_network,
+        sharing_ensemble="early" if ensemble != "single" else "none",
+    )
     blocks = model.blocks
     for region, groups in TIES[arch].items():
         for group in groups:
@@ -209,19 +246,33 @@ def test_vgg11_tie_groups():
 @pytest.mark.parametrize("sharing_network", ["early", "all"])
 @pytest.mark.parametrize("ensemble,m", [("single", 1), ("batch", 4), ("deep", 4)])
 def test_vgg11_refuses_early_network_sharing(sharing_network, ensemble, m):
-    match = (rf"sharing_network='{sharing_network}': vgg11 has no same-shape layers to tie in "
-             r"its 'early' region, so this would change nothing; allowed: \['none', 'deep'\]; "
-             r"or use arch='vgg11_share'")
+    match = (
+        rf"sharing_network='{sharing_network}': vgg11 has no same-shape layers to tie in "
+        r"its 'early' region, so this would change nothing; allowed: \['none', 'deep'\]; "
+        r"or use arch='vgg11_share'"
+    )
     with pytest.raises(ConfigError, match=match):
         validate_sharing("vgg11", ensemble, sharing_network, "none")
     with pytest.raises(ConfigError, match=match):
         build_model("vgg11", 10, m, ensemble, sharing_network=sharing_network)
     with pytest.raises(ConfigError, match=match):
-        TrialConfig.from_dict({"arch": "vgg11", "ensemble": ensemble, "ensemble_size": m,
-                               "sharing_network": sharing_network})
+        TrialConfig.from_dict(
+            {
+                "arch": "vgg11",
+                "ensemble": ensemble,
+                "ensemble_size": m,
+                "sharing_network": sharing_network,
+            }
+        )
     # the suggested variant takes it
-    TrialConfig.from_dict({"arch": "vgg11_share", "ensemble": ensemble, "ensemble_size": m,
-                           "sharing_network": sharing_network})
+    TrialConfig.from_dict(
+        {
+            "arch": "vgg11_share",
+            "ensemble": ensemble,
+            "ensemble_size": m,
+            "sharing_network": sharing_network,
+        }
+    )
 
 
 def test_tie_variants_give_every_region_a_tie_group():
@@ -233,8 +284,11 @@ def test_tie_variants_give_every_region_a_tie_group():
     assert ARCHITECTURES["vgg11"].tie_variant == "vgg11_share"
     # vgg11_share is vgg11 plus conv4b, which takes over conv4's pool
     base, share = ARCHITECTURES["vgg11"].layers, ARCHITECTURES["vgg11_share"].layers
-    assert [lay.name for lay in share] == [*(lay.name for lay in base[:4]), "conv4b",
-                                           *(lay.name for lay in base[4:])]
+    assert [lay.name for lay in share] == [
+        *(lay.name for lay in base[:4]),
+        "conv4b",
+        *(lay.name for lay in base[4:]),
+    ]
     assert [lay.shape for lay in share if lay.name != "conv4b"] == [lay.shape for lay in base]
     assert share[4].shape == base[3].shape and share[4].pool and not share[3].pool
 
@@ -250,6 +304,7 @@ class _Rows:
     def _hook(self, name):
         def hook(module, args, output):
             self.shapes[name] = tuple(args[0].shape)
+
         return hook
 
 
@@ -306,13 +361,19 @@ def test_single_rejects_ensemble_sharing():
         build_model("simple_cnn", 10, 1, "single", sharing_ensemble="all")
 
 
-@pytest.mark.parametrize("args,match", [
-    (("vgg16", "batch", "none", "none"), r"arch='vgg16' is not allowed"),
-    (("vgg11", "bagging", "none", "none"), r"ensemble='bagging' is not allowed"),
-    (("vgg11", "batch", "middle", "none"), r"sharing_network='middle' is not allowed; "
-                                           r"choose one of \['none', 'early', 'deep', 'all'\]"),
-    (("vgg11", "batch", "none", "late"), r"sharing_ensemble='late' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("vgg16", "batch", "none", "none"), r"arch='vgg16' is not allowed"),
+        (("vgg11", "bagging", "none", "none"), r"ensemble='bagging' is not allowed"),
+        (
+            ("vgg11", "batch", "middle", "none"),
+            r"sharing_network='middle' is not allowed; "
+            r"choose one of \['none', 'early', 'deep', 'all'\]",
+        ),
+        (("vgg11", "batch", "none", "late"), r"sharing_ensemble='late' is not allowed"),
+    ],
+)
 def test_validate_sharing_rejects_unknown_values(args, match):
     with pytest.raises(ConfigError, match=match):
         validate_sharing(*args)
@@ -322,15 +383,27 @@ def test_validate_sharing_rejects_unknown_values(args, match):
 def toy_arch(monkeypatch):
     """An extra architecture, added as one registry entry: no tie pair in its deep region,
     and one with no deep region at all."""
-    spec = ArchSpec("toy", "toy net", (
-        Conv("c1", 3, 8, "early"), Conv("c2", 8, 8, "early", tie="t"),
-        Conv("c3", 8, 8, "early", tie="t", pool=True), Conv("c4", 8, 16, "deep"),
-        Classifier("fc", 16),
-    ))
-    flat = dataclasses.replace(spec, name="flat", layers=(
-        Conv("c1", 3, 8, "early"), Conv("c2", 8, 8, "early", tie="t"),
-        Conv("c3", 8, 8, "early", tie="t"), Classifier("fc", 8, region="early"),
-    ))
+    spec = ArchSpec(
+        "toy",
+        "toy net",
+        (
+            Conv("c1", 3, 8, "early"),
+            Conv("c2", 8, 8, "early", tie="t"),
+            Conv("c3", 8, 8, "early", tie="t", pool=True),
+            Conv("c4", 8, 16, "deep"),
+            Classifier("fc", 16),
+        ),
+    )
+    flat = dataclasses.replace(
+        spec,
+        name="flat",
+        layers=(
+            Conv("c1", 3, 8, "early"),
+            Conv("c2", 8, 8, "early", tie="t"),
+            Conv("c3", 8, 8, "early", tie="t"),
+            Classifier("fc", 8, region="early"),
+        ),
+    )
     monkeypatch.setitem(ARCHITECTURES, "toy", spec)
     monkeypatch.setitem(ARCHITECTURES, "flat", flat)
 
@@ -338,15 +411,21 @@ def toy_arch(monkeypatch):
 def test_regime_that_changes_nothing_is_an_error(toy_arch):
     assert build_model("toy", 3, 2)(torch.randn(2, 3, 4, 4)).shape == (2, 2, 3)
     for sn in ("deep", "all"):
-        with pytest.raises(ConfigError, match=rf"sharing_network='{sn}': toy has no same-shape "
-                                              r"layers to tie in its 'deep' region.*change "
-                                              r"nothing; allowed: \['none', 'early'\]"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"sharing_network='{sn}': toy has no same-shape "
+            r"layers to tie in its 'deep' region.*change "
+            r"nothing; allowed: \['none', 'early'\]",
+        ):
             validate_sharing("toy", "batch", sn, "none")
         with pytest.raises(ConfigError, match=rf"sharing_network='{sn}'"):
             build_model("toy", 3, 2, sharing_network=sn)
     for se in ("deep", "all"):
-        with pytest.raises(ConfigError, match=rf"sharing_ensemble='{se}': flat has no layers in "
-                                              r"its 'deep' region"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"sharing_ensemble='{se}': flat has no layers in "
+            r"its 'deep' region",
+        ):
             validate_sharing("flat", "deep", "none", se)
     assert valid_sharing_regimes("toy", "batch") == [
         (sn, se) for sn in ("none", "early") for se in SHARING
@@ -357,7 +436,10 @@ def test_flat_arch_regimes(toy_arch):
     # flat has ties only in the early region and no deep layers: 'all' ties would equal
     # 'early' (error), and ensemble sharing 'deep'/'all' would change nothing (error).
     assert valid_sharing_regimes("flat", "batch") == [
-        ("none", "none"), ("none", "early"), ("early", "none"), ("early", "early"),
+        ("none", "none"),
+        ("none", "early"),
+        ("early", "none"),
+        ("early", "early"),
     ]
 
 
@@ -370,13 +452,16 @@ def _count_rows(text):
     start = next(i for i, line in enumerate(lines) if line.startswith("rows: sharing_network"))
     header = lines[start + 1].split()
     assert header == list(SHARING)
-    return {line.split()[0]: line for line in lines[start + 2:] if line.strip()}
+    return {line.split()[0]: line for line in lines[start + 2 :] if line.strip()}
 
 
 def test_cli_prints_table_and_counts():
     out = subprocess.run(
         [sys.executable, "-m", "core.sharing", "simple_cnn"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -397,7 +482,10 @@ def test_cli_options_and_errors(capsys):
     assert main(["vgg11", "--ensemble", "single", "--num-classes", "100"]) == 0
     rows = _count_rows(capsys.readouterr().out)
     assert rows["none"].split()[1:] == [
-        f"{expected_count('vgg11', 'single', 1, 100, 'none', 'none'):,}", "-", "-", "-"
+        f"{expected_count('vgg11', 'single', 1, 100, 'none', 'none'):,}",
+        "-",
+        "-",
+        "-",
     ]
     assert rows["early"].split()[1:] == ["-"] * 4
     assert main(["simple_cnn", "--ensemble", "deep", "--ensemble-size", "3"]) == 0
@@ -419,7 +507,7 @@ def _table_rows(text):
     cuts = [header.index(c) for c in ("block", "region", "tie group")]
     assert header.startswith("layer")
     out = {}
-    for line in lines[1:lines.index("")]:
+    for line in lines[1 : lines.index("")]:
         cols = [line[a:b].strip() for a, b in zip([0, *cuts], [*cuts, None], strict=True)]
         out[cols[0]] = tuple(cols[1:])
     return out
@@ -451,18 +539,22 @@ def test_cli_vgg11_tables(arch, capsys):
         assert "No tie group" not in text
         early_group = "early: conv4, conv4b"
         items = list(want.items())
-        want = dict([
-            *items[:3],
-            ("conv4", ("conv3x3 256->256", "early", early_group)),  # conv4b takes its pool
-            ("conv4b", ("conv3x3 256->256 +maxpool", "early", early_group)),
-            *items[4:],
-        ])
+        want = dict(
+            [
+                *items[:3],
+                ("conv4", ("conv3x3 256->256", "early", early_group)),  # conv4b takes its pool
+                ("conv4b", ("conv3x3 256->256 +maxpool", "early", early_group)),
+                *items[4:],
+            ]
+        )
     assert layers == want
     assert list(layers) == list(want)  # table order
     rows = _count_rows(text)
     for sn in SHARING:
-        want_row = [f"{expected_count(arch, 'batch', 4, 10, sn, se):,}" if sn in NETWORK[arch]
-                    else "-" for se in SHARING]
+        want_row = [
+            f"{expected_count(arch, 'batch', 4, 10, sn, se):,}" if sn in NETWORK[arch] else "-"
+            for se in SHARING
+        ]
         assert rows[sn].split()[1:] == want_row, sn
     if arch == "vgg11":
         assert rows["deep"].split()[1:] == [f"{VGG11_BATCH['deep', se]:,}" for se in SHARING]

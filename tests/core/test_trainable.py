@@ -12,8 +12,17 @@ from core.data import load_dataset
 from core.trainable import fit
 
 CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
-SMALL = dict(dataset="cifar10", arch="simple_cnn", ensemble="batch", ensemble_size=2,
-             train_subset=200, test_subset=100, epochs=1, batch_size=64, num_threads=2)
+SMALL = dict(
+    dataset="cifar10",
+    arch="simple_cnn",
+    ensemble="batch",
+    ensemble_size=2,
+    train_subset=200,
+    test_subset=100,
+    epochs=1,
+    batch_size=64,
+    num_threads=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +42,9 @@ def run(data, **changes):
 
 
 def test_short_training_beats_chance_clearly(cifar10):
-    history, _ = run(cifar10, train_subset=4000, test_subset=1000, epochs=3, lr=2e-3,
-                     batch_size=128)
+    history, _ = run(
+        cifar10, train_subset=4000, test_subset=1000, epochs=3, lr=2e-3, batch_size=128
+    )
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["test_acc"] > 0.25  # chance is 0.10
     assert history[-1]["train_loss"] < history[0]["train_loss"]

@@ -14,7 +14,10 @@ def run_job(script: str, *args: str, timeout: int = 600) -> subprocess.Completed
     """Run `python tune_jobs/<script> args...` from the repo root, as a researcher would."""
     return subprocess.run(
         [sys.executable, f"tune_jobs/{script}", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -29,7 +32,8 @@ def cifar10_dir() -> Path:
 def alpha_gamma_smoke(tmp_path_factory, cifar10_dir) -> Path:
     """One real alpha/gamma smoke study, shared by the tests that read its output."""
     storage = tmp_path_factory.mktemp("ray_results")
-    r = run_job("alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(storage))
+    r = run_job(
+        "alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(storage)
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return storage / "alpha_gamma_smoke"

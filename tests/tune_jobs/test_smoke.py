@@ -19,11 +19,33 @@ from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
 from .conftest import REPO, run_job
 
 pytestmark = pytest.mark.slow
-CONFIG_COLUMNS = ["alpha", "gamma", "ensemble_size", "lr", "optimizer", "sharing_network",
-                  "sharing_ensemble", "ensemble", "arch", "seed", "dataset"]
-RESULT_COLUMNS = ["trial_id", "study", "status", "epochs_done", "diverged", "early_stopped",
-                  "asha_stopped", "node", "params", "batches_per_s", "total_s",
-                  *(f"{k}_{m}" for k in ("final", "best", "avg") for m in EPOCH_METRICS)]
+CONFIG_COLUMNS = [
+    "alpha",
+    "gamma",
+    "ensemble_size",
+    "lr",
+    "optimizer",
+    "sharing_network",
+    "sharing_ensemble",
+    "ensemble",
+    "arch",
+    "seed",
+    "dataset",
+]
+RESULT_COLUMNS = [
+    "trial_id",
+    "study",
+    "status",
+    "epochs_done",
+    "diverged",
+    "early_stopped",
+    "asha_stopped",
+    "node",
+    "params",
+    "batches_per_s",
+    "total_s",
+    *(f"{k}_{m}" for k in ("final", "best", "avg") for m in EPOCH_METRICS),
+]
 
 
 def smoke_cells(module) -> list[TrialConfig]:
@@ -65,8 +87,14 @@ def test_alpha_gamma_smoke(alpha_gamma_smoke):
 
 
 def test_ensemble_size_smoke(tmp_path, cifar10_dir):
-    r = run_job("ensemble_size.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(tmp_path))
+    r = run_job(
+        "ensemble_size.py",
+        "--smoke",
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     results, _ = check_tables(tmp_path / "ensemble_size_smoke", ensemble_size, "ensemble_size")
     assert sorted(results["ensemble_size"]) == [2, 4]
@@ -79,8 +107,9 @@ def test_ensemble_size_smoke(tmp_path, cifar10_dir):
 
 
 def test_optimizers_smoke(tmp_path, cifar10_dir):
-    r = run_job("optimizers.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(tmp_path))
+    r = run_job(
+        "optimizers.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     results, history = check_tables(tmp_path / "optimizers_smoke", optimizers, "optimizers")
     assert set(zip(results["ensemble"], results["optimizer"], strict=True)) == {
@@ -91,8 +120,9 @@ def test_optimizers_smoke(tmp_path, cifar10_dir):
 
 
 def test_sharing_smoke(tmp_path, cifar10_dir):
-    r = run_job("sharing.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(tmp_path))
+    r = run_job(
+        "sharing.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     results, _ = check_tables(tmp_path / "sharing_smoke", sharing, "sharing")
     params = results.set_index(["sharing_network", "sharing_ensemble"])["params"]
@@ -100,9 +130,18 @@ def test_sharing_smoke(tmp_path, cifar10_dir):
 
 
 def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
-    r = run_job("search.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(tmp_path), "--objectives", "accuracy,params",
-                "--num-samples", "3")
+    r = run_job(
+        "search.py",
+        "--smoke",
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(tmp_path),
+        "--objectives",
+        "accuracy,params",
+        "--num-samples",
+        "3",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp_path / "search_smoke"
     results = pd.read_parquet(exp / "results.parquet")
@@ -121,19 +160,37 @@ def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
 
 def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir):
     before = sorted(p.name for p in alpha_gamma_smoke.iterdir())
-    r = run_job("alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir),
-                "--storage-path", str(alpha_gamma_smoke.parent))
+    r = run_job(
+        "alpha_gamma.py",
+        "--smoke",
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(alpha_gamma_smoke.parent),
+    )
     assert r.returncode == 2
     assert "already exists; pass --resume to continue it" in r.stderr
     assert sorted(p.name for p in alpha_gamma_smoke.iterdir()) == before
 
 
 def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
-    args = ["--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path),
-            "--max-concurrent", "1", "--no-asha"]
-    proc = subprocess.Popen([sys.executable, "tune_jobs/alpha_gamma.py", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        "--smoke",
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(tmp_path),
+        "--max-concurrent",
+        "1",
+        "--no-asha",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "tune_jobs/alpha_gamma.py", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     exp = tmp_path / "alpha_gamma_smoke"
     deadline = time.time() + 300
     # Interrupt once the first trial has checkpointed, while others have not started.
@@ -152,8 +209,13 @@ def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
 
 def test_report_from_a_real_smoke_study(alpha_gamma_smoke, tmp_path):
     out = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "analysis", str(alpha_gamma_smoke), "--out",
-                        str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", str(alpha_gamma_smoke), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     index = (out / "index.html").read_text()
     pages = sorted(p.name for p in out.glob("*.html") if p.name != "index.html")
