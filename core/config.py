@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.errors import ConfigError, refusal
 
 DATASETS = ("cifar10", "cifar20", "imagefolder")
 ARCHS = ("simple_cnn", "vgg11", "vgg11_share")
@@ -23,10 +27,6 @@ SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 # The study's sweep of fast-weight init values (alpha and gamma each).
 FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
-
-
-class ConfigError(ValueError):
-    """A config value that is not allowed; the message names field, value and allowed set."""
 
 
 @dataclass
@@ -237,3 +237,30 @@ def _float(
 
 def _pos_float(name: str, value: Any) -> None:
     _float(name, value, lo=0.0, lo_open=True)
+
+
+def parse_field(name: str, raw: str) -> Any:
+    """A command-line string as the value of TrialConfig field `name` (`none` gives None
+    where the field allows it)."""
+    hints = typing.get_type_hints(TrialConfig)
+    if name not in hints or name == "extra":
+        allowed = sorted(k for k in hints if k != "extra")
+        raise ConfigError(f"unknown config field {name!r}; allowed fields: {allowed}")
+    tp = hints[name]
+    args = typing.get_args(tp)
+    optional = type(None) in args or (isinstance(tp, types.UnionType) and type(None) in args)
+    if optional and raw.lower() == "none":
+        return None
+    base = [a for a in args if a is not type(None)][0] if args else tp
+    try:
+        if base is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        if base is int:
+            return int(raw)
+        if base is float:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(refusal(name, raw, f"a {base.__name__}")) from None
+    return raw

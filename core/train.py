@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
 import typing
 from typing import Any
 
-from core.config import ConfigError, TrialConfig
+from core.config import ConfigError, TrialConfig, parse_field
 from core.trainable import fit
 
 _SHOWN = (
@@ -50,36 +49,6 @@ def _parser() -> argparse.ArgumentParser:
 def _metavar(tp: Any) -> str:
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     return "|".join(getattr(a, "__name__", str(a)) for a in args).upper()
-
-
-def _convert(name: str, raw: str, tp: Any) -> Any:
-    """Parse a command-line string into the field's type (`none` gives None where allowed)."""
-    args = typing.get_args(tp)
-    optional = type(None) in args or (isinstance(tp, types.UnionType) and type(None) in args)
-    if optional and raw.lower() == "none":
-        return None
-    base = [a for a in args if a is not type(None)][0] if args else tp
-    try:
-        if base is bool:
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return raw.lower() in ("true", "1", "yes")
-        if base is int:
-            return int(raw)
-        if base is float:
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: must be a {base.__name__}") from None
-    return raw
-
-
-def parse_field(name: str, raw: str) -> Any:
-    """A command-line string as the value of TrialConfig field `name`."""
-    hints = typing.get_type_hints(TrialConfig)
-    if name not in hints or name == "extra":
-        allowed = sorted(k for k in hints if k != "extra")
-        raise ConfigError(f"unknown config field {name!r}; allowed fields: {allowed}")
-    return _convert(name, raw, hints[name])
 
 
 def main(argv: list[str] | None = None) -> int:

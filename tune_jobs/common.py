@@ -24,7 +24,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 import typer  # noqa: E402
 
-from core.config import DATASETS, ConfigError, TrialConfig  # noqa: E402
+from core.config import DATASETS, ConfigError, TrialConfig, parse_field  # noqa: E402
 
 SpaceFn = Callable[["JobOptions"], dict[str, Any]]
 
@@ -140,8 +140,6 @@ class JobOptions:
 
     def parsed_overrides(self) -> dict[str, Any]:
         """`--set key=value` pairs, typed like the TrialConfig field they set."""
-        from core.train import parse_field
-
         out: dict[str, Any] = {}
         for item in self.overrides or []:
             key, sep, raw = item.partition("=")
