@@ -1,73 +1,228 @@
-"""TrialConfig: every knob of one training run, validated in one place.
+"""TrialConfig: every knob of one training run, and every rule about its values, in one place.
 
 A study is a set of TrialConfigs; Ray Tune hands each trial a plain dict, and
-`TrialConfig.from_dict` turns it back into a checked dataclass. Every bad value is
-refused here with one message naming the field, the value and what is allowed, so a
-typo fails on the driver before any cluster work starts.
+`TrialConfig.from_dict` turns it back into a checked dataclass. Each field declares its allowed
+values next to it (`knob(default, check)`); the rules that tie fields together follow in
+`TrialConfig.validate`, and the model rules in `check_model`, which `core.models.build_model`
+runs too. Every bad value is refused with one message naming the field, the value and what is
+allowed (`core.errors.refusal`), so a typo fails on the driver before any cluster work starts.
+Code below a validated config trusts it.
+
+This module is torch-free: checking a config imports no model code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import types
 import typing
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.architectures import ARCHITECTURES, SHARING, check_sharing
 from core.errors import ConfigError, refusal
 
+__all__ = [
+    "DATASETS",
+    "DEVICES",
+    "ENSEMBLES",
+    "FAST_WEIGHT_SWEEP",
+    "NORMS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SHARING",
+    "ConfigError",
+    "TrialConfig",
+    "check_field",
+    "check_model",
+    "parse_field",
+    "valid_sharing_regimes",
+]
+
 DATASETS = ("cifar10", "cifar20", "imagefolder")
-ARCHS = ("simple_cnn", "vgg11", "vgg11_share")
 ENSEMBLES = ("single", "batch", "deep")
-SHARING = ("none", "early", "deep", "all")
 NORMS = ("batch", "member", "none")
 OPTIMIZERS = ("adam", "sgd", "ivon")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 # The study's sweep of fast-weight init values (alpha and gamma each).
 FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
+FAST_WEIGHT_ALLOWED = (
+    "a number in [-1, 1] or None "
+    "(v<0: N(1,|v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
+)
+
+Check = Callable[[str, Any], None]  # (field name, value) -> None, or raises ConfigError
 
 
+# ----------------------------------------------------------------------------------------------
+# value checks: each returns a Check that words its refusal with `refusal`
+# ----------------------------------------------------------------------------------------------
+def one_of(allowed: Collection[Any]) -> Check:
+    """A value from `allowed` (read at check time, so a registry may grow)."""
+
+    def check(name: str, value: Any) -> None:
+        if value not in allowed:
+            raise ConfigError(refusal(name, value, list(allowed)))
+
+    return check
+
+
+def integer(lo: int | None = None, optional: bool = False) -> Check:
+    """An int (never a bool) >= lo; None too when optional."""
+    phrase = "an integer" + (f" >= {lo}" if lo is not None else "") + (" or None" * optional)
+
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(refusal(name, value, phrase))
+        if lo is not None and value < lo:
+            raise ConfigError(refusal(name, value, phrase))
+
+    return check
+
+
+def number(
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> Check:
+    """A finite real number in the interval; None too when optional."""
+    rng = (
+        f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
+        f"{'inf' if hi is None else hi}{')' if hi_open else ']'}"
+    )
+
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ConfigError(refusal(name, value, "a number" + " or None" * optional))
+        bad = (
+            math.isinf(value)
+            or (lo is not None and (value <= lo if lo_open else value < lo))
+            or (hi is not None and (value >= hi if hi_open else value > hi))
+        )
+        if bad:
+            raise ConfigError(refusal(name, value, f"in {rng}"))
+
+    return check
+
+
+def fast_weight_init(name: str, value: Any) -> None:
+    """A fast-weight init value (core.layers.init_fast_weight): a number in [-1, 1] or None."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
+        raise ConfigError(refusal(name, value, FAST_WEIGHT_ALLOWED, what="fast-weight init"))
+
+
+def flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(refusal(name, value, "True or False"))
+
+
+def text_or_none(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(refusal(name, value, "a path or None"))
+
+
+def tags(name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(refusal(name, value, "a dict of tags"))
+
+
+def knob(default: Any, check: Check) -> Any:
+    """A TrialConfig field with its allowed values declared next to it."""
+    if callable(default):
+        return field(default_factory=default, metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+POSITIVE = number(lo=0.0, lo_open=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the config
+# ----------------------------------------------------------------------------------------------
 @dataclass
 class TrialConfig:
     # --- data ---
-    dataset: str = "cifar10"  # cifar10 | cifar20 (CIFAR-100, 20 coarse labels) | imagefolder
-    data_dir: str | None = None  # dataset root; None: $ENSEMBLE_DATA_DIR, else the user cache
-    train_subset: int | None = None  # stratified number of training images (None: all)
-    test_subset: int | None = None  # stratified number of test images (None: all)
-    val_fraction: float = 0.0  # share of train held out (stratified) as a validation split
-    augment: bool = True  # random crop (4-pixel pad) and horizontal flip, on tensors
+    # cifar10 | cifar20 (CIFAR-100, 20 coarse labels) | imagefolder
+    dataset: str = knob("cifar10", one_of(DATASETS))
+    # dataset root; None: $ENSEMBLE_DATA_DIR, else the user cache
+    data_dir: str | None = knob(None, text_or_none)
+    # stratified number of training images (None: all)
+    train_subset: int | None = knob(None, integer(lo=1, optional=True))
+    # stratified number of test images (None: all)
+    test_subset: int | None = knob(None, integer(lo=1, optional=True))
+    # share of train held out (stratified) as a validation split
+    val_fraction: float = knob(0.0, number(lo=0.0, hi=1.0, hi_open=True))
+    # random crop (4-pixel pad) and horizontal flip, on tensors
+    augment: bool = knob(True, flag)
     # --- model ---
-    arch: str = "vgg11"  # architecture from core.models' registry
-    ensemble: str = "batch"  # single network | BatchEnsemble | deep (independent members)
-    ensemble_size: int = 4  # members M; must be 1 for `single`
-    alpha: float | None = 0.5  # input-side fast-weight init (see core.layers); None: frozen ones
-    gamma: float | None = 0.5  # output-side fast-weight init; None: frozen ones
-    sharing_network: str = "none"  # region whose same-shape layers tie slow weights
-    sharing_ensemble: str = "none"  # region where all members use one layer
-    norm: str = "batch"  # batch (shared stats, per-member affine) | member | none
+    # architecture from core.architectures' registry
+    arch: str = knob("vgg11", one_of(ARCHITECTURES))
+    # single network | BatchEnsemble | deep (independent members)
+    ensemble: str = knob("batch", one_of(ENSEMBLES))
+    # members M; must be 1 for `single`
+    ensemble_size: int = knob(4, integer(lo=1))
+    # input-side fast-weight init (see core.layers); None: frozen ones
+    alpha: float | None = knob(0.5, fast_weight_init)
+    # output-side fast-weight init; None: frozen ones
+    gamma: float | None = knob(0.5, fast_weight_init)
+    # region whose same-shape layers tie slow weights (core.architectures)
+    sharing_network: str = knob("none", one_of(SHARING))
+    # region where all members use one layer
+    sharing_ensemble: str = knob("none", one_of(SHARING))
+    # batch (shared stats, per-member affine) | member | none
+    norm: str = knob("batch", one_of(NORMS))
     # --- optimisation ---
-    optimizer: str = "adam"  # adam | sgd | ivon
-    lr: float = 1e-3  # base learning rate (slow weights)
-    momentum: float = 0.9  # SGD momentum (IVON's beta1 is separate)
-    nesterov: bool = False  # SGD Nesterov momentum
-    weight_decay: float = 0.0  # on slow weights only; fast weights never decay
-    fast_lr_mult: float = 0.5  # learning-rate multiplier of fast weights (uncertainty-baselines)
-    schedule: str = "constant"  # constant | cosine (per step, over all epochs)
-    grad_clip: float | None = None  # max global gradient norm (None: no clipping)
-    batch_size: int = 128  # examples per step; never depends on ensemble_size
-    epochs: int = 15  # training epochs (upper bound with early stopping)
-    patience: int | None = None  # epochs without validation-loss improvement before stopping
-    ivon_ess: float | None = None  # IVON effective sample size (None: number of train examples)
-    ivon_hess_init: float = 0.1  # IVON initial Hessian value
-    ivon_train_samples: int = 1  # IVON weight samples per training step
-    ivon_test_samples: int = 0  # IVON: 0 predicts at the mean, k > 0 averages k samples
+    # adam | sgd | ivon
+    optimizer: str = knob("adam", one_of(OPTIMIZERS))
+    # base learning rate (slow weights)
+    lr: float = knob(1e-3, POSITIVE)
+    # SGD momentum (IVON's beta1 is separate)
+    momentum: float = knob(0.9, number(lo=0.0, hi=1.0, hi_open=True))
+    # SGD Nesterov momentum
+    nesterov: bool = knob(False, flag)
+    # on slow weights only; fast weights never decay
+    weight_decay: float = knob(0.0, number(lo=0.0))
+    # learning-rate multiplier of fast weights (uncertainty-baselines)
+    fast_lr_mult: float = knob(0.5, POSITIVE)
+    # constant | cosine (per step, over all epochs)
+    schedule: str = knob("constant", one_of(SCHEDULES))
+    # max global gradient norm (None: no clipping)
+    grad_clip: float | None = knob(None, number(lo=0.0, lo_open=True, optional=True))
+    # examples per step; never depends on ensemble_size
+    batch_size: int = knob(128, integer(lo=1))
+    # training epochs (upper bound with early stopping)
+    epochs: int = knob(15, integer(lo=1))
+    # epochs without validation-loss improvement before stopping
+    patience: int | None = knob(None, integer(lo=1, optional=True))
+    # IVON effective sample size (None: number of train examples)
+    ivon_ess: float | None = knob(None, number(lo=0.0, lo_open=True, optional=True))
+    # IVON initial Hessian value
+    ivon_hess_init: float = knob(0.1, POSITIVE)
+    # IVON weight samples per training step
+    ivon_train_samples: int = knob(1, integer(lo=1))
+    # IVON: 0 predicts at the mean, k > 0 averages k samples
+    ivon_test_samples: int = knob(0, integer(lo=0))
     # --- run ---
-    seed: int = 0  # seeds torch, numpy and the data order
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
-    num_threads: int | None = None  # torch CPU threads (None: leave torch's default)
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form tags kept with the result
+    # seeds torch, numpy and the data order
+    seed: int = knob(0, integer(lo=0))
+    # auto (CUDA when present) | cpu | cuda
+    device: str = knob("auto", one_of(DEVICES))
+    # torch CPU threads (None: leave torch's default)
+    num_threads: int | None = knob(None, integer(lo=1, optional=True))
+    # free-form tags kept with the result
+    extra: dict[str, Any] = knob(dict, tags)
 
     # ------------------------------------------------------------------
     @classmethod
@@ -78,7 +233,7 @@ class TrialConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; allowed fields: {sorted(names)}")
-        cfg = cls(**{k: v for k, v in d.items()})
+        cfg = cls(**d)
         cfg.validate()
         return cfg
 
@@ -92,91 +247,112 @@ class TrialConfig:
 
     # ------------------------------------------------------------------
     def validate(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("arch", self.arch, ARCHS)
-        _choice("ensemble", self.ensemble, ENSEMBLES)
-        _choice("sharing_network", self.sharing_network, SHARING)
-        _choice("sharing_ensemble", self.sharing_ensemble, SHARING)
-        _choice("norm", self.norm, NORMS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("device", self.device, DEVICES)
+        """Every field's own check, then the rules between fields."""
+        for f in dataclasses.fields(self):
+            if f.name not in _MODEL_FIELDS:
+                f.metadata["check"](f.name, getattr(self, f.name))
+        check_model(**{name: getattr(self, name) for name in _MODEL_FIELDS})
         if self.dataset == "imagefolder" and not self.data_dir:
             raise ConfigError(
-                "data_dir=None: dataset 'imagefolder' needs data_dir set to a root "
-                "holding train/<class>/ and test/<class>/"
-            )
-        _int("ensemble_size", self.ensemble_size, lo=1)
-        if self.ensemble == "single" and self.ensemble_size != 1:
-            raise ConfigError(
-                f"ensemble_size={self.ensemble_size}: ensemble 'single' is one network, "
-                "so ensemble_size must be 1 (use ensemble 'batch' or 'deep' for more members)"
-            )
-        if self.ensemble != "single" and self.ensemble_size < 2:
-            raise ConfigError(
-                f"ensemble_size={self.ensemble_size}: ensemble '{self.ensemble}' needs at least "
-                "2 members (use ensemble 'single' for one network)"
-            )
-        if self.ensemble == "single" and self.sharing_ensemble != "none":
-            raise ConfigError(
-                f"sharing_ensemble={self.sharing_ensemble!r}: a 'single' network has no members "
-                "to share layers between; allowed: 'none'"
-            )
-        for name in ("alpha", "gamma"):
-            v = getattr(self, name)
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, int | float) or not -1.0 <= v <= 1.0:
-                raise ConfigError(
-                    f"{name}={v!r}: fast-weight init must be a number in [-1, 1] "
-                    "(v<0: N(1,|v|), 0: ones, 0<v<=1: random signs with P(+1)=v) or None"
+                refusal(
+                    "data_dir",
+                    None,
+                    "a root holding train/<class>/ and test/<class>/",
+                    "dataset 'imagefolder' needs data_dir set",
                 )
-        _pos_float("lr", self.lr)
-        _float("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
-        _float("weight_decay", self.weight_decay, lo=0.0)
-        _float("fast_lr_mult", self.fast_lr_mult, lo=0.0, lo_open=True)
-        if self.grad_clip is not None:
-            _pos_float("grad_clip", self.grad_clip)
-        _int("batch_size", self.batch_size, lo=1)
-        _int("epochs", self.epochs, lo=1)
-        if self.patience is not None:
-            _int("patience", self.patience, lo=1)
-        _float("val_fraction", self.val_fraction, lo=0.0, hi=1.0, hi_open=True)
+            )
+        if self.optimizer == "sgd" and self.nesterov and self.momentum <= 0:
+            raise ConfigError(
+                refusal("momentum", self.momentum, "> 0", "nesterov=True needs momentum")
+            )
         if self.patience is not None and self.val_fraction == 0.0:
             # Early stopping on the test set would select on test data; refuse it.
             raise ConfigError(
-                f"patience={self.patience}: early stopping watches the validation loss, so "
-                "val_fraction must be > 0 (e.g. 0.1)"
+                refusal(
+                    "patience",
+                    self.patience,
+                    "val_fraction > 0 (e.g. 0.1), or patience None",
+                    "early stopping watches the validation loss",
+                )
             )
-        for name in ("train_subset", "test_subset"):
-            v = getattr(self, name)
-            if v is not None:
-                _int(name, v, lo=1)
-        if self.ivon_ess is not None:
-            _pos_float("ivon_ess", self.ivon_ess)
-        _pos_float("ivon_hess_init", self.ivon_hess_init)
-        _int("ivon_train_samples", self.ivon_train_samples, lo=1)
-        _int("ivon_test_samples", self.ivon_test_samples, lo=0)
-        _int("seed", self.seed, lo=0)
-        if self.num_threads is not None:
-            _int("num_threads", self.num_threads, lo=1)
-        if not isinstance(self.extra, dict):
-            raise ConfigError(f"extra={self.extra!r}: must be a dict of tags")
-        # Sharing and norm validity depend on the architecture's layer table, which lives with
-        # the models: run every check build_model makes, here on the driver.
-        from core.models import validate_model_args
 
-        validate_model_args(
-            self.arch,
-            num_classes=10,
-            ensemble_size=self.ensemble_size,
-            ensemble=self.ensemble,
-            alpha=self.alpha,
-            gamma=self.gamma,
-            sharing_network=self.sharing_network,
-            sharing_ensemble=self.sharing_ensemble,
-            norm=self.norm,
+
+def check_field(name: str, value: Any) -> None:
+    """The check TrialConfig declares for field `name`."""
+    _FIELDS[name].metadata["check"](name, value)
+
+
+def check_model(
+    arch: str,
+    ensemble: str = "batch",
+    ensemble_size: int = 4,
+    alpha: float | None = 0.5,
+    gamma: float | None = 0.5,
+    sharing_network: str = "none",
+    sharing_ensemble: str = "none",
+    norm: str = "batch",
+) -> None:
+    """The model fields' checks and the rules between them; `core.models.build_model` runs
+    this too, so a model is only ever built from values these rules allow."""
+    given = locals()
+    for name in _MODEL_FIELDS:
+        check_field(name, given[name])
+    if ensemble == "single" and ensemble_size != 1:
+        raise ConfigError(
+            refusal(
+                "ensemble_size",
+                ensemble_size,
+                "1 (use ensemble 'batch' or 'deep' for more members)",
+                "ensemble 'single' is one network",
+            )
         )
+    if ensemble != "single" and ensemble_size < 2:
+        raise ConfigError(
+            refusal(
+                "ensemble_size",
+                ensemble_size,
+                "an integer >= 2, or ensemble 'single' for one network",
+                f"ensemble {ensemble!r} needs at least 2 members",
+            )
+        )
+    if norm == "member" and ensemble != "batch":
+        raise ConfigError(
+            refusal(
+                "norm",
+                norm,
+                "'batch' or 'none'",
+                f"per-member statistics are an option of the 'batch' ensemble only, not of "
+                f"{ensemble!r} ('single' has one member, 'deep' members always have their own "
+                "BatchNorm)",
+            )
+        )
+    if ensemble == "single" and sharing_ensemble != "none":
+        raise ConfigError(
+            refusal(
+                "sharing_ensemble",
+                sharing_ensemble,
+                ["none"],
+                "a 'single' network has no members to share layers between",
+            )
+        )
+    check_sharing(arch, sharing_network, sharing_ensemble)
+
+
+def valid_sharing_regimes(arch: str, ensemble: str) -> list[tuple[str, str]]:
+    """All valid (sharing_network, sharing_ensemble) pairs for `arch` and `ensemble`,
+    ('none', 'none') first."""
+    check_field("arch", arch)
+    check_field("ensemble", ensemble)
+    size = 1 if ensemble == "single" else 2
+    out = []
+    for sn in SHARING:
+        for se in SHARING:
+            try:
+                check_model(arch, ensemble, size, None, None, sn, se, "batch")
+            except ConfigError:
+                continue
+            out.append((sn, se))
+    return out
 
 
 def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
@@ -199,44 +375,6 @@ def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
                 raise ConfigError(f"{k}: set twice ({out[k]!r} and {v!r})")
             out[k] = v
     return out
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
-
-
-def _int(name: str, value: Any, lo: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}={value!r}: must be an integer")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{name}={value!r}: must be an integer >= {lo}")
-
-
-def _float(
-    name: str,
-    value: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ConfigError(f"{name}={value!r}: must be a number")
-    lo_s = "(" if lo_open else "["
-    hi_s = ")" if hi_open else "]"
-    rng = f"{lo_s}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{hi_s}"
-    bad = (
-        (lo is not None and (value <= lo if lo_open else value < lo))
-        or (hi is not None and (value >= hi if hi_open else value > hi))
-        or math.isinf(value)
-    )
-    if bad:
-        raise ConfigError(f"{name}={value!r}: must be in {rng}")
-
-
-def _pos_float(name: str, value: Any) -> None:
-    _float(name, value, lo=0.0, lo_open=True)
 
 
 def parse_field(name: str, raw: str) -> Any:
@@ -264,3 +402,7 @@ def parse_field(name: str, raw: str) -> Any:
     except ValueError:
         raise ConfigError(refusal(name, raw, f"a {base.__name__}")) from None
     return raw
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
+_MODEL_FIELDS = tuple(inspect.signature(check_model).parameters)  # the fields it checks

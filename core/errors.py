@@ -17,21 +17,30 @@ class ConfigError(ValueError):
     """A value that is not allowed; the message names field, value and allowed set."""
 
 
-def refusal(name: str, value: Any, allowed: str | Iterable[Any], why: str | None = None) -> str:
+def refusal(
+    name: str,
+    value: Any,
+    allowed: str | Iterable[Any],
+    why: str | None = None,
+    what: str | None = None,
+) -> str:
     """One line: `name=value` and what is allowed, optionally why the value is refused.
 
     * allowed a collection:  ``dataset='mnist' is not allowed; choose one of ['cifar10', ...]``
     * allowed a phrase:      ``epochs=0: must be an integer >= 1``
+    * with `what`:           ``alpha=2: fast-weight init must be a number in [-1, 1]``
     * with `why`:            ``patience=3: <why>; allowed: <allowed>``
 
     `name` is a config field (``seed``) or a command-line option (``--seeds``).
     """
     given = f"{name}={value!r}"
+    if what is not None and why is None:
+        return f"{given}: {what} must be {allowed}"
     if not isinstance(allowed, str):
         choices = list(allowed)
         if why is None:
             return f"{given} is not allowed; choose one of {choices}"
-        allowed = f"one of {choices}"
+        allowed = str(choices)
     if why is None:
         return f"{given}: must be {allowed}"
     return f"{given}: {why}; allowed: {allowed}"

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from core.config import ConfigError
+from core.config import fast_weight_init, integer
+from core.errors import ConfigError
 
 __all__ = [
     "BEBatchNorm2d",
@@ -38,39 +38,19 @@ __all__ = [
     "DeepConv2d",
     "DeepLinear",
     "MemberBatchNorm2d",
-    "check_fast_weight_init",
     "init_fast_weight",
-    "members_view",
 ]
 
 
+COUNT = integer(lo=1)
+
+
 # ----------------------------------------------------------------------------------------------
-# argument checks
+# argument checks (core.config's, so that a layer and a config word a refusal alike)
 # ----------------------------------------------------------------------------------------------
-def _check_int(name: str, value: object, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ConfigError(f"{name}={value!r}: must be an integer >= {lo}")
+def _check_int(name: str, value: int, lo: int = 1) -> int:
+    (COUNT if lo == 1 else integer(lo=lo))(name, value)
     return value
-
-
-def check_fast_weight_init(v: object, name: str = "v") -> float | None:
-    """Validate a fast-weight init value; return it as float (or None).
-
-    Allowed: None (factor frozen at ones) or a real number in [-1, 1].
-    """
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(float(v)):
-        raise ConfigError(
-            f"{name}={v!r}: fast-weight init must be a number in [-1, 1] or None "
-            "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
-        )
-    if not -1.0 <= float(v) <= 1.0:
-        raise ConfigError(
-            f"{name}={v!r}: fast-weight init must be in [-1, 1] or None "
-            "(v<0: N(1, |v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
-        )
-    return float(v)
 
 
 def init_fast_weight(
@@ -87,7 +67,8 @@ def init_fast_weight(
     Given a tensor it is filled in place (without recording autograd history) and returned;
     given a shape a new float tensor on the default device is returned.
     """
-    v = check_fast_weight_init(v, name)
+    fast_weight_init(name, v)
+    v = None if v is None else float(v)
     if isinstance(tensor_or_shape, torch.Tensor):
         t = tensor_or_shape
     else:
@@ -114,12 +95,6 @@ def _split_members(x: torch.Tensor, ensemble_size: int, layer: str) -> int:
     return n // ensemble_size
 
 
-def members_view(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
-    """View a member-major tensor (M * B, ...) as (M, B, ...), checking divisibility."""
-    b = _split_members(x, ensemble_size, "members_view")
-    return x.view(ensemble_size, b, *x.shape[1:])
-
-
 # ----------------------------------------------------------------------------------------------
 # BatchEnsemble
 # ----------------------------------------------------------------------------------------------
@@ -141,8 +116,10 @@ class _BatchEnsembleMixin(nn.Module):
         bias: bool,
     ) -> None:
         """Register slow weight, fast weights and per-member bias, then initialise them."""
-        self.alpha_init = check_fast_weight_init(alpha, "alpha")
-        self.gamma_init = check_fast_weight_init(gamma, "gamma")
+        fast_weight_init("alpha", alpha)
+        fast_weight_init("gamma", gamma)
+        self.alpha_init = None if alpha is None else float(alpha)
+        self.gamma_init = None if gamma is None else float(gamma)
         self.weight = nn.Parameter(weight)
         self._register_fast_weights(n_in, n_out)
         if bias:

@@ -1,8 +1,5 @@
-"""Architectures and `build_model`: one network, a BatchEnsemble, or a deep ensemble.
-
-Every architecture is ONE entry of `ARCHITECTURES`: an `ArchSpec` whose table lists each layer
-with its shape, its sharing region (`early` near the input, `deep` near the output) and its
-tie group (layers tied by `sharing_network`). `python -m core.sharing <arch>` prints it.
+"""`build_model`: an architecture of `core.architectures` as one network, a BatchEnsemble, or a
+deep ensemble.
 
 `model(x)` takes images (B, C, H, W) and returns logits (M, B, num_classes): every member sees
 every example. Internally each block runs in one of three layouts (see `core.layers`):
@@ -19,6 +16,9 @@ after the last `plain` block).
 Initialisation: every layer initialises itself in its constructor (PyTorch defaults for slow
 weights, `core.layers.init_fast_weight` for fast weights). There is deliberately no model-level
 init loop, so the requested alpha/gamma init is never overwritten.
+
+The rules of which arguments go together are `core.config.check_model`'s; `build_model` runs
+them, `model_for_config` trusts a validated TrialConfig.
 """
 
 from __future__ import annotations
@@ -27,13 +27,23 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core import sharing as _sharing
-from core.config import ENSEMBLES, NORMS, ConfigError
+from core.architectures import (
+    ARCHITECTURES,
+    ArchSpec,
+    Classifier,
+    Conv,
+    LayerSpec,
+    shared_layer_names,
+    tie_groups,
+)
+from core.config import check_model, integer
+from core.errors import ConfigError
 from core.layers import (
     BEBatchNorm2d,
     BEConv2d,
@@ -41,80 +51,28 @@ from core.layers import (
     DeepConv2d,
     DeepLinear,
     MemberBatchNorm2d,
-    check_fast_weight_init,
 )
 
+if TYPE_CHECKING:
+    from core.config import TrialConfig
+
 __all__ = [
-    "ARCHITECTURES",
-    "ArchSpec",
-    "Classifier",
-    "Conv",
     "EnsembleNet",
     "LayerTypes",
     "build_model",
     "convert_layout",
     "count_parameters",
-    "validate_model_args",
+    "model_for_config",
+    "tie_slow_weights",
 ]
 
-LAYOUTS = ("plain", "member", "channel")
+
+COUNT = integer(lo=1)  # the check of num_classes and in_channels
 
 
 # ----------------------------------------------------------------------------------------------
-# architecture tables
+# layer types and the builder
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Conv:
-    """A conv -> norm -> ReLU (-> 2x2 max-pool) block."""
-
-    name: str
-    in_channels: int
-    out_channels: int
-    region: str  # "early" | "deep"
-    tie: str | None = None  # layers with the same label tie slow weights under sharing_network
-    stride: int = 1
-    pool: bool = False
-    kernel_size: int = 3
-    padding: int = 1
-
-    @property
-    def shape(self) -> tuple:
-        return (
-            "conv",
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-        )
-
-    def describe(self) -> str:
-        k = self.kernel_size
-        s = f" /{self.stride}" if self.stride != 1 else ""
-        p = " +maxpool" if self.pool else ""
-        return f"conv{k}x{k}{s} {self.in_channels}->{self.out_channels}{p}"
-
-
-@dataclass(frozen=True)
-class Classifier:
-    """Global average pooling, then a linear layer to the classes."""
-
-    name: str
-    in_features: int
-    region: str = "deep"
-    tie: str | None = None
-
-    @property
-    def shape(self) -> tuple:
-        return ("linear", self.in_features)
-
-    def describe(self) -> str:
-        return f"avgpool, linear {self.in_features}->K"
-
-
-LayerSpec = Conv | Classifier
-
-
 @dataclass(frozen=True)
 class LayerTypes:
     """The layer constructors a builder uses (timm style); `layout` is the activation layout
@@ -149,113 +107,6 @@ def convnet(
                 (layer.name, ClassifierBlock(t.linear(layer.in_features, num_classes)), t.layout)
             )
     return blocks
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """One architecture: its layer table (order, shapes, regions, tie groups) and builder."""
-
-    name: str
-    description: str
-    layers: tuple[LayerSpec, ...]
-    builder: Callable[..., list[tuple[str, nn.Module, str]]] = convnet
-    # A registry entry that adds same-shape layers so that every region has a tie group; named
-    # in the error when a sharing_network value would change nothing for this architecture.
-    tie_variant: str | None = None
-
-    def __post_init__(self) -> None:
-        names = [lay.name for lay in self.layers]
-        assert len(set(names)) == len(names), f"{self.name}: duplicate layer names"
-        regions = [lay.region for lay in self.layers]
-        assert set(regions) <= set(_sharing.REGIONS), f"{self.name}: unknown region"
-        # the early region is a prefix and the deep region the rest of the network
-        assert regions == sorted(regions, key=_sharing.REGIONS.index), (
-            f"{self.name}: early layers must all come before deep layers"
-        )
-        assert isinstance(self.layers[-1], Classifier), f"{self.name}: must end in a Classifier"
-        for group in _sharing.tie_labels(self).values():
-            first = group[0]
-            for other in group[1:]:
-                assert other.shape == first.shape and other.region == first.region, (
-                    f"{self.name}: tied layers {first.name} and {other.name} differ in shape "
-                    "or region"
-                )
-
-    @property
-    def min_input_size(self) -> int:
-        """Smallest image side the pooling/striding chain accepts."""
-        size = 1
-        for lay in self.layers:
-            if isinstance(lay, Conv):
-                size *= lay.stride * (2 if lay.pool else 1)
-        return size
-
-
-def _vgg11_layers(share: bool = False) -> tuple[LayerSpec, ...]:
-    """CIFAR VGG11 (config A: 64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M).
-
-    Regions: early = the 64/128/256-channel convs (conv1-conv4, at 32, 16, 8 px), deep = the
-    512-channel convs and the classifier (conv5-conv8, fc, at 4, 2, 1 px). The deep tie group is
-    the three 512->512 convs. The early region has no two layers of one shape, so plain vgg11
-    refuses sharing_network early/all; `share=True` adds conv4b (256->256, after conv4, before
-    the pool), as the student study did, to give the early region the tie pair conv4/conv4b.
-    """
-    e, d = "early", "deep"
-    if share:
-        stage3 = (
-            Conv("conv4", 256, 256, e, tie="early"),
-            Conv("conv4b", 256, 256, e, tie="early", pool=True),  # added: early tie partner
-        )
-    else:
-        stage3 = (Conv("conv4", 256, 256, e, pool=True),)
-    return (
-        Conv("conv1", 3, 64, e, pool=True),  # 32x32
-        Conv("conv2", 64, 128, e, pool=True),  # 16x16
-        Conv("conv3", 128, 256, e),  # 8x8
-        *stage3,
-        Conv("conv5", 256, 512, d),  # 4x4
-        Conv("conv6", 512, 512, d, tie="deep", pool=True),
-        Conv("conv7", 512, 512, d, tie="deep"),  # 2x2
-        Conv("conv8", 512, 512, d, tie="deep", pool=True),
-        Classifier("fc", 512),  # 1x1
-    )
-
-
-def _simple_cnn_layers() -> tuple[LayerSpec, ...]:
-    e, d = "early", "deep"
-    return (
-        Conv("conv1", 3, 16, e, stride=2),  # 32x32 -> 16x16
-        Conv("conv2", 16, 16, e, tie="early"),
-        Conv("conv3", 16, 16, e, tie="early", pool=True),
-        Conv("conv4", 16, 32, d),  # 8x8
-        Conv("conv5", 32, 32, d, tie="deep"),
-        Conv("conv6", 32, 32, d, tie="deep", pool=True),
-        Classifier("fc", 32),  # 4x4 -> global average
-    )
-
-
-ARCHITECTURES: dict[str, ArchSpec] = {
-    "simple_cnn": ArchSpec(
-        "simple_cnn",
-        "6 convs (16-16-16 at 1/2 resolution, 32-32-32 at 1/4) and a linear classifier; "
-        "2.8M multiply-adds per image and member, made for quick CPU runs",
-        _simple_cnn_layers(),
-    ),
-    "vgg11": ArchSpec(
-        "vgg11",
-        "CIFAR VGG11 (8 convs 64-128-256-256-512-512-512-512, BatchNorm, max-pooling after "
-        "conv1, 2, 4, 6, 8, linear classifier); 153M multiply-adds per 32x32 image and member",
-        _vgg11_layers(),
-        tie_variant="vgg11_share",
-    ),
-    "vgg11_share": ArchSpec(
-        "vgg11_share",
-        "the student study's VGG11 variant: vgg11 plus one extra 256->256 conv (conv4b, after "
-        "conv4) so that every region has a tie pair; 191M multiply-adds per 32x32 image and "
-        "member",
-        _vgg11_layers(share=True),
-    ),
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,53 +261,6 @@ def _deep_ensemble(m: int) -> LayerTypes:
     )
 
 
-def validate_model_args(
-    arch: str,
-    num_classes: int,
-    ensemble_size: int = 4,
-    ensemble: str = "batch",
-    alpha: float | None = 0.5,
-    gamma: float | None = 0.5,
-    sharing_network: str = "none",
-    sharing_ensemble: str = "none",
-    norm: str = "batch",
-    in_channels: int = 3,
-) -> None:
-    """Every check `build_model` makes, without building; raises `ConfigError`."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"arch={arch!r} is not allowed; choose one of {list(ARCHITECTURES)}")
-    if ensemble not in ENSEMBLES:
-        raise ConfigError(f"ensemble={ensemble!r} is not allowed; choose one of {list(ENSEMBLES)}")
-    if norm not in NORMS:
-        raise ConfigError(f"norm={norm!r} is not allowed; choose one of {list(NORMS)}")
-    for name, v in (
-        ("num_classes", num_classes),
-        ("ensemble_size", ensemble_size),
-        ("in_channels", in_channels),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name}={v!r}: must be an integer >= 1")
-    if ensemble == "single" and ensemble_size != 1:
-        raise ConfigError(
-            f"ensemble_size={ensemble_size}: ensemble 'single' is one network, so ensemble_size "
-            "must be 1 (use ensemble 'batch' or 'deep' for more members)"
-        )
-    if ensemble != "single" and ensemble_size < 2:
-        raise ConfigError(
-            f"ensemble_size={ensemble_size}: ensemble {ensemble!r} needs at least 2 members "
-            "(use ensemble 'single' for one network)"
-        )
-    check_fast_weight_init(alpha, "alpha")
-    check_fast_weight_init(gamma, "gamma")
-    if norm == "member" and ensemble != "batch":
-        raise ConfigError(
-            f"norm='member' with ensemble {ensemble!r}: per-member statistics are an option of "
-            "the 'batch' ensemble only ('single' has one member, 'deep' members always have "
-            "their own BatchNorm); use norm='batch' or 'none'"
-        )
-    _sharing.validate_sharing(arch, ensemble, sharing_network, sharing_ensemble)
-
-
 def build_model(
     arch: str,
     num_classes: int,
@@ -480,10 +284,15 @@ def build_model(
 
     `sharing_network` ties same-shape slow weights inside a region; `sharing_ensemble` makes a
     region one ordinary layer for all members (computed untiled when it starts at the input).
-    See `core.sharing`. Every bad argument raises `ConfigError`.
+    See `core.architectures`. Every bad argument raises `ConfigError` (`core.config.check_model`).
     """
-    validate_model_args(
-        arch,
+    check_model(
+        arch, ensemble, ensemble_size, alpha, gamma, sharing_network, sharing_ensemble, norm
+    )
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        COUNT(name, value)
+    return _build(
+        ARCHITECTURES[arch],
         num_classes,
         ensemble_size,
         ensemble,
@@ -494,9 +303,38 @@ def build_model(
         norm,
         in_channels,
     )
-    spec = ARCHITECTURES[arch]
+
+
+def model_for_config(cfg: TrialConfig, num_classes: int, in_channels: int) -> EnsembleNet:
+    """The model of a validated TrialConfig (its rules are not checked again)."""
+    return _build(
+        ARCHITECTURES[cfg.arch],
+        num_classes,
+        cfg.ensemble_size,
+        cfg.ensemble,
+        cfg.alpha,
+        cfg.gamma,
+        cfg.sharing_network,
+        cfg.sharing_ensemble,
+        cfg.norm,
+        in_channels,
+    )
+
+
+def _build(
+    spec: ArchSpec,
+    num_classes: int,
+    ensemble_size: int,
+    ensemble: str,
+    alpha: float | None,
+    gamma: float | None,
+    sharing_network: str,
+    sharing_ensemble: str,
+    norm: str,
+    in_channels: int,
+) -> EnsembleNet:
     shared = (
-        _sharing.shared_layer_names(spec, sharing_ensemble)
+        shared_layer_names(spec, sharing_ensemble)
         if ensemble != "single"
         else {lay.name for lay in spec.layers}
     )
@@ -525,8 +363,8 @@ def build_model(
                 types[layer.name] = dataclasses.replace(member_types, layout="member")
             else:
                 types[layer.name] = member_types
-    blocks = spec.builder(spec, num_classes, lambda layer: types[layer.name], norm)
-    groups = _sharing.tie_groups(spec, sharing_network)
+    blocks = convnet(spec, num_classes, lambda layer: types[layer.name], norm)
+    groups = tie_groups(spec, sharing_network)
     model = EnsembleNet(
         spec,
         blocks,
@@ -539,8 +377,26 @@ def build_model(
         norm=norm,
         tie_groups=groups,
     )
-    _sharing.tie_slow_weights(model, groups)
+    tie_slow_weights(model, groups)
     return model
+
+
+def tie_slow_weights(model: EnsembleNet, groups: list[tuple[str, ...]]) -> None:
+    """Make every layer of each group use the first layer's `weight` Parameter (same object).
+
+    Only `weight` is replaced: fast weights, biases and norms stay per layer.
+    """
+    for group in groups:
+        mods = [_weight_owner(model.blocks[name]) for name in group]
+        first = mods[0]
+        for name, mod in zip(group[1:], mods[1:], strict=True):
+            if type(mod) is not type(first) or mod.weight.shape != first.weight.shape:
+                raise ValueError(f"cannot tie {group[0]} and {name}: different layer or shape")
+            mod.weight = first.weight
+
+
+def _weight_owner(block: nn.Module) -> nn.Module:
+    return block.conv if hasattr(block, "conv") else block.linear
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,7 +36,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from core.config import ConfigError, TrialConfig
+from core.config import OPTIMIZERS, SCHEDULES, TrialConfig
+from core.errors import ConfigError, refusal
 from core.metrics import ensemble_loss
 
 try:  # ivon-opt is a declared dependency; keep adam/sgd usable if it is broken or missing
@@ -45,8 +46,6 @@ except ImportError:  # pragma: no cover - exercised only without ivon-opt
     _ivon = None
 
 FAST_WEIGHT_NAMES = ("alpha", "gamma")
-OPTIMIZERS = ("adam", "sgd", "ivon")
-SCHEDULES = ("constant", "cosine")
 
 
 def is_fast_weight(name: str) -> bool:
@@ -115,9 +114,7 @@ def build_scheduler(
     elif cfg.schedule == "cosine":
         factor = CosineFactor(cfg.epochs * steps_per_epoch)
     else:
-        raise ConfigError(
-            f"schedule={cfg.schedule!r} is not allowed; choose one of {list(SCHEDULES)}"
-        )
+        raise ConfigError(refusal("schedule", cfg.schedule, SCHEDULES))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -140,10 +137,6 @@ def build_optimizer(
     if name == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     elif name == "sgd":
-        if cfg.nesterov and cfg.momentum <= 0:
-            raise ConfigError(
-                f"nesterov=True with momentum={cfg.momentum!r}: Nesterov SGD needs momentum > 0"
-            )
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     elif name == "ivon":
         if _ivon is None:  # pragma: no cover
@@ -163,7 +156,7 @@ def build_optimizer(
             mc_samples=cfg.ivon_train_samples,
         )
     else:
-        raise ConfigError(f"optimizer={name!r} is not allowed; choose one of {list(OPTIMIZERS)}")
+        raise ConfigError(refusal("optimizer", name, OPTIMIZERS))
     return opt, build_scheduler(opt, cfg, steps_per_epoch)
 
 

@@ -1,4 +1,13 @@
-"""One trial without Ray, for quick checks: `python -m core.train --arch simple_cnn --epochs 1`.
+"""The training loop of one trial, and its command line without Ray.
+
+`train(cfg, data, reporter)` runs one trial: build everything from the validated config,
+train epoch by epoch, evaluate, and hand each epoch's metrics plus a checkpoint state to
+`reporter`. Under Ray Tune (`core.trainable`) the reporter is `ray.tune.report` with a
+checkpoint directory; under `python -m core.train` it prints. Resuming is the caller's
+business: pass the state of the last checkpoint as `resume_state` and training continues at
+the next epoch.
+
+    python -m core.train --arch simple_cnn --epochs 1
 
 Every `TrialConfig` field is an option (`--ensemble-size 8`, `--alpha none`); the run prints
 one line of metrics per epoch and exits non-zero on a bad config value.
@@ -8,13 +17,205 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import random
 import sys
+import time
 import typing
+from collections.abc import Callable
 from typing import Any
 
-from core.config import ConfigError, TrialConfig, parse_field
-from core.trainable import fit
+import numpy as np
+import torch
 
+from core.config import ConfigError, TrialConfig, parse_field
+from core.data import DataBundle, TensorLoader, load_for_config
+from core.metrics import evaluation_metrics
+from core.models import count_parameters, model_for_config
+from core.optim import (
+    build_optimizer,
+    load_optimizer_state_dict,
+    optimizer_state_dict,
+    predict_probs,
+    train_step,
+)
+
+# Metric names reported for each evaluation split (prefixed test_ / val_).
+EVAL_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
+
+Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "device='cuda' but torch sees no CUDA device; use device='auto' or 'cpu'"
+        )
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate(model, optimizer, loader: TensorLoader, cfg: TrialConfig) -> dict[str, float]:
+    """Metrics of the ensemble on one split: member probabilities gathered, then scored."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        probs.append(predict_probs(model, optimizer, x, cfg).float().cpu())  # (M, B, K)
+        labels.append(y.cpu())
+    return evaluation_metrics(torch.cat(probs, dim=1), torch.cat(labels))
+
+
+def train(
+    cfg: TrialConfig,
+    data: DataBundle | None = None,
+    reporter: Reporter | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train one trial; returns the list of per-epoch metric dicts it reported."""
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_for_config(cfg, data)
+
+    model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
+    n_params = count_parameters(model)
+
+    common = dict(mean=data.mean, std=data.std, device=device)
+    train_loader = TensorLoader(
+        data.train_x,
+        data.train_y,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        **common,
+    )
+    test_loader = TensorLoader(
+        data.test_x, data.test_y, max(cfg.batch_size, 256), shuffle=False, augment=False, **common
+    )
+    val_loader = None
+    if data.val_x is not None:
+        val_loader = TensorLoader(
+            data.val_x,
+            data.val_y,
+            max(cfg.batch_size, 256),
+            shuffle=False,
+            augment=False,
+            **common,
+        )
+    optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(train_loader))
+
+    start_epoch, best_val, bad_epochs = 1, math.inf, 0
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        load_optimizer_state_dict(optimizer, resume_state["optimizer"])  # IVON's step count too
+        scheduler.load_state_dict(resume_state["scheduler"])
+        _set_rng_state(resume_state["rng"])
+        start_epoch = resume_state["epoch"] + 1
+        best_val, bad_epochs = resume_state["best_val"], resume_state["bad_epochs"]
+
+    history: list[dict[str, Any]] = []
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        train_loader.set_epoch(epoch)
+        model.train()
+        loss_sum, correct, seen, n_batches, diverged = 0.0, 0, 0, 0, False
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for x, y in train_loader:
+            loss, logits = train_step(model, optimizer, x, y, cfg, scheduler)
+            if not math.isfinite(loss):
+                diverged = True
+                break
+            n_batches += 1
+            seen += len(y)
+            loss_sum += loss * len(y)
+            # Ensemble training accuracy: mean member probabilities, as at test time.
+            correct += (logits.softmax(-1).mean(0).argmax(-1) == y).sum().item()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_s = time.perf_counter() - t0
+
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen if seen and not diverged else math.nan,
+            "train_acc": correct / seen if seen and not diverged else math.nan,
+            "params": n_params,
+            "batches_per_s": n_batches / train_s if train_s > 0 else math.nan,
+            "images_per_s": seen / train_s if train_s > 0 else math.nan,
+            "current_lr": optimizer.param_groups[0]["lr"],
+            "diverged": diverged,
+            "early_stopped": False,
+        }
+        for split, loader in (("test", test_loader), ("val", val_loader)):
+            scores = (
+                evaluate(model, optimizer, loader, cfg)
+                if loader is not None and not diverged
+                else {}
+            )
+            for k in EVAL_KEYS:
+                metrics[f"{split}_{k}"] = float(scores.get(k, math.nan))
+        metrics["epoch_s"] = time.perf_counter() - t0
+
+        if val_loader is not None and not diverged:
+            if metrics["val_loss"] < best_val:
+                best_val, bad_epochs = metrics["val_loss"], 0
+            else:
+                bad_epochs += 1
+            metrics["early_stopped"] = cfg.patience is not None and bad_epochs >= cfg.patience
+
+        state = None
+        if not diverged:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer_state_dict(optimizer),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(),
+                "epoch": epoch,
+                "best_val": best_val,
+                "bad_epochs": bad_epochs,
+                "config": cfg.to_dict(),
+            }
+        history.append(metrics)
+        if reporter is not None:
+            reporter(metrics, state)
+        if diverged or metrics["early_stopped"]:
+            break
+    return history
+
+
+# ----------------------------------------------------------------------------------------------
+# the command line
+# ----------------------------------------------------------------------------------------------
 _SHOWN = (
     "epoch",
     "train_loss",
@@ -30,7 +231,9 @@ _SHOWN = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m core.train", description=__doc__.split("\n\n", 2)[2]
+    )
     hints = typing.get_type_hints(TrialConfig)
     for f in dataclasses.fields(TrialConfig):
         if f.name == "extra":
@@ -70,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"trial: {_params_line(cfg)}", flush=True)
     try:
-        fit(cfg, reporter=report)
+        train(cfg, reporter=report)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -191,7 +191,9 @@ def test_beconv2d_rejects_bad_arguments(bad):
 
 
 def test_belinear_rejects_bad_fast_weight_init():
-    with pytest.raises(ConfigError, match=r"alpha=1.5: fast-weight init must be in \[-1, 1\]"):
+    with pytest.raises(
+        ConfigError, match=r"alpha=1.5: fast-weight init must be a number in \[-1, 1\]"
+    ):
         BELinear(3, 4, 2, alpha=1.5)
     with pytest.raises(ConfigError, match=r"gamma='0.5'"):
         BELinear(3, 4, 2, gamma="0.5")

@@ -1,11 +1,14 @@
 """core.models: build_model, output layout, deep-member independence, init pass-through."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import ConfigError
+from core.architectures import ARCHITECTURES, Conv
+from core.config import ConfigError, TrialConfig
 from core.layers import (
     BEBatchNorm2d,
     BEConv2d,
@@ -14,7 +17,7 @@ from core.layers import (
     DeepLinear,
     MemberBatchNorm2d,
 )
-from core.models import ARCHITECTURES, Conv, build_model, count_parameters
+from core.models import build_model, count_parameters
 
 SIZE = {"simple_cnn": 8, "vgg11": 32, "vgg11_share": 32}  # smallest inputs each accepts
 
@@ -250,11 +253,11 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
             r"\['single', 'batch', 'deep'\]",
         ),
         (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
-        (dict(norm="member", ensemble="deep"), r"norm='member' with ensemble 'deep'"),
+        (dict(norm="member", ensemble="deep"), r"norm='member': per-member statistics .* not of 'deep'"),
         (dict(sharing_network="middle"), r"sharing_network='middle' is not allowed"),
         (dict(sharing_ensemble="half"), r"sharing_ensemble='half' is not allowed"),
-        (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be in \[-1, 1\]"),
-        (dict(gamma=-3), r"gamma=-3: fast-weight init must be in"),
+        (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be a number in \[-1, 1\]"),
+        (dict(gamma=-3), r"gamma=-3: fast-weight init must be a number in"),
         (dict(num_classes=0), r"num_classes=0"),
         (dict(ensemble_size=2.0), r"ensemble_size=2.0: must be an integer"),
     ],
@@ -284,10 +287,12 @@ def test_model_trains_one_step():
     assert any(n.endswith(".alpha") for n in changed) and any(n.endswith(".gamma") for n in changed)
 
 
-def test_registry_matches_config_names():
-    from core.config import ARCHS
-
-    assert ARCHS == tuple(ARCHITECTURES)  # same names, same order: they cannot drift
+def test_config_allows_exactly_the_registry_names():
+    # The names are declared once, in the registry; the config's check reads them there.
+    for name in ARCHITECTURES:
+        assert TrialConfig.from_dict({"arch": name, "sharing_network": "none"}).arch == name
+    with pytest.raises(ConfigError, match=re.escape(f"choose one of {list(ARCHITECTURES)}")):
+        TrialConfig.from_dict({"arch": "resnet9"})
     for spec in ARCHITECTURES.values():
         regions = [layer.region for layer in spec.layers]
         assert regions[0] == "early" and regions[-1] == "deep"

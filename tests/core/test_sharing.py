@@ -8,11 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import SHARING, ConfigError, TrialConfig
-from core.models import ARCHITECTURES, ArchSpec, Classifier, Conv, build_model, count_parameters
-from core.sharing import valid_sharing_regimes, validate_sharing
+from core.architectures import ARCHITECTURES, ArchSpec, Classifier, Conv
+from core.config import SHARING, ConfigError, TrialConfig, check_model, valid_sharing_regimes
+from core.models import build_model, count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def validate_sharing(arch, ensemble, sharing_network, sharing_ensemble):
+    """The sharing rules alone: check_model with a member count that fits `ensemble`."""
+    size = 1 if ensemble == "single" else 2
+    check_model(arch, ensemble, size, None, None, sharing_network, sharing_ensemble)
+
 
 # The tables written out by hand: (in, out, region, tie label) per 3x3 conv, classifier input.
 HAND_TABLES = {

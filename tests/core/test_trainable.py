@@ -9,7 +9,7 @@ import torch
 
 from core.config import TrialConfig
 from core.data import load_dataset
-from core.trainable import fit
+from core.train import train
 
 CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
 SMALL = dict(
@@ -33,11 +33,11 @@ def cifar10():
 
 
 def run(data, **changes):
-    """fit() with the states it checkpointed, as (history, states)."""
+    """train() with the states it checkpointed, as (history, states)."""
     cfg = TrialConfig.from_dict({**SMALL, **changes})
     states = []
     # The state holds live tensors (Ray's reporter writes them to disk at once): copy them.
-    history = fit(cfg, data=data, reporter=lambda m, s: states.append(copy.deepcopy(s)))
+    history = train(cfg, data=data, reporter=lambda m, s: states.append(copy.deepcopy(s)))
     return history, states
 
 
@@ -67,7 +67,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(cifar10, optimizer):
     full, _ = run(cifar10, epochs=2, optimizer=optimizer, lr=0.05)
     _, states = run(cifar10, epochs=2, optimizer=optimizer, lr=0.05)
     cfg = TrialConfig.from_dict({**SMALL, "epochs": 2, "optimizer": optimizer, "lr": 0.05})
-    resumed = fit(cfg, data=cifar10, resume_state=states[0])
+    resumed = train(cfg, data=cifar10, resume_state=states[0])
     assert [h["epoch"] for h in resumed] == [2]  # epoch 1 is not trained again
     for k in ("train_loss", "test_loss", "test_acc"):
         assert resumed[0][k] == pytest.approx(full[1][k], rel=1e-5, abs=1e-6)
