@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,9 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
-import core.data as data
-from core.config import ConfigError, TrialConfig
+from core.config import TrialConfig
 from core.data import (
+    CIFAR10_CLASSES,
     CIFAR20_CLASSES,
     CIFAR100_CLASSES,
     CIFAR100_FINE_TO_COARSE,
@@ -27,10 +29,15 @@ from core.data import (
     DataFormatError,
     DataNotFoundError,
     TensorLoader,
+    channel_stats,
+    datasets,
+    imagefolder,
     load_dataset,
     load_for_config,
     split_data,
 )
+from core.data.cache import _dir_writable
+from core.errors import ConfigError
 
 REAL_CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10"
 
@@ -128,7 +135,7 @@ def test_cache_written_next_to_data_and_second_load_equal_and_fast(tmp_path, mon
     def no_decoding(paths):
         raise AssertionError("second load must come from the cache")
 
-    monkeypatch.setattr(data, "_decode_files", no_decoding)
+    monkeypatch.setattr(imagefolder, "decode_files", no_decoding)
     t0 = time.perf_counter()
     second = load_dataset("imagefolder", root)
     elapsed = time.perf_counter() - t0
@@ -155,7 +162,7 @@ def test_read_only_data_folder_falls_back_to_user_cache(tmp_path):
     make_imagefolder(root)
     os.chmod(root, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
     try:
-        assert not data._dir_writable(root)
+        assert not _dir_writable(root)
         b = load_dataset("imagefolder", root)
         assert not any(p.name.startswith(".ensemble-cache") for p in root.iterdir())
         cache = Path(b.cache_path)
@@ -178,8 +185,8 @@ def test_failed_write_next_to_data_falls_back_to_user_cache(tmp_path):
 
 
 def test_dir_writable_uses_a_real_write(tmp_path):
-    assert data._dir_writable(tmp_path)
-    assert not data._dir_writable(tmp_path / "missing")
+    assert _dir_writable(tmp_path)
+    assert not _dir_writable(tmp_path / "missing")
     assert not list(tmp_path.iterdir())  # the probe file is gone
 
 
@@ -213,7 +220,7 @@ def test_failed_download_lists_paths_tried_and_how_to_point_at_a_copy(tmp_path, 
     def offline(name, root):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(datasets, "download_cifar", offline)
     with pytest.raises(DataNotFoundError) as e:
         load_dataset("cifar10")  # default location in the (tmp) user cache
     msg = str(e.value)
@@ -227,7 +234,7 @@ def test_download_false_does_not_download(tmp_path, monkeypatch):
     def boom(name, root):
         raise AssertionError("must not download")
 
-    monkeypatch.setattr(data, "_download", boom)
+    monkeypatch.setattr(datasets, "download_cifar", boom)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="download=False"):
         load_dataset("cifar20", tmp_path / "empty", download=False)
@@ -319,7 +326,7 @@ def make_cifar10_pickles(base: Path, per_batch=4) -> None:
             },
         )
     _pickle(d / "test_batch", {"data": np.zeros((3, 3072), np.uint8), "labels": [0, 1, 2]})
-    _pickle(d / "batches.meta", {"label_names": list(data.CIFAR10_CLASSES)})
+    _pickle(d / "batches.meta", {"label_names": list(CIFAR10_CLASSES)})
 
 
 def test_cifar10_pickle_layout(tmp_path):
@@ -470,7 +477,7 @@ def test_split_is_deterministic_per_seed_and_recomputes_stats():
     assert ids(a1.train_x) == ids(a2.train_x) and ids(a1.val_x) == ids(a2.val_x)
     assert ids(a1.train_x) != ids(c.train_x)
     assert ids(a1.train_x) == sorted(ids(a1.train_x))  # original order kept
-    assert a1.mean == pytest.approx(data.channel_stats(a1.train_x)[0])
+    assert a1.mean == pytest.approx(channel_stats(a1.train_x)[0])
     assert a1.mean != pytest.approx(b.mean, abs=1e-6)
 
 
@@ -624,6 +631,14 @@ def test_bundle_defaults_and_validation():
         DataBundle(x.float(), torch.zeros(4), x, torch.zeros(4))
     with pytest.raises(ValueError, match="test_y must be a tensor shaped"):
         DataBundle(x, torch.zeros(4), x, torch.zeros(3))
+
+
+def test_import_does_not_load_torchvision():
+    # torchvision costs ~2 s of import time in every Ray trial worker: it is imported on the
+    # first decode or download only.
+    code = "import sys, core.data; sys.exit('torchvision' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
 
 
 # ------------------------------------------------------------------ the real CIFAR-10 images
