@@ -17,6 +17,7 @@ from analysis.tidy import (
     sort_frame,
     tidy_results,
 )
+from core.columns import EPOCHS_DONE
 
 STAT_COLUMNS = (
     "mean",
@@ -49,7 +50,7 @@ def aggregate(results: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataF
     work["error"] = df["outcome"].eq(ERROR) & ~usable
     work["nan"] = ~usable & ~work["diverged"] & ~work["error"]
     work["asha"] = df["outcome"].eq(ASHA_STOPPED) & usable
-    epochs = df["epochs_done"] if "epochs_done" in df else pd.Series(np.nan, index=df.index)
+    epochs = df[EPOCHS_DONE] if EPOCHS_DONE in df else pd.Series(np.nan, index=df.index)
     work["asha_epochs"] = pd.to_numeric(epochs, errors="coerce").where(work["asha"])
     for c in by:
         work[c] = df[c]

@@ -24,9 +24,10 @@ from typing import Any
 import pandas as pd
 
 from analysis.tidy import fmt_value, is_usable, varying_columns
+from core.columns import FINAL_TEST_ACC, OPTUNA_DB
 
 MIN_TRIALS = 10
-ACC = "final_test_acc"
+ACC = FINAL_TEST_ACC
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _from_optuna(db: Path, meta: dict[str, Any]) -> Importances:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "optuna.db"
+        copy = Path(tmp) / OPTUNA_DB
         shutil.copyfile(db, copy)
         url = f"sqlite:///{copy}"
         name = meta.get("optuna_study")

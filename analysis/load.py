@@ -10,10 +10,17 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import ReportInputError
-from analysis.schema import HISTORY_REQUIRED, RESULTS_REQUIRED, STUDIES
+from analysis.schema import HISTORY_REQUIRED, NUMERIC_REQUIRED, RESULTS_REQUIRED, STUDIES
 from analysis.tidy import tidy_history, tidy_results
-
-NUMERIC_REQUIRED = ("epochs_done", "final_test_acc", "final_test_loss", "epoch", "test_acc")
+from core.columns import (
+    HISTORY_FILE,
+    OPTUNA_DB,
+    PARETO_FILE,
+    RESULTS_FILE,
+    STUDY,
+    STUDY_FILE,
+    TRIAL_ID,
+)
 
 
 @dataclass
@@ -32,8 +39,8 @@ class Experiment:
     def study(self) -> str | None:
         """Study kind from study.json, else the results' single `study` value, else None."""
         name = self.meta.get("study")
-        if name is None and "study" in self.results:
-            values = self.results["study"].dropna().unique()
+        if name is None and STUDY in self.results:
+            values = self.results[STUDY].dropna().unique()
             name = values[0] if len(values) == 1 else None
         return str(name) if name in STUDIES else None
 
@@ -69,44 +76,44 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
         raise ReportInputError(f"experiment folder {str(path)!r} does not exist")
     if not path.is_dir():
         raise ReportInputError(f"{str(path)!r} is not a folder (expected an experiment folder)")
-    res_path = path / "results.parquet"
+    res_path = path / RESULTS_FILE
     if not res_path.is_file():
         raise ReportInputError(
-            f"no results in {str(path)!r}: results.parquet is missing "
-            "(a study writes results.parquet and history.parquet into its experiment folder)"
+            f"no results in {str(path)!r}: {RESULTS_FILE} is missing "
+            f"(a study writes {RESULTS_FILE} and {HISTORY_FILE} into its experiment folder)"
         )
     problems: list[str] = []
     results = _read_parquet(res_path, problems)
     if results is not None:
         if results.empty:
-            problems.append("results.parquet has no rows (no trial reported)")
-        _check_columns(results, "results.parquet", RESULTS_REQUIRED, problems)
+            problems.append(f"{RESULTS_FILE} has no rows (no trial reported)")
+        _check_columns(results, RESULTS_FILE, RESULTS_REQUIRED, problems)
     history = None
     notes: list[str] = []
-    hist_path = path / "history.parquet"
+    hist_path = path / HISTORY_FILE
     if hist_path.is_file():
         history = _read_parquet(hist_path, problems)
         if history is not None and history.empty:  # e.g. every trial errored before epoch 1
-            notes.append("history.parquet has no rows: learning curves are not drawn")
+            notes.append(f"{HISTORY_FILE} has no rows: learning curves are not drawn")
             history = None
         if history is not None:
-            _check_columns(history, "history.parquet", HISTORY_REQUIRED, problems)
+            _check_columns(history, HISTORY_FILE, HISTORY_REQUIRED, problems)
     else:
-        notes.append("no history.parquet: learning curves are not drawn")
+        notes.append(f"no {HISTORY_FILE}: learning curves are not drawn")
     meta: dict[str, Any] = {}
-    meta_path = path / "study.json"
+    meta_path = path / STUDY_FILE
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            problems.append(f"study.json is not a valid JSON object ({exc})")
+            problems.append(f"{STUDY_FILE} is not a valid JSON object ({exc})")
     pareto = None
-    if (path / "pareto_front.parquet").is_file():
-        pareto = _read_parquet(path / "pareto_front.parquet", problems)
-        if pareto is not None and "trial_id" not in pareto:
-            problems.append("pareto_front.parquet is missing required column(s) ['trial_id']")
+    if (path / PARETO_FILE).is_file():
+        pareto = _read_parquet(path / PARETO_FILE, problems)
+        if pareto is not None and TRIAL_ID not in pareto:
+            problems.append(f"{PARETO_FILE} is missing required column(s) [{TRIAL_ID!r}]")
     if problems:
         raise ReportInputError(f"cannot report on {str(path)!r}: " + "; ".join(problems))
     assert results is not None
@@ -114,8 +121,8 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
     if history is not None:
         history = tidy_history(history, results)
     if pareto is not None:
-        pareto = pareto.assign(trial_id=pareto["trial_id"].astype(str))
-    db = path / "optuna.db"
+        pareto = pareto.assign(**{TRIAL_ID: pareto[TRIAL_ID].astype(str)})
+    db = path / OPTUNA_DB
     return Experiment(
         path=path,
         results=tidy,

@@ -16,15 +16,17 @@ import plotly.graph_objects as go
 
 from analysis import figures as F
 from analysis.aggregate import aggregate
+from analysis.figures import alpha_gamma, ensemble_size, optimizers, search, sharing
 from analysis.figures.style import get_notes
 from analysis.importance import param_importances
 from analysis.load import Experiment
 from analysis.schema import metric_label
 from analysis.tidy import OUTCOME_TEXT, OUTCOMES, fmt_value, group_label, order_values
 from analysis.tidy import varying_columns as _varying
+from core import columns as C
 
 MAX_GROUPS = 12  # heatmaps per metric when further config columns vary
-SUMMARY_METRICS = (*F.HEATMAP_METRICS, "params", "batches_per_s")
+SUMMARY_METRICS = (*F.HEATMAP_METRICS, C.PARAMS, C.BATCHES_PER_S)
 
 
 @dataclass
@@ -90,7 +92,7 @@ def summary_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
 
 def trials_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     """One row per trial: config that varies, seed, outcome and the main metrics."""
-    cols = ["trial_id", *varying, "seed", "outcome", "status", "epochs_done", "error"]
+    cols = [C.TRIAL_ID, *varying, "seed", "outcome", C.STATUS, C.EPOCHS_DONE, C.ERROR]
     cols += [m for m in SUMMARY_METRICS if m in res]
     cols = list(dict.fromkeys(c for c in cols if c in res))
     return res[cols]
@@ -108,7 +110,7 @@ def _groups(res: pd.DataFrame, others: list[str]) -> list[tuple[str, pd.DataFram
 
 
 def _alpha_gamma(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
-    if miss := _missing(res, ("alpha", "gamma")):
+    if miss := _missing(res, alpha_gamma.NEEDS):
         plan.skipped.append(f"alpha x gamma heatmaps: results lack column(s) {miss}")
         return
     others = [c for c in varying if c not in ("alpha", "gamma")]
@@ -146,7 +148,7 @@ def _ag_by(res: pd.DataFrame, others: list[str], metric: str) -> pd.DataFrame:
 
 
 def _ensemble_size(plan: Plan, res: pd.DataFrame) -> None:
-    if miss := _missing(res, ("ensemble_size", "lr")):
+    if miss := _missing(res, ensemble_size.NEEDS):
         plan.skipped.append(f"ensemble size x learning rate: results lack column(s) {miss}")
         return
     plan.pages.append(
@@ -163,11 +165,10 @@ def _ensemble_size(plan: Plan, res: pd.DataFrame) -> None:
 
 
 def _optimizers(plan: Plan, exp: Experiment) -> None:
-    need = ("optimizer", "model", "epoch", "train_acc", "train_loss", "test_acc", "test_loss")
     if exp.history is None:
-        plan.skipped.append("optimizer learning curves: no history.parquet")
+        plan.skipped.append(f"optimizer learning curves: no {C.HISTORY_FILE}")
         return
-    if miss := _missing(exp.history, need):
+    if miss := _missing(exp.history, optimizers.NEEDS):
         plan.skipped.append(f"optimizer learning curves: history lacks column(s) {miss}")
         return
     notes = _not_in_history(exp)
@@ -187,18 +188,17 @@ def _optimizers(plan: Plan, exp: Experiment) -> None:
 
 def _not_in_history(exp: Experiment) -> list[str]:
     assert exp.history is not None
-    absent = ~exp.results["trial_id"].isin(set(exp.history["trial_id"]))
+    absent = ~exp.results[C.TRIAL_ID].isin(set(exp.history[C.TRIAL_ID]))
     k = int(absent.sum())
     if not k:
         return []
     kinds = exp.results.loc[absent, "outcome"].value_counts()
     why = ", ".join(f"{n} {OUTCOME_TEXT[o]}" for o, n in kinds.items())
-    return [f"{k} trial(s) have no epochs in history.parquet ({why}): not drawn"]
+    return [f"{k} trial(s) have no epochs in {C.HISTORY_FILE} ({why}): not drawn"]
 
 
 def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
-    need = ("sharing_network", "sharing_ensemble", "final_test_acc", "params", "batches_per_s")
-    if miss := _missing(res, need):
+    if miss := _missing(res, sharing.NEEDS):
         plan.skipped.append(f"sharing regimes: results lack column(s) {miss}")
         return
     others = [c for c in varying if c not in ("sharing_network", "sharing_ensemble")]
@@ -217,7 +217,7 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
 
 def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     res = exp.results
-    if not any(c in res for c in ("params", "images_per_s", "batches_per_s")):
+    if not any(c in res for c, _ in search.COSTS):
         plan.skipped.append("search Pareto front: results lack params and throughput columns")
     else:
         plan.pages.append(
@@ -249,10 +249,11 @@ def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
 
 
 def _main_metric(exp: Experiment) -> str:
-    name = exp.meta.get("metric", "test_acc")
+    name = exp.meta.get("metric", C.TEST_ACC)
     name = str(name[0] if isinstance(name, list) and name else name)
-    col = name if name.startswith(("final_", "avg_", "best_")) else f"final_{name}"
-    return col if col in exp.results else "final_test_acc"
+    summarised = name.startswith(tuple(f"{p}_" for p in C.SUMMARY_PREFIXES))
+    col = name if summarised else C.summary_column(C.FINAL, name)
+    return col if col in exp.results else C.FINAL_TEST_ACC
 
 
 def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
@@ -277,7 +278,7 @@ def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
 
 def _best(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     if exp.history is None:
-        plan.skipped.append("learning curves of the best trials: no history.parquet")
+        plan.skipped.append(f"learning curves of the best trials: no {C.HISTORY_FILE}")
         return
     plan.pages.append(
         Page(

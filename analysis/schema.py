@@ -1,59 +1,72 @@
-"""Column names of results.parquet / history.parquet (see docs/results_schema.md)."""
+"""What the report needs of results.parquet / history.parquet, and how it names their columns.
+
+The column names themselves are the writer's and the reader's contract, declared once in
+`core.columns` (docs/results_schema.md describes them); this module holds only the reader's
+own choices: which columns it cannot do without, the study kinds it knows, the config columns
+that are not studied factors, and the human labels of metric columns.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-
-from core.config import ENSEMBLES, FAST_WEIGHT_SWEEP, OPTIMIZERS, SHARING, TrialConfig
+from core.columns import (
+    ASHA_STOPPED,
+    AVG,
+    BATCHES_PER_S,
+    BEST,
+    DIVERGED,
+    EARLY_STOPPED,
+    EPOCH,
+    EPOCH_S,
+    EPOCHS_DONE,
+    FINAL,
+    FINAL_TEST_ACC,
+    FINAL_TEST_LOSS,
+    IMAGES_PER_S,
+    PARAMS,
+    STATUS,
+    TEST,
+    TEST_ACC,
+    TEST_LOSS,
+    TOTAL_S,
+    TRAIN,
+    TRIAL_ID,
+    VAL,
+)
 
 __all__ = [
-    "CONFIG_COLUMNS",
-    "COST_METRICS",
-    "ENSEMBLES",
-    "EPOCH_METRICS",
-    "FAST_WEIGHT_SWEEP",
     "HISTORY_REQUIRED",
     "NOT_SWEPT",
-    "OPTIMIZERS",
+    "NUMERIC_REQUIRED",
     "RESULTS_REQUIRED",
-    "SHARING",
     "STUDIES",
     "metric_label",
 ]
 
-# Every TrialConfig field is a column of both tables (`extra` is flattened to extra_<key>).
-CONFIG_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(TrialConfig) if f.name != "extra"
-)
 # Config columns that vary between trials without being a studied factor.
 NOT_SWEPT = ("seed", "data_dir", "device", "num_threads")
 
-_SEVEN = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
-EPOCH_METRICS: tuple[str, ...] = (
-    ("train_loss", "train_acc")
-    + tuple(f"test_{m}" for m in _SEVEN)
-    + tuple(f"val_{m}" for m in _SEVEN)
-)
-# Measurements of cost, valid even when training diverged (only NaN is excluded).
-COST_METRICS = ("params", "batches_per_s", "images_per_s", "epoch_s", "total_s")
-
+# The study kinds the report has pages for (study.json's `study`, the results' `study` column).
 STUDIES = ("alpha_gamma", "ensemble_size", "optimizers", "sharing", "search")
 
-# Without these the report cannot say anything; a figure's own columns are checked by the
-# figure (a missing one skips that figure with a note, it does not fail the report).
+# Without these the report cannot say anything; a figure's own columns are checked before it is
+# built (its NEEDS: a missing one skips that figure with a note, it does not fail the report).
 RESULTS_REQUIRED = (
-    "trial_id",
-    "status",
-    "epochs_done",
-    "diverged",
-    "early_stopped",
-    "asha_stopped",
+    TRIAL_ID,
+    STATUS,
+    EPOCHS_DONE,
+    DIVERGED,
+    EARLY_STOPPED,
+    ASHA_STOPPED,
     "seed",
-    "final_test_acc",
-    "final_test_loss",
+    FINAL_TEST_ACC,
+    FINAL_TEST_LOSS,
 )
-HISTORY_REQUIRED = ("trial_id", "epoch", "test_acc", "test_loss")
+HISTORY_REQUIRED = (TRIAL_ID, EPOCH, TEST_ACC, TEST_LOSS)
+# Required columns that must be numeric (where required).
+NUMERIC_REQUIRED = (EPOCHS_DONE, FINAL_TEST_ACC, FINAL_TEST_LOSS, EPOCH, TEST_ACC)
 
+# Labels of the evaluation metrics (core.columns.EVAL_KEYS), summary prefixes, splits and cost
+# columns; tests/analysis/test_schema.py checks every name of core.columns has one.
 _NAMES = {
     "acc": "accuracy",
     "loss": "loss (NLL)",
@@ -63,14 +76,14 @@ _NAMES = {
     "disagreement": "member disagreement",
     "kl": "member KL",
 }
-_PREFIX = {"final": "final", "best": "best", "avg": "average"}
-_SPLIT = {"test": "test", "val": "validation", "train": "training"}
+_PREFIX = {FINAL: "final", BEST: "best", AVG: "average"}
+_SPLIT = {TEST: "test", VAL: "validation", TRAIN: "training"}
 _COST = {
-    "params": "distinct parameters",
-    "batches_per_s": "batches/s",
-    "images_per_s": "images/s",
-    "epoch_s": "seconds per epoch",
-    "total_s": "training time (s)",
+    PARAMS: "distinct parameters",
+    BATCHES_PER_S: "batches/s",
+    IMAGES_PER_S: "images/s",
+    EPOCH_S: "seconds per epoch",
+    TOTAL_S: "training time (s)",
 }
 
 

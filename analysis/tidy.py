@@ -13,15 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.schema import (
-    CONFIG_COLUMNS,
-    COST_METRICS,
-    ENSEMBLES,
-    FAST_WEIGHT_SWEEP,
-    NOT_SWEPT,
-    OPTIMIZERS,
-    SHARING,
-)
+from analysis.schema import NOT_SWEPT
+from core import columns as C
+from core.config import ENSEMBLES, FAST_WEIGHT_SWEEP, OPTIMIZERS, SHARING
 
 # Outcome of a trial, in the order they are reported.
 COMPLETED, EARLY_STOPPED, ASHA_STOPPED, DIVERGED, ERROR = (
@@ -52,11 +46,11 @@ def _flag(df: pd.DataFrame, column: str) -> pd.Series:
 def trial_outcome(results: pd.DataFrame) -> pd.Series:
     """One outcome per trial: error > diverged > asha_stopped > early_stopped > completed."""
     out = pd.Series(COMPLETED, index=results.index, dtype=object)
-    out[_flag(results, "early_stopped")] = EARLY_STOPPED
-    out[_flag(results, "asha_stopped")] = ASHA_STOPPED
-    out[_flag(results, "diverged")] = DIVERGED
-    if "status" in results:
-        out[results["status"].astype(str).str.upper().eq("ERROR").to_numpy()] = ERROR
+    out[_flag(results, C.EARLY_STOPPED)] = EARLY_STOPPED
+    out[_flag(results, C.ASHA_STOPPED)] = ASHA_STOPPED
+    out[_flag(results, C.DIVERGED)] = DIVERGED
+    if C.STATUS in results:
+        out[results[C.STATUS].astype(str).str.upper().eq(C.STATUS_ERROR).to_numpy()] = ERROR
     return out
 
 
@@ -88,8 +82,8 @@ def tidy_results(results: pd.DataFrame) -> pd.DataFrame:
     if "sharing_network" in df and "sharing_ensemble" in df:
         pairs = zip(df["sharing_network"], df["sharing_ensemble"], strict=True)
         df["regime"] = [regime_label(n, e) for n, e in pairs]
-    if "trial_id" in df:
-        df["trial_id"] = df["trial_id"].astype(str)
+    if C.TRIAL_ID in df:
+        df[C.TRIAL_ID] = df[C.TRIAL_ID].astype(str)
     return df
 
 
@@ -97,18 +91,19 @@ def tidy_history(history: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """History with the per-trial columns (config, outcome, model, regime) taken from results."""
     res = tidy_results(results)
     hist = history.copy()
-    hist["trial_id"] = hist["trial_id"].astype(str)
+    hist[C.TRIAL_ID] = hist[C.TRIAL_ID].astype(str)
     num = hist.select_dtypes(include="number").columns
     hist[num] = hist[num].replace([np.inf, -np.inf], np.nan)
-    per_trial = [c for c in (*CONFIG_COLUMNS, "outcome", "model", "regime") if c in res]
+    per_trial = [c for c in (*C.CONFIG_COLUMNS, "outcome", "model", "regime") if c in res]
     # Per-trial columns come from results (one source of truth); per-epoch ones from history.
-    keep = [c for c in hist.columns if c not in per_trial or c == "trial_id"]
+    keep = [c for c in hist.columns if c not in per_trial or c == C.TRIAL_ID]
     keep = [c for c in keep if c not in ("outcome", "model", "regime")]
     merged = hist[keep].merge(
-        res[["trial_id", *[c for c in per_trial if c != "trial_id"]]], on="trial_id", how="left"
+        res[[C.TRIAL_ID, *[c for c in per_trial if c != C.TRIAL_ID]]], on=C.TRIAL_ID, how="left"
     )
-    if "diverged" in history:
-        merged["diverged_epoch"] = history["diverged"].astype("boolean").fillna(False).to_numpy()
+    if C.DIVERGED in history:
+        flags = history[C.DIVERGED].astype("boolean").fillna(False)
+        merged["diverged_epoch"] = flags.to_numpy()
     return merged
 
 
@@ -117,7 +112,7 @@ def is_usable(df: pd.DataFrame, metric: str) -> pd.Series:
     or errored. Cost metrics (params, throughput) stay valid for diverged trials."""
     outcome = df["outcome"] if "outcome" in df else trial_outcome(df)
     ok = pd.to_numeric(df[metric], errors="coerce").notna() if metric in df else False
-    if metric in COST_METRICS:
+    if metric in C.COST_METRICS:
         return pd.Series(ok, index=df.index) & ~outcome.eq(ERROR)
     return pd.Series(ok, index=df.index) & ~outcome.isin(UNUSABLE)
 
@@ -186,8 +181,8 @@ def _model_key(label: str) -> tuple[int, float, str]:
 def varying_columns(df: pd.DataFrame, exclude: Iterable[str] = NOT_SWEPT) -> list[str]:
     """Config columns (and extra_* tags) with more than one distinct value (NaN counts)."""
     skip = set(exclude)
-    cols = [c for c in CONFIG_COLUMNS if c in df and c not in skip]
-    cols += sorted(c for c in df.columns if c.startswith("extra_") and c not in skip)
+    cols = [c for c in C.CONFIG_COLUMNS if c in df and c not in skip]
+    cols += sorted(c for c in df.columns if c.startswith(C.EXTRA_PREFIX) and c not in skip)
     return [c for c in cols if df[c].astype(object).map(fmt_value).nunique() > 1]
 
 

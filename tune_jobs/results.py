@@ -1,6 +1,7 @@
 """Ray Tune results -> `results.parquet` (one row per trial) and `history.parquet` (per epoch).
 
-The columns are the contract with `analysis`; docs/results_schema.md describes them.
+The columns are the contract with `analysis`: their names are in `core.columns`, and
+docs/results_schema.md describes them.
 """
 
 from __future__ import annotations
@@ -11,21 +12,56 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import TrialConfig
-from core.trainable import EVAL_KEYS
-
-EPOCH_METRICS = (
-    ["train_loss", "train_acc"] + [f"test_{k}" for k in EVAL_KEYS] + [f"val_{k}" for k in EVAL_KEYS]
+from core.columns import (
+    ASHA_STOPPED,
+    AVG,
+    BATCHES_PER_S,
+    BEST,
+    CONFIG_COLUMNS,
+    DIVERGED,
+    EARLY_STOPPED,
+    EPOCH,
+    EPOCH_METRICS,
+    EPOCH_S,
+    EPOCHS_DONE,
+    ERROR,
+    ERROR_CHARS,
+    FINAL,
+    HISTORY_COLUMNS,
+    HISTORY_FILE,
+    IMAGES_PER_S,
+    KEY_COLUMNS,
+    NAN_WHEN_NONE,
+    NODE,
+    NODE_ID,
+    PARAMS,
+    RAY_NODE_IP,
+    REPORT_KEYS,
+    RESULTS_COLUMNS,
+    RESULTS_FILE,
+    STATUS,
+    STATUS_ERROR,
+    STATUS_TERMINATED,
+    STUDY,
+    TOTAL_S,
+    TRIAL_ID,
+    extra_column,
+    larger_is_better,
+    summary_column,
 )
-HISTORY_COLUMNS = EPOCH_METRICS + [
-    "params",
-    "batches_per_s",
-    "images_per_s",
-    "epoch_s",
-    "current_lr",
-    "diverged",
-    "early_stopped",
+from core.config import TrialConfig
+
+# EPOCH_METRICS and HISTORY_COLUMNS are re-exported for the smoke tests.
+__all__ = [
+    "EPOCH_METRICS",
+    "HISTORY_COLUMNS",
+    "collect",
+    "config_columns",
+    "trial_frames",
+    "write_results",
 ]
+
+_FLAGS = (DIVERGED, EARLY_STOPPED)
 
 
 def config_columns(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,90 +69,111 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
     try:
         flat = TrialConfig.from_dict(config).to_dict()
     except Exception:  # noqa: BLE001 - an errored trial may carry a bad config; keep it raw
-        flat = {k: v for k, v in config.items() if not isinstance(v, dict)}
-    extra = flat.pop("extra", {}) or {}
-    flat.update({f"extra_{k}": v for k, v in extra.items()})
-    for k in ("alpha", "gamma"):
+        flat = {k: v for k, v in config.items() if not isinstance(v, dict) or k == "extra"}
+    extra = flat.pop("extra", {})
+    flat.update({extra_column(k): v for k, v in (extra if isinstance(extra, dict) else {}).items()})
+    for k in NAN_WHEN_NONE:
         if k in flat and flat[k] is None:
             flat[k] = math.nan
     return flat
 
 
+def _history(result: Any) -> pd.DataFrame:
+    """The trial's reports, one row per epoch (the last report of an epoch reported twice)."""
+    hist = result.metrics_dataframe
+    if hist is None or hist.empty or EPOCH not in hist:
+        hist = pd.DataFrame(columns=[EPOCH])
+    # A trial retried from a checkpoint can report an epoch twice; the last report wins.
+    hist = hist.dropna(subset=[EPOCH]).drop_duplicates(EPOCH, keep="last").sort_values(EPOCH)
+    out = pd.DataFrame(index=hist.index)
+    for col in REPORT_KEYS:
+        out[col] = hist[col] if col in hist else math.nan
+    out[EPOCH] = out[EPOCH].astype(int)
+    for col in _FLAGS:  # a report without the flag did not raise it
+        out[col] = out[col].astype("boolean").fillna(False).astype(bool)
+    for col, src in ((NODE, RAY_NODE_IP), (NODE_ID, NODE_ID)):
+        out[col] = hist[src].map(_text) if src in hist else None
+    return out.reset_index(drop=True)
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _mean(values: pd.Series) -> float:
+    finite = pd.to_numeric(values, errors="coerce").dropna()
+    return float(finite.mean()) if len(finite) else math.nan
+
+
 def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """One Ray Tune `Result` -> (results row, history rows)."""
     metrics = result.metrics or {}
-    trial_id = metrics.get("trial_id") or Path(result.path).name
+    trial_id = metrics.get(TRIAL_ID) or Path(result.path).name
     cfg = config_columns(result.config or {})
-    hist = result.metrics_dataframe
-    if hist is None or hist.empty or "epoch" not in hist:
-        hist = pd.DataFrame(columns=["epoch", *HISTORY_COLUMNS, "node_ip"])
-    # A trial retried from a checkpoint can report an epoch twice; the last report wins.
-    hist = hist.dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last").sort_values("epoch")
-    for col in HISTORY_COLUMNS:
-        if col not in hist:
-            hist[col] = math.nan
-    node = str(hist["node_ip"].iloc[-1]) if "node_ip" in hist and len(hist) else None
-    node_id = str(hist["node_id"].iloc[-1]) if "node_id" in hist and len(hist) else None
-    history = hist[["epoch", *HISTORY_COLUMNS]].copy()
-    history["epoch"] = history["epoch"].astype(int)
-    history["node"] = hist["node_ip"].astype(str) if "node_ip" in hist else None
-    history["node_id"] = hist["node_id"].astype(str) if "node_id" in hist else None
-    for k, v in {"trial_id": trial_id, "study": study, **cfg}.items():
-        history[k] = [v] * len(history)
+    epochs = _history(result)
+    keys = pd.DataFrame({TRIAL_ID: trial_id, STUDY: study}, index=epochs.index)
+    config = pd.DataFrame({k: [v] * len(epochs) for k, v in cfg.items()}, index=epochs.index)
+    history = pd.concat([keys, epochs, config], axis=1)
 
-    row: dict[str, Any] = {"trial_id": trial_id, "study": study, **cfg}
     error = result.error
-    row["status"] = "ERROR" if error is not None else "TERMINATED"
-    row["error"] = None if error is None else f"{type(error).__name__}: {error}"[:2000]
-    row["epochs_done"] = int(history["epoch"].max()) if len(history) else 0
-    row["diverged"] = bool(history["diverged"].fillna(False).astype(bool).any())
-    row["early_stopped"] = bool(history["early_stopped"].fillna(False).astype(bool).any())
-    row["asha_stopped"] = bool(
+    last = epochs.iloc[-1] if len(epochs) else None
+    row: dict[str, Any] = {TRIAL_ID: trial_id, STUDY: study, **cfg}
+    row[STATUS] = STATUS_ERROR if error is not None else STATUS_TERMINATED
+    row[ERROR] = None if error is None else f"{type(error).__name__}: {error}"[:ERROR_CHARS]
+    row[EPOCHS_DONE] = int(epochs[EPOCH].max()) if len(epochs) else 0
+    row[DIVERGED] = bool(epochs[DIVERGED].any())
+    row[EARLY_STOPPED] = bool(epochs[EARLY_STOPPED].any())
+    row[ASHA_STOPPED] = bool(
         error is None
-        and not row["diverged"]
-        and not row["early_stopped"]
-        and row["epochs_done"] < cfg.get("epochs", math.inf)
+        and not row[DIVERGED]
+        and not row[EARLY_STOPPED]
+        and row[EPOCHS_DONE] < cfg.get("epochs", math.inf)
     )
-    row["node"] = node
-    row["node_id"] = node_id
+    row[NODE] = None if last is None else last[NODE]
+    row[NODE_ID] = None if last is None else last[NODE_ID]
     for m in EPOCH_METRICS:
-        vals = pd.to_numeric(history[m], errors="coerce")
+        vals = pd.to_numeric(epochs[m], errors="coerce")
         finite = vals.dropna()
-        row[f"final_{m}"] = float(vals.iloc[-1]) if len(vals) else math.nan
-        if finite.empty:
-            row[f"best_{m}"] = row[f"avg_{m}"] = math.nan
-        else:
-            row[f"best_{m}"] = float(finite.max() if m.endswith("_acc") else finite.min())
-            row[f"avg_{m}"] = float(finite.mean())
-    for m in ("params", "batches_per_s", "images_per_s"):
-        vals = pd.to_numeric(history[m], errors="coerce").dropna()
-        row[m] = float(vals.mean()) if len(vals) else math.nan
-    row["total_s"] = float(pd.to_numeric(history["epoch_s"], errors="coerce").sum())
+        best = finite.max() if larger_is_better(m) else finite.min()
+        row[summary_column(FINAL, m)] = float(vals.iloc[-1]) if len(vals) else math.nan
+        row[summary_column(BEST, m)] = float(best) if len(finite) else math.nan
+        row[summary_column(AVG, m)] = float(finite.mean()) if len(finite) else math.nan
+    for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S):
+        row[m] = _mean(epochs[m])
+    seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
+    row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
     return row, history
 
 
 def collect(result_grid: Any, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trial of `result_grid` (an iterable of `Result`s): (results, history) frames,
+    results sorted by trial_id, history by trial_id then epoch."""
     rows, histories = [], []
     for result in result_grid:
         row, hist = trial_frames(result, study)
         rows.append(row)
         histories.append(hist)
-    results = pd.DataFrame(rows).sort_values("trial_id").reset_index(drop=True)
+    if rows:
+        results = pd.DataFrame(rows).sort_values(TRIAL_ID, kind="stable").reset_index(drop=True)
+    else:
+        results = pd.DataFrame(columns=[*KEY_COLUMNS, *CONFIG_COLUMNS, *RESULTS_COLUMNS])
     nonempty = [h for h in histories if len(h)]
-    history = (
-        pd.concat(nonempty, ignore_index=True)
-        if nonempty
-        else pd.DataFrame(columns=["trial_id", "study", "epoch", *HISTORY_COLUMNS])
-    )
-    front = ["trial_id", "study", "epoch"]
-    history = history[front + [c for c in history.columns if c not in front]]
+    if nonempty:
+        # infer_objects: a column None in one trial and set in another gets the dtype that
+        # reading the parquet file back gives it (e.g. patience: float64 with NaN)
+        history = pd.concat(nonempty, ignore_index=True).infer_objects()
+        history = history.sort_values([TRIAL_ID, EPOCH], kind="stable").reset_index(drop=True)
+    else:
+        history = pd.DataFrame(columns=[*KEY_COLUMNS, *HISTORY_COLUMNS, *CONFIG_COLUMNS])
     return results, history
 
 
 def write_results(result_grid: Any, study: str, out_dir: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """Write results.parquet and history.parquet of `result_grid` into `out_dir`; returns
+    their paths and the results frame."""
     results, history = collect(result_grid, study)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_path, history_path = out_dir / "results.parquet", out_dir / "history.parquet"
+    results_path, history_path = out_dir / RESULTS_FILE, out_dir / HISTORY_FILE
     results.to_parquet(results_path, index=False)
     history.to_parquet(history_path, index=False)
     return results_path, history_path, results

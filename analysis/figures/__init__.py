@@ -5,15 +5,10 @@ A figure's page notes (how many trials were excluded and why) are in
 """
 
 from analysis.figures.alpha_gamma import HEATMAP_METRICS, alpha_gamma_heatmap, alpha_gamma_table
-from analysis.figures.common import best_trial_curves, seed_boxes, seed_table
 from analysis.figures.ensemble_size import LINE_METRICS, ensemble_size_lines, ensemble_size_table
 from analysis.figures.optimizers import optimizer_curves, optimizer_table
-from analysis.figures.search import (
-    importance_figure,
-    pareto_front_figure,
-    pareto_mask,
-    pareto_table,
-)
+from analysis.figures.search import importance_figure, pareto_front_figure, pareto_table
+from analysis.figures.seeds_and_best import best_trial_curves, seed_boxes, seed_table
 from analysis.figures.sharing import sharing_boxes, sharing_table
 
 __all__ = [
@@ -28,7 +23,6 @@ __all__ = [
     "optimizer_curves",
     "optimizer_table",
     "pareto_front_figure",
-    "pareto_mask",
     "pareto_table",
     "seed_boxes",
     "seed_table",

@@ -13,16 +13,17 @@ from analysis.aggregate import aggregate, asha_note, excluded_note
 from analysis.figures.style import colorscale, finish, fmt_metric, hatch_shapes
 from analysis.schema import metric_label
 from analysis.tidy import fmt_value, order_values
+from core.columns import AVG, FINAL, TEST, TEST_ACC, TEST_LOSS, split_metric, summary_column
 
 HEATMAP_METRICS = (
-    "final_test_acc",
-    "avg_test_acc",
-    "final_test_loss",
-    "avg_test_loss",
-    "final_test_ece",
-    "final_test_disagreement",
+    summary_column(FINAL, TEST_ACC),
+    summary_column(AVG, TEST_ACC),
+    summary_column(FINAL, TEST_LOSS),
+    summary_column(AVG, TEST_LOSS),
+    summary_column(FINAL, split_metric(TEST, "ece")),
+    summary_column(FINAL, split_metric(TEST, "disagreement")),
 )
-NEEDS = ("alpha", "gamma")
+NEEDS = ("alpha", "gamma")  # results columns the heatmaps need (analysis.pages checks them)
 
 
 def alpha_gamma_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -52,7 +53,7 @@ def _missing_label(row: pd.Series) -> str:
 
 def alpha_gamma_heatmap(
     results: pd.DataFrame,
-    metric: str = "final_test_acc",
+    metric: str = HEATMAP_METRICS[0],
     alphas: Sequence[Any] | None = None,
     gammas: Sequence[Any] | None = None,
     subtitle: str = "",

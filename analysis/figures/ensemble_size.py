@@ -12,9 +12,10 @@ from analysis.aggregate import aggregate, asha_note, excluded_notes, unusable_re
 from analysis.figures.style import color, finish, mark_below
 from analysis.schema import metric_label
 from analysis.tidy import fmt_value, order_values
+from core.columns import AVG, FINAL, TEST_ACC, TEST_LOSS, summary_column
 
-LINE_METRICS = ("final_test_acc", "avg_test_acc", "final_test_loss", "avg_test_loss")
-NEEDS = ("ensemble_size", "lr")
+LINE_METRICS = tuple(summary_column(p, m) for m in (TEST_ACC, TEST_LOSS) for p in (FINAL, AVG))
+NEEDS = ("ensemble_size", "lr")  # results columns the lines need (analysis.pages checks them)
 
 
 def _with_lines(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

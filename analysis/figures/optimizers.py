@@ -8,15 +8,28 @@ from plotly.subplots import make_subplots
 
 from analysis.figures.style import UNUSABLE_COLOR, color, epoch_ticks, finish, mark_below
 from analysis.tidy import ASHA_STOPPED, DIVERGED, ERROR, order_values
+from core.columns import (
+    EPOCH,
+    TEST,
+    TEST_ACC,
+    TEST_LOSS,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    TRIAL_ID,
+    VAL,
+    VAL_ACC,
+    split_metric,
+)
 
-NEEDS = ("optimizer", "model", "epoch", "train_acc", "train_loss", "test_acc", "test_loss")
+# History columns the curves need (analysis.pages checks them; val_* are used when present).
+NEEDS = ("optimizer", "model", EPOCH, TRAIN_ACC, TRAIN_LOSS, TEST_ACC, TEST_LOSS)
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
 def eval_split(history: pd.DataFrame) -> str:
     """'val' when any validation metric was reported, else 'test' (no validation split)."""
-    has_val = "val_acc" in history and history["val_acc"].notna().any()
-    return "val" if has_val else "test"
+    has_val = VAL_ACC in history and history[VAL_ACC].notna().any()
+    return VAL if has_val else TEST
 
 
 def _usable_epochs(history: pd.DataFrame, metric: str) -> pd.Series:
@@ -32,11 +45,11 @@ def optimizer_table(history: pd.DataFrame) -> pd.DataFrame:
     """Per (optimizer, model, epoch, metric): mean/std/n over trials (seeds). Epochs at which
     a trial diverged, and NaN values, are left out."""
     split = eval_split(history)
-    metrics = ["train_acc", "train_loss", f"{split}_acc", f"{split}_loss"]
+    metrics = [TRAIN_ACC, TRAIN_LOSS, split_metric(split, "acc"), split_metric(split, "loss")]
     parts = []
     for m in metrics:
         ok = history[_usable_epochs(history, m)]
-        g = ok.groupby(["optimizer", "model", "epoch"], sort=True)[m]
+        g = ok.groupby(["optimizer", "model", EPOCH], sort=True)[m]
         part = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
         part.insert(3, "metric", m)
         parts.append(part)
@@ -48,12 +61,12 @@ def optimizer_curves(history: pd.DataFrame) -> go.Figure:
     accuracy and loss against epoch; one line per optimizer x model (colour: optimizer,
     dash: model), the mean over seeds with std in the hover. Divergence points are ✕."""
     split = eval_split(history)
-    eval_name = "validation" if split == "val" else "test (no validation split)"
+    eval_name = "validation" if split == VAL else "test (no validation split)"
     panels = [
-        ("train_acc", "training accuracy"),
-        (f"{split}_acc", f"{eval_name} accuracy"),
-        ("train_loss", "training loss"),
-        (f"{split}_loss", f"{eval_name} loss"),
+        (TRAIN_ACC, "training accuracy"),
+        (split_metric(split, "acc"), f"{eval_name} accuracy"),
+        (TRAIN_LOSS, "training loss"),
+        (split_metric(split, "loss"), f"{eval_name} loss"),
     ]
     fig = make_subplots(
         rows=2,
@@ -78,7 +91,7 @@ def optimizer_curves(history: pd.DataFrame) -> go.Figure:
                     continue
                 fig.add_trace(
                     go.Scatter(
-                        x=s["epoch"],
+                        x=s[EPOCH],
                         y=s["mean"],
                         customdata=list(zip(s["std"], s["n"], strict=True)),
                         mode="lines+markers",
@@ -97,7 +110,7 @@ def optimizer_curves(history: pd.DataFrame) -> go.Figure:
                 )
                 shown.add(name)
         _diverged_markers(fig, history, metric, r, c, first=k == 0)
-    fig.update_xaxes(title_text="epoch", **epoch_ticks(history["epoch"]))
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(history[EPOCH]))
     return finish(fig, "Optimizers: learning curves (mean over seeds)", _notes(history), 850)
 
 
@@ -107,13 +120,13 @@ def _diverged_markers(
     if "diverged_epoch" not in history:
         return
     xs, ys, hover = [], [], []
-    for tid, h in history.groupby("trial_id", sort=True):
+    for tid, h in history.groupby(TRIAL_ID, sort=True):
         div = h[h["diverged_epoch"].astype(bool)]
         if div.empty:
             continue
-        h = h.sort_values("epoch")
-        at = int(div["epoch"].min())
-        before = h[h["epoch"] < at][metric].dropna()
+        h = h.sort_values(EPOCH)
+        at = int(div[EPOCH].min())
+        before = h[h[EPOCH] < at][metric].dropna()
         who = f"trial {tid} ({h['optimizer'].iloc[0]} · {h['model'].iloc[0]})"
         if before.empty:  # diverged in its first epoch: nothing to anchor the marker on
             sub = fig.get_subplot(r, c)
@@ -145,7 +158,7 @@ def _diverged_markers(
 def _notes(history: pd.DataFrame) -> list[str]:
     notes = []
     if "outcome" in history:
-        per_trial = history.drop_duplicates("trial_id")["outcome"]
+        per_trial = history.drop_duplicates(TRIAL_ID)["outcome"]
         n_div = int(per_trial.eq(DIVERGED).sum())
         n_asha = int(per_trial.eq(ASHA_STOPPED).sum())
         if n_div:
@@ -155,6 +168,6 @@ def _notes(history: pd.DataFrame) -> list[str]:
             )
         if n_asha:
             notes.append(f"{n_asha} trial(s) stopped early by ASHA: their curves end early")
-    if eval_split(history) == "test":
+    if eval_split(history) == TEST:
         notes.append("no trial had a validation split: the right column shows test metrics")
     return notes

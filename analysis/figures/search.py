@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -12,28 +11,20 @@ from plotly.subplots import make_subplots
 from analysis.figures.style import finish
 from analysis.schema import metric_label
 from analysis.tidy import fmt_value, is_usable
+from core.columns import (
+    BATCHES_PER_S,
+    FINAL_TEST_ACC,
+    IMAGES_PER_S,
+    PARAMS,
+    PARETO_FILE,
+    TRIAL_ID,
+)
+from core.pareto import pareto_mask
 
-ACC = "final_test_acc"
+ACC = FINAL_TEST_ACC
 # (cost column, True when larger is better); throughput is batches/s (the search study's
 # 'throughput' objective), images/s only when batches/s is absent.
-COSTS = (("params", False), ("batches_per_s", True), ("images_per_s", True))
-
-
-def pareto_mask(
-    x: np.ndarray, y: np.ndarray, x_larger_better: bool, y_larger_better: bool = True
-) -> np.ndarray:
-    """Boolean mask of the non-dominated points: no other point is at least as good in both
-    and strictly better in one. NaN points are never on the front."""
-    x = np.asarray(x, dtype=float) * (1 if x_larger_better else -1)
-    y = np.asarray(y, dtype=float) * (1 if y_larger_better else -1)
-    valid = ~(np.isnan(x) | np.isnan(y))
-    mask = np.zeros(len(x), dtype=bool)
-    xs, ys = x[valid], y[valid]
-    idx = np.flatnonzero(valid)
-    for k, (a, b) in enumerate(zip(xs, ys, strict=True)):
-        dominated = (xs >= a) & (ys >= b) & ((xs > a) | (ys > b))
-        mask[idx[k]] = not dominated.any()
-    return mask
+COSTS = ((PARAMS, False), (BATCHES_PER_S, True), (IMAGES_PER_S, True))
 
 
 def cost_columns(results: pd.DataFrame) -> list[tuple[str, bool]]:
@@ -41,7 +32,7 @@ def cost_columns(results: pd.DataFrame) -> list[tuple[str, bool]]:
     out = []
     for col, larger in COSTS:
         if col in results and results[col].notna().any():
-            if col == "images_per_s" and any(c == "batches_per_s" for c, _ in out):
+            if col == IMAGES_PER_S and any(c == BATCHES_PER_S for c, _ in out):
                 continue
             out.append((col, larger))
     return out
@@ -49,15 +40,16 @@ def cost_columns(results: pd.DataFrame) -> list[tuple[str, bool]]:
 
 def pareto_table(results: pd.DataFrame, pareto: pd.DataFrame | None = None) -> pd.DataFrame:
     """Usable trials with their accuracy, costs and, per cost axis, whether they are on the
-    front (`pareto_<cost>`: computed in 2-D) and `pareto_study` (in pareto_front.parquet)."""
+    front (`pareto_<cost>`: accuracy against that cost alone, core.pareto) and `pareto_study`
+    (in pareto_front.parquet)."""
     costs = cost_columns(results)
     df = results[is_usable(results, ACC)]
-    keep = ["trial_id", ACC, *[c for c, _ in costs]]
+    keep = [TRIAL_ID, ACC, *[c for c, _ in costs]]
     out = df[keep].copy()
     for col, larger in costs:
-        out[f"pareto_{col}"] = pareto_mask(df[col].to_numpy(), df[ACC].to_numpy(), larger)
+        out[f"pareto_{col}"] = pareto_mask(df[[col, ACC]], ["max" if larger else "min", "max"])
     if pareto is not None:
-        out["pareto_study"] = out["trial_id"].isin(set(pareto["trial_id"].astype(str)))
+        out["pareto_study"] = out[TRIAL_ID].isin(set(pareto[TRIAL_ID].astype(str)))
     return out.reset_index(drop=True)
 
 
@@ -76,7 +68,7 @@ def pareto_front_figure(
         subplot_titles=[f"accuracy vs {metric_label(c)}" for c, _ in costs],
         horizontal_spacing=0.1,
     )
-    info = results.set_index("trial_id")
+    info = results.set_index(TRIAL_ID)
     hover_cols = [c for c in hover_cols if c in info]
 
     def hover(ids: pd.Series) -> list[str]:
@@ -86,7 +78,7 @@ def pareto_front_figure(
             rows.append(f"trial {t}<br>{cfg}")
         return rows
 
-    src = "pareto_front.parquet" if pareto is not None else "computed, 2-D"
+    src = PARETO_FILE if pareto is not None else "computed, 2-D"
     for k, (col, larger) in enumerate(costs):
         flag = table["pareto_study"] if pareto is not None else table[f"pareto_{col}"]
         rest, front = table[~flag], table[flag].sort_values(col)
@@ -99,7 +91,7 @@ def pareto_front_figure(
                 name="other trials",
                 legendgroup="other",
                 showlegend=k == 0,
-                hovertext=hover(rest["trial_id"]),
+                hovertext=hover(rest[TRIAL_ID]),
                 hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
             ),
             row=1,
@@ -115,7 +107,7 @@ def pareto_front_figure(
                 name=f"Pareto-optimal ({src})",
                 legendgroup="front",
                 showlegend=k == 0,
-                hovertext=hover(front["trial_id"]),
+                hovertext=hover(front[TRIAL_ID]),
                 hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
             ),
             row=1,

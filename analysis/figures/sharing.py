@@ -19,8 +19,10 @@ from analysis.tidy import (
     regime_label,
     sort_frame,
 )
+from core.columns import BATCHES_PER_S, FINAL_TEST_ACC, PARAMS, TRIAL_ID
 
-SHARING_METRICS = ("final_test_acc", "params", "batches_per_s")
+SHARING_METRICS = (FINAL_TEST_ACC, PARAMS, BATCHES_PER_S)
+# Results columns the boxes need (analysis.pages checks them).
 NEEDS = ("sharing_network", "sharing_ensemble", *SHARING_METRICS)
 
 
@@ -75,9 +77,7 @@ def sharing_boxes(results: pd.DataFrame, others: Sequence[str] = ()) -> go.Figur
                     marker={"color": color(ri), "size": 5},
                     hovertext=[
                         f"trial {t}, seed {s}, {OUTCOME_TEXT[o]}"
-                        for t, s, o in zip(
-                            sel["trial_id"], sel["seed"], sel["outcome"], strict=True
-                        )
+                        for t, s, o in zip(sel[TRIAL_ID], sel["seed"], sel["outcome"], strict=True)
                     ],
                 ),
                 row=1,

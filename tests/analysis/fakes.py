@@ -10,11 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from core import columns as C
 from core.config import FAST_WEIGHT_SWEEP, TrialConfig
 
-SEVEN = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
-EPOCH_METRICS = ("train_loss", "train_acc", *(f"test_{m}" for m in SEVEN))
-VAL_METRICS = tuple(f"val_{m}" for m in SEVEN)
 NAN = float("nan")
 
 
@@ -22,10 +20,10 @@ def config_columns(**overrides: Any) -> dict[str, Any]:
     """Every TrialConfig field as a column (alpha/gamma None -> NaN, extra flattened)."""
     cfg = TrialConfig(**overrides).to_dict()
     extra = cfg.pop("extra")
-    for key in ("alpha", "gamma"):
+    for key in C.NAN_WHEN_NONE:
         if cfg[key] is None:
             cfg[key] = NAN
-    cfg.update({f"extra_{k}": v for k, v in extra.items()})
+    cfg.update({C.extra_column(k): v for k, v in extra.items()})
     return cfg
 
 
@@ -34,8 +32,8 @@ def epoch_values(acc: float, loss: float, epoch: int, epochs: int, val: bool) ->
     frac = epoch / epochs
     a = acc - 0.2 * (1 - frac)
     lo = loss + 0.5 * (1 - frac)
-    row = {"train_loss": lo - 0.1, "train_acc": a + 0.05}
-    for split, shift in (("test", 0.0), ("val", 0.01)):
+    row = {C.split_metric(C.TRAIN, "loss"): lo - 0.1, C.split_metric(C.TRAIN, "acc"): a + 0.05}
+    for split, shift in ((C.TEST, 0.0), (C.VAL, 0.01)):
         vals = {
             "acc": a + shift,
             "loss": lo - shift,
@@ -45,8 +43,9 @@ def epoch_values(acc: float, loss: float, epoch: int, epochs: int, val: bool) ->
             "disagreement": 0.1 + 0.01 * frac,
             "kl": 0.02,
         }
+        assert tuple(vals) == C.EVAL_KEYS
         for m, v in vals.items():
-            row[f"{split}_{m}"] = v if (split == "test" or val) else NAN
+            row[C.split_metric(split, m)] = v if (split == C.TEST or val) else NAN
     return row
 
 
@@ -68,51 +67,54 @@ def trial(
     cfg = config_columns(**config)
     epochs = cfg["epochs"]
     done = epochs_done if epochs_done is not None else (0 if outcome == "error" else epochs)
+    keys = {C.TRIAL_ID: trial_id, C.STUDY: study}
     history = []
     for e in range(1, done + 1):
-        row = {"trial_id": trial_id, "study": study, **cfg, "epoch": e}
+        row: dict[str, Any] = {**keys, C.EPOCH: e}
         row.update(epoch_values(acc, loss, e, epochs, val))
         if outcome == "nan":
-            row.update({k: NAN for k in (*EPOCH_METRICS, *VAL_METRICS)})
+            row.update({k: NAN for k in C.EPOCH_METRICS})
         div = outcome == "diverged" and e == done
         if div:
-            row.update({"train_loss": NAN, "test_loss": NAN, "test_acc": 0.1, "train_acc": 0.1})
+            row.update({C.TRAIN_LOSS: NAN, C.TEST_LOSS: NAN, C.TEST_ACC: 0.1, C.TRAIN_ACC: 0.1})
         row.update(
-            params=params,
-            batches_per_s=batches_per_s,
-            images_per_s=batches_per_s * cfg["batch_size"],
-            epoch_s=10.0,
-            current_lr=cfg["lr"],  # `lr` (the config value) is already among cfg
-            diverged=div,
-            early_stopped=outcome == "early_stopped" and e == done,
-            node="10.0.0.1",
-            node_id="f00d",
+            {
+                C.PARAMS: params,
+                C.BATCHES_PER_S: batches_per_s,
+                C.IMAGES_PER_S: batches_per_s * cfg["batch_size"],
+                C.EPOCH_S: 10.0,
+                C.CURRENT_LR: cfg["lr"],  # `lr` (the config value) is among cfg too
+                C.DIVERGED: div,
+                C.EARLY_STOPPED: outcome == "early_stopped" and e == done,
+                C.NODE: "10.0.0.1",
+                C.NODE_ID: "f00d",
+            }
         )
-        history.append(row)
+        assert tuple(row) == (*C.KEY_COLUMNS, *C.HISTORY_COLUMNS)
+        history.append({**row, **cfg})
     res: dict[str, Any] = {
-        "trial_id": trial_id,
-        "study": study,
+        **keys,
         **cfg,
-        "status": "ERROR" if outcome == "error" else "TERMINATED",
-        "epochs_done": done,
-        "diverged": outcome == "diverged",
-        "early_stopped": outcome == "early_stopped",
-        "asha_stopped": outcome == "asha_stopped",
-        "node": "10.0.0.1",
-        "node_id": "f00d",
-        "error": "RuntimeError: CUDA out of memory" if outcome == "error" else None,
+        C.STATUS: C.STATUS_ERROR if outcome == "error" else C.STATUS_TERMINATED,
+        C.ERROR: "RuntimeError: CUDA out of memory" if outcome == "error" else None,
+        C.EPOCHS_DONE: done,
+        C.DIVERGED: outcome == "diverged",
+        C.EARLY_STOPPED: outcome == "early_stopped",
+        C.ASHA_STOPPED: outcome == "asha_stopped",
+        C.NODE: "10.0.0.1" if done else None,
+        C.NODE_ID: "f00d" if done else None,
     }
-    for m in (*EPOCH_METRICS, *VAL_METRICS):
+    for m in C.EPOCH_METRICS:
         col = [h[m] for h in history]
         finite = [v for v in col if not math.isnan(v)]
-        best = (max if m.endswith("acc") else min)(finite) if finite else NAN
-        res[f"final_{m}"] = col[-1] if col else NAN
-        res[f"best_{m}"] = best
-        res[f"avg_{m}"] = sum(finite) / len(finite) if finite else NAN
-    res["params"] = params if done else NAN
-    res["batches_per_s"] = batches_per_s if done else NAN
-    res["images_per_s"] = batches_per_s * cfg["batch_size"] if done else NAN
-    res["total_s"] = 10.0 * done if done else NAN
+        best = (max if C.larger_is_better(m) else min)(finite) if finite else NAN
+        res[C.summary_column(C.FINAL, m)] = col[-1] if col else NAN
+        res[C.summary_column(C.BEST, m)] = best
+        res[C.summary_column(C.AVG, m)] = sum(finite) / len(finite) if finite else NAN
+    res[C.PARAMS] = params if done else NAN
+    res[C.BATCHES_PER_S] = batches_per_s if done else NAN
+    res[C.IMAGES_PER_S] = batches_per_s * cfg["batch_size"] if done else NAN
+    res[C.TOTAL_S] = 10.0 * done if done else NAN
     return res, history
 
 
@@ -192,13 +194,13 @@ def write_experiment(
 ) -> Path:
     """Write an experiment folder as a study would (results, history, study.json)."""
     folder.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(folder / "results.parquet")
+    results.to_parquet(folder / C.RESULTS_FILE)
     if history is not None:
-        history.to_parquet(folder / "history.parquet")
+        history.to_parquet(folder / C.HISTORY_FILE)
     if study is not None:
         info = {"study": study, "name": folder.name, "dataset": "cifar10", "smoke": True}
-        info.update({"metric": "test_acc", "mode": "max", **meta})
-        (folder / "study.json").write_text(json.dumps(info))
+        info.update({"metric": C.TEST_ACC, "mode": "max", **meta})
+        (folder / C.STUDY_FILE).write_text(json.dumps(info))
     return folder
 
 
@@ -356,6 +358,6 @@ def search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             epochs=2,
         )
         if k == 7:  # the diverged trial's last accuracy is high: it must not be on a front
-            res["final_test_acc"] = acc
+            res[C.FINAL_TEST_ACC] = acc
         out.append((res, hist))
     return frames(out)

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from analysis.figures import pareto_front_figure, pareto_mask
+from analysis.figures import pareto_front_figure, pareto_table
 from analysis.importance import MIN_TRIALS, eta_squared, param_importances
 from analysis.tidy import tidy_results
 from tests.analysis import fakes
@@ -26,21 +26,14 @@ def brute_force_front(points: list[tuple[float, float]]) -> set[int]:
     return front
 
 
-def test_pareto_mask_small_cases():
-    x = np.array([1.0, 2.0, 3.0, 2.0, np.nan, 2.0])
-    y = np.array([3.0, 2.0, 1.0, 1.0, 9.0, 2.0])
-    # both larger-is-better: (2, 1) is dominated by (2, 2); ties (2, 2) twice both stay
-    assert pareto_mask(x, y, x_larger_better=True).tolist() == [1, 1, 1, 0, 0, 1]
-    # x smaller-is-better: (1, 3) dominates everything
-    assert pareto_mask(x, y, x_larger_better=False).tolist() == [1, 0, 0, 0, 0, 0]
-
-
-def test_pareto_mask_matches_brute_force_on_random_points():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        pts = rng.integers(0, 6, size=(15, 2)).astype(float)  # many ties
-        mask = pareto_mask(pts[:, 0], pts[:, 1], x_larger_better=True)
-        assert set(np.flatnonzero(mask)) == brute_force_front([tuple(p) for p in pts])
+def test_pareto_table_flags_the_2d_fronts(search_results):
+    """The table's flags (core.pareto, accuracy against one cost) are the hand-made fronts."""
+    table = pareto_table(search_results).set_index("trial_id")
+    assert set(table.index[table["pareto_params"]]) == fakes.PARAMS_FRONT
+    assert set(table.index[table["pareto_batches_per_s"]]) == fakes.THROUGHPUT_FRONT
+    assert "pareto_study" not in table
+    study = pareto_table(search_results, pd.DataFrame({"trial_id": ["search_2"]}))
+    assert study.set_index("trial_id")["pareto_study"].sum() == 1
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from analysis.figures.style import (
 )
 from analysis.schema import metric_label
 from analysis.tidy import OUTCOME_TEXT, fmt_value, group_label, is_usable, sort_frame
+from core.columns import EPOCH, FINAL_TEST_ACC, TEST_ACC, TEST_LOSS, TRIAL_ID
 
 
 def seed_table(results: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
@@ -26,9 +27,7 @@ def seed_table(results: pd.DataFrame, by: Sequence[str], metric: str) -> pd.Data
     return aggregate(results, by, metric)
 
 
-def seed_boxes(
-    results: pd.DataFrame, by: Sequence[str], metric: str = "final_test_acc"
-) -> go.Figure:
+def seed_boxes(results: pd.DataFrame, by: Sequence[str], metric: str = FINAL_TEST_ACC) -> go.Figure:
     """One box per config group (`by`: the varying config columns, seed excluded) showing
     `metric` across seeds, every seed drawn as a point. Diverged / errored / NaN trials are
     not in the boxes; a group left with none is marked in red at the bottom."""
@@ -41,7 +40,7 @@ def seed_boxes(
     ok = df[usable.loc[df.index]]
     hover = [
         f"trial {t}<br>seed={fmt_value(s)}<br>{OUTCOME_TEXT[o]}"
-        for t, s, o in zip(ok["trial_id"], ok["seed"], ok["outcome"], strict=True)
+        for t, s, o in zip(ok[TRIAL_ID], ok["seed"], ok["outcome"], strict=True)
     ]
     fig = go.Figure(
         go.Box(
@@ -73,7 +72,7 @@ def best_trial_curves(
     history: pd.DataFrame,
     by: Sequence[str],
     k: int = 5,
-    metric: str = "final_test_acc",
+    metric: str = FINAL_TEST_ACC,
 ) -> go.Figure:
     """Test accuracy and loss against epoch of the top `k` usable trials by `metric`,
     each labelled by its `by` config values and seed."""
@@ -83,13 +82,13 @@ def best_trial_curves(
         rows=1, cols=2, subplot_titles=("test accuracy", "test loss (NLL)"), horizontal_spacing=0.1
     )
     for rank, (_, tr) in enumerate(top.iterrows()):
-        h = history[history["trial_id"] == tr["trial_id"]].sort_values("epoch")
+        h = history[history[TRIAL_ID] == tr[TRIAL_ID]].sort_values(EPOCH)
         cols = [*by, "seed"] if "seed" not in by else list(by)
         name = f"#{rank + 1} {group_label(tr, cols)} ({fmt_metric(tr[metric])})"
-        for col, m in ((1, "test_acc"), (2, "test_loss")):
+        for col, m in ((1, TEST_ACC), (2, TEST_LOSS)):
             fig.add_trace(
                 go.Scatter(
-                    x=h["epoch"],
+                    x=h[EPOCH],
                     y=h[m],
                     mode="lines+markers",
                     name=name,
@@ -105,7 +104,7 @@ def best_trial_curves(
             if len(div):
                 fig.add_trace(
                     go.Scatter(
-                        x=div["epoch"],
+                        x=div[EPOCH],
                         y=h[m].ffill().loc[div.index],
                         mode="markers",
                         marker={"symbol": "x", "size": 11, "color": UNUSABLE_COLOR},
@@ -115,7 +114,7 @@ def best_trial_curves(
                     row=1,
                     col=col,
                 )
-    fig.update_xaxes(title_text="epoch", **epoch_ticks(history["epoch"]))
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(history[EPOCH]))
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
     n_bad = int((~is_usable(results, metric)).sum())
     notes = [f"top {len(top)} of {len(ok)} usable trials by {metric_label(metric)}"]

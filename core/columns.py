@@ -1,0 +1,139 @@
+"""The results contract: every metric key, column name and file name, declared once.
+
+Data flows core.trainable (per-epoch reports) -> Ray Tune -> tune_jobs.results (the parquet
+writer) -> analysis (the reader). Each group below says who writes it and who reads it;
+docs/results_schema.md describes every name (tests/analysis/test_schema.py keeps the two equal).
+Torch-free on purpose: the writer and the reader import this without the training stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.config import TrialConfig
+
+# --- Files of an experiment folder ----------------------------------------------------------------
+# Written by tune_jobs (results.parquet, history.parquet: tune_jobs.results; study.json,
+# optuna.db, pareto_front.parquet: the study runner and the search study); read by analysis.load.
+RESULTS_FILE = "results.parquet"  # one row per trial
+HISTORY_FILE = "history.parquet"  # one row per trial per reported epoch
+STUDY_FILE = "study.json"  # what ran: study kind, name, dataset, objectives, ...
+PARETO_FILE = "pareto_front.parquet"  # results rows of the Pareto-optimal trials (search)
+OPTUNA_DB = "optuna.db"  # the search's SQLite Optuna storage
+FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
+
+# --- Evaluation metrics ---------------------------------------------------------------------------
+# Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.trainable
+# reports each of them per evaluation split as <split>_<key>. Read through EPOCH_METRICS below.
+EVAL_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
+
+# --- Splits ---------------------------------------------------------------------------------------
+# core.trainable measures loss and accuracy on the training batches as it trains, and the
+# EVAL_KEYS on each evaluation split (val only when the config holds out a validation share).
+TRAIN, TEST, VAL = "train", "test", "val"
+SPLITS = (TRAIN, TEST, VAL)
+EVAL_SPLITS = (TEST, VAL)
+TRAIN_KEYS = ("loss", "acc")
+
+
+def split_metric(split: str, key: str) -> str:
+    """The reported name of metric `key` on `split`: split_metric('test', 'acc') == 'test_acc'."""
+    return f"{split}_{key}"
+
+
+# --- Per-epoch report: what core.trainable.fit reports each epoch ---------------------------------
+# Written by core.trainable (one dict per epoch, handed to ray.tune.report); Ray Tune keeps them
+# in each Result's metrics_dataframe; read by tune_jobs.results, which writes history.parquet.
+EPOCH = "epoch"  # 1-based
+TRAIN_METRICS = tuple(split_metric(TRAIN, k) for k in TRAIN_KEYS)  # train_loss, train_acc
+TEST_METRICS = tuple(split_metric(TEST, k) for k in EVAL_KEYS)
+VAL_METRICS = tuple(split_metric(VAL, k) for k in EVAL_KEYS)  # NaN without a validation split
+EPOCH_METRICS = TRAIN_METRICS + TEST_METRICS + VAL_METRICS
+TRAIN_LOSS, TRAIN_ACC = TRAIN_METRICS
+TEST_ACC, TEST_LOSS = split_metric(TEST, "acc"), split_metric(TEST, "loss")
+VAL_ACC, VAL_LOSS = split_metric(VAL, "acc"), split_metric(VAL, "loss")
+PARAMS = "params"  # distinct parameter count
+BATCHES_PER_S = "batches_per_s"  # training-loop throughput
+IMAGES_PER_S = "images_per_s"
+EPOCH_S = "epoch_s"  # wall time of the epoch (training and evaluation)
+CURRENT_LR = "current_lr"  # slow-weight learning rate at the end of the epoch
+DIVERGED = "diverged"  # bool: the training loss became NaN/inf in this epoch
+EARLY_STOPPED = "early_stopped"  # bool: patience ran out at this epoch
+EPOCH_INFO = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, CURRENT_LR, DIVERGED, EARLY_STOPPED)
+REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO)  # every key of one epoch's report
+
+# --- Where a trial ran ----------------------------------------------------------------------------
+# Ray Tune adds node_ip to every report by itself; core.trainable's Ray reporter adds node_id
+# (several nodes can share an IP). tune_jobs.results writes node_ip as `node`.
+RAY_NODE_IP = "node_ip"
+NODE = "node"  # IP of the node
+NODE_ID = "node_id"  # Ray node ID
+
+# --- Columns of both tables -----------------------------------------------------------------------
+# Written by tune_jobs.results in every row of results.parquet and history.parquet; analysis
+# joins the two on TRIAL_ID.
+TRIAL_ID = "trial_id"
+STUDY = "study"  # the study's name (alpha_gamma, ..., search)
+KEY_COLUMNS = (TRIAL_ID, STUDY)
+
+# --- Config columns (both tables) -----------------------------------------------------------------
+# Written by tune_jobs.results: every TrialConfig field as its own column, `extra` flattened to
+# extra_<key>; fields whose None means "off" (alpha, gamma) are NaN there. Read by analysis (the
+# factors of each study, the varying columns, the labels).
+CONFIG_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrialConfig) if f.name != "extra"
+)
+EXTRA_PREFIX = "extra_"
+NAN_WHEN_NONE = ("alpha", "gamma")
+
+
+def extra_column(key: str) -> str:
+    """The column of tag `key` of TrialConfig.extra."""
+    return f"{EXTRA_PREFIX}{key}"
+
+
+# --- history.parquet: per-epoch columns -----------------------------------------------------------
+# Written by tune_jobs.results, one row per trial per epoch (an epoch reported twice by a
+# retried trial keeps its last report); read by analysis (learning curves). Every column of
+# history.parquet besides KEY_COLUMNS and the config columns:
+HISTORY_COLUMNS = (*REPORT_KEYS, NODE, NODE_ID)
+
+# --- results.parquet: per-trial columns -----------------------------------------------------------
+# Written by tune_jobs.results from each trial's history and error; read by analysis.
+STATUS = "status"
+STATUS_TERMINATED = "TERMINATED"  # ran to its end: all epochs, early stop, divergence or ASHA
+STATUS_ERROR = "ERROR"  # raised an exception
+ERROR = "error"  # "<ExceptionType>: <message>" (at most ERROR_CHARS characters); else missing
+ERROR_CHARS = 2000
+EPOCHS_DONE = "epochs_done"  # last epoch reported (0: none)
+ASHA_STOPPED = "asha_stopped"  # stopped by the scheduler before `epochs`, not diverged/early
+OUTCOME_COLUMNS = (STATUS, ERROR, EPOCHS_DONE, DIVERGED, EARLY_STOPPED, ASHA_STOPPED, NODE, NODE_ID)
+# Per-epoch metric m summarised per trial: final_<m> (last epoch), best_<m> (max for accuracies,
+# min otherwise), avg_<m> (mean over epochs); NaN values are skipped by best and avg.
+FINAL, BEST, AVG = "final", "best", "avg"
+SUMMARY_PREFIXES = (FINAL, BEST, AVG)
+
+
+def summary_column(prefix: str, metric: str) -> str:
+    """summary_column('final', 'test_acc') == 'final_test_acc'."""
+    return f"{prefix}_{metric}"
+
+
+def larger_is_better(metric: str) -> bool:
+    """Whether `best_<metric>` is the maximum (accuracies) rather than the minimum."""
+    return metric.endswith("_acc")
+
+
+SUMMARY_COLUMNS = tuple(summary_column(p, m) for m in EPOCH_METRICS for p in SUMMARY_PREFIXES)
+FINAL_TEST_ACC = summary_column(FINAL, TEST_ACC)
+FINAL_TEST_LOSS = summary_column(FINAL, TEST_LOSS)
+TOTAL_S = "total_s"  # sum of epoch_s
+# Cost of a trial: means over its epochs (params, throughput) and total_s.
+RESULT_COST_COLUMNS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, TOTAL_S)
+# Every per-trial column of results.parquet besides KEY_COLUMNS and the config columns.
+RESULTS_COLUMNS = (*OUTCOME_COLUMNS, *SUMMARY_COLUMNS, *RESULT_COST_COLUMNS)
+
+# --- Cost metrics ---------------------------------------------------------------------------------
+# Measurements of cost, in either table: valid even when a trial diverged (analysis keeps them
+# for diverged trials, unlike accuracy or loss).
+COST_METRICS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, TOTAL_S)

@@ -1,0 +1,48 @@
+"""Pareto front: the non-dominated points over any number of objectives (numpy only).
+
+Used by the search study (tune_jobs/search.py writes pareto_front.parquet) and by the report's
+Pareto figures (analysis/figures/search.py), so both mean the same thing by "on the front".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+DIRECTIONS = ("max", "min")
+
+
+def pareto_mask(points: ArrayLike, directions: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows of `points` (n points x k objectives) on the Pareto front.
+
+    `directions[j]` is 'max' (larger is better) or 'min' for objective j; a 1-D `points` is
+    one objective. A point is on the front when no other point is at least as good in every
+    objective and strictly better in one: identical points are all on it, or all off it.
+    A point with NaN in any objective is never on the front and dominates nothing.
+    """
+    pts = np.asarray(points, dtype=float)
+    if pts.ndim == 1:
+        pts = pts[:, None]
+    if pts.ndim != 2:
+        raise ValueError(f"points must be shaped (points, objectives), got shape {pts.shape}")
+    directions = list(directions)
+    if len(directions) != pts.shape[1]:
+        raise ValueError(
+            f"{len(directions)} direction(s) {directions} for {pts.shape[1]} objective(s): "
+            "give one direction per column of points"
+        )
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if bad:
+        raise ValueError(f"directions {bad} are not allowed; each must be one of {DIRECTIONS}")
+    sign = np.array([1.0 if d == "max" else -1.0 for d in directions])
+    score = pts * sign  # every objective larger-is-better
+    valid = ~np.isnan(score).any(axis=1)
+    mask = np.zeros(len(score), dtype=bool)
+    rows = np.flatnonzero(valid)
+    cand = score[rows]
+    for i, p in zip(rows, cand, strict=True):
+        dominated = (cand >= p).all(axis=1) & (cand > p).any(axis=1)
+        mask[i] = not dominated.any()
+    return mask
