@@ -13,7 +13,6 @@ import torch.nn.functional as F
 # Probabilities are clamped to at least this before taking logs (NLL and KL).
 EPS = 1e-12
 ECE_BINS = 15
-METRIC_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
 
 
 def ensemble_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import columns as C
 from core.config import ConfigError, TrialConfig, parse_field
 from core.data import DataBundle, TensorLoader, load_for_config
 from core.metrics import evaluation_metrics
@@ -39,9 +40,6 @@ from core.optim import (
     predict_probs,
     train_step,
 )
-
-# Metric names reported for each evaluation split (prefixed test_ / val_).
-EVAL_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
 
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
@@ -166,32 +164,32 @@ def train(
         train_s = time.perf_counter() - t0
 
         metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen if seen and not diverged else math.nan,
-            "train_acc": correct / seen if seen and not diverged else math.nan,
-            "params": n_params,
-            "batches_per_s": n_batches / train_s if train_s > 0 else math.nan,
-            "images_per_s": seen / train_s if train_s > 0 else math.nan,
-            "current_lr": optimizer.param_groups[0]["lr"],
-            "diverged": diverged,
-            "early_stopped": False,
+            C.EPOCH: epoch,
+            C.TRAIN_LOSS: loss_sum / seen if seen and not diverged else math.nan,
+            C.TRAIN_ACC: correct / seen if seen and not diverged else math.nan,
+            C.PARAMS: n_params,
+            C.BATCHES_PER_S: n_batches / train_s if train_s > 0 else math.nan,
+            C.IMAGES_PER_S: seen / train_s if train_s > 0 else math.nan,
+            C.CURRENT_LR: optimizer.param_groups[0]["lr"],
+            C.DIVERGED: diverged,
+            C.EARLY_STOPPED: False,
         }
-        for split, loader in (("test", test_loader), ("val", val_loader)):
+        for split, loader in ((C.TEST, test_loader), (C.VAL, val_loader)):
             scores = (
                 evaluate(model, optimizer, loader, cfg)
                 if loader is not None and not diverged
                 else {}
             )
-            for k in EVAL_KEYS:
-                metrics[f"{split}_{k}"] = float(scores.get(k, math.nan))
-        metrics["epoch_s"] = time.perf_counter() - t0
+            for k in C.EVAL_KEYS:
+                metrics[C.split_metric(split, k)] = float(scores.get(k, math.nan))
+        metrics[C.EPOCH_S] = time.perf_counter() - t0
 
         if val_loader is not None and not diverged:
-            if metrics["val_loss"] < best_val:
-                best_val, bad_epochs = metrics["val_loss"], 0
+            if metrics[C.VAL_LOSS] < best_val:
+                best_val, bad_epochs = metrics[C.VAL_LOSS], 0
             else:
                 bad_epochs += 1
-            metrics["early_stopped"] = cfg.patience is not None and bad_epochs >= cfg.patience
+            metrics[C.EARLY_STOPPED] = cfg.patience is not None and bad_epochs >= cfg.patience
 
         state = None
         if not diverged:
@@ -208,7 +206,7 @@ def train(
         history.append(metrics)
         if reporter is not None:
             reporter(metrics, state)
-        if diverged or metrics["early_stopped"]:
+        if diverged or metrics[C.EARLY_STOPPED]:
             break
     return history
 

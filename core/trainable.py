@@ -11,6 +11,7 @@ import ray
 import torch
 from ray import tune
 
+from core.columns import NODE_ID
 from core.config import TrialConfig
 from core.data import DataBundle
 from core.train import train
@@ -20,7 +21,7 @@ CHECKPOINT_FILE = "state.pt"
 
 def _ray_reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
     # Ray fills in node_ip itself; several nodes can share one IP, so name the node too.
-    metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
+    metrics = {**metrics, NODE_ID: ray.get_runtime_context().get_node_id()}
 
     if state is None:
         tune.report(metrics)

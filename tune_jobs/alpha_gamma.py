@@ -4,13 +4,9 @@ python tune_jobs/alpha_gamma.py --smoke --data-dir ../shared/data/cifar10
 python tune_jobs/alpha_gamma.py --seeds 3 --address auto --storage-path s3://bucket/studies
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from core.config import FAST_WEIGHT_SWEEP  # noqa: E402
-from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+from core.config import FAST_WEIGHT_SWEEP
+from tune_jobs.cli import cli
+from tune_jobs.options import JobOptions, Study, grid, with_seeds
 
 SMOKE_SWEEP = (-0.5, 0.5)  # a 2 x 2 corner of the grid: same files, minutes on 2 CPUs
 

@@ -5,12 +5,8 @@ The batch size is fixed (128) for every ensemble size: each member sees every ex
     python tune_jobs/ensemble_size.py --smoke --data-dir ../shared/data/cifar10
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+from tune_jobs.cli import cli
+from tune_jobs.options import JobOptions, Study, grid, with_seeds
 
 SIZES = tuple(range(2, 10))
 LRS = (0.02, 0.002, 0.0002)

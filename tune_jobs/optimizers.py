@@ -6,12 +6,8 @@ curves are reported every epoch. Each optimizer keeps its usual learning rate.
     python tune_jobs/optimizers.py --smoke --data-dir ../shared/data/cifar10
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+from tune_jobs.cli import cli
+from tune_jobs.options import JobOptions, Study, grid, with_seeds
 
 MODELS = {
     "single": {"ensemble": "single", "ensemble_size": 1},

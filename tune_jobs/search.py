@@ -9,15 +9,22 @@ runs a multi-objective NSGA-II search and writes the Pareto front. The Optuna st
     python tune_jobs/search.py --objectives accuracy,params --num-samples 200 --address auto
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from tune_jobs.common import JobError, JobOptions, Study, cli, option  # noqa: E402
-from tune_jobs.search_space import SearchSpace  # noqa: E402
+from core.columns import (
+    BATCHES_PER_S,
+    DIVERGED,
+    FINAL_TEST_ACC,
+    PARAMS,
+    STATUS,
+    STATUS_TERMINATED,
+)
+from core.pareto import pareto_mask
+from tune_jobs.cli import cli, option
+from tune_jobs.options import JobError, JobOptions, Study
+from tune_jobs.search_space import SearchSpace
 
 # Objective name -> (reported metric, direction).
 OBJECTIVES = {
@@ -40,19 +47,11 @@ def parse_objectives(text: str) -> list[str]:
 
 def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Rows of completed, finite trials that no other such trial dominates."""
-    cols = {"accuracy": "final_test_acc", "params": "params", "throughput": "batches_per_s"}
-    ok = results[(results["status"] == "TERMINATED") & ~results["diverged"]].copy()
-    ok = ok.dropna(subset=[cols[o] for o in objectives])
-    # Turn every objective into "larger is better".
-    score = pd.DataFrame(
-        {o: ok[cols[o]] * (1 if OBJECTIVES[o][1] == "max" else -1) for o in objectives}
-    )
-    keep = []
-    for i in score.index:
-        ge = (score >= score.loc[i]).all(axis=1)
-        gt = (score > score.loc[i]).any(axis=1)
-        keep.append(not (ge & gt).any())
-    return ok[keep]
+    # The results column of each objective's reported metric (accuracy: its final value).
+    cols = {"accuracy": FINAL_TEST_ACC, "params": PARAMS, "throughput": BATCHES_PER_S}
+    ok = results[(results[STATUS] == STATUS_TERMINATED) & ~results[DIVERGED].astype(bool)]
+    mask = pareto_mask(ok[[cols[o] for o in objectives]], [OBJECTIVES[o][1] for o in objectives])
+    return ok[mask]
 
 
 def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:

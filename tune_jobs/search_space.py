@@ -3,7 +3,7 @@ it with the searcher's state (a closure cannot be pickled, which breaks checkpoi
 
 from __future__ import annotations
 
-from core.sharing import valid_sharing_regimes
+from core.config import valid_sharing_regimes
 
 # Learning-rate range per optimizer (log-uniform): each has its own working scale.
 LR_RANGE = {"adam": (1e-4, 1e-2), "sgd": (1e-3, 0.2), "ivon": (1e-2, 0.5)}

@@ -11,13 +11,9 @@ student study did.
     python tune_jobs/sharing.py --smoke --data-dir ../shared/data/cifar10
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from core.sharing import valid_sharing_regimes  # noqa: E402
-from tune_jobs.common import JobOptions, Study, cli, grid, with_seeds  # noqa: E402
+from core.config import valid_sharing_regimes
+from tune_jobs.cli import cli
+from tune_jobs.options import JobOptions, Study, grid, with_seeds
 
 CIFAR20 = {"grad_clip": 1.0, "patience": 5, "val_fraction": 0.1}
 # Smoke: one regime of each kind (neither, network only, ensemble only, both).

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from core.metrics import METRIC_KEYS, ensemble_loss, evaluation_metrics
+from core.columns import EVAL_KEYS
+from core.metrics import ensemble_loss, evaluation_metrics
 
 # Two members, two examples, two classes.
 #   member 1: [0.9, 0.1], [0.4, 0.6]     member 2: [0.6, 0.4], [0.8, 0.2]     labels: 0, 1
@@ -24,7 +25,7 @@ def _two_member_case():
 def test_keys_are_exactly_the_documented_ones():
     probs, labels = _two_member_case()
     out = evaluation_metrics(probs, labels)
-    assert tuple(out) == METRIC_KEYS
+    assert tuple(out) == EVAL_KEYS
     assert set(out) == {"acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl"}
     assert all(isinstance(v, float) for v in out.values())
 

@@ -253,7 +253,10 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
             r"\['single', 'batch', 'deep'\]",
         ),
         (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
-        (dict(norm="member", ensemble="deep"), r"norm='member': per-member statistics .* not of 'deep'"),
+        (
+            dict(norm="member", ensemble="deep"),
+            r"norm='member': per-member statistics .* not of 'deep'",
+        ),
         (dict(sharing_network="middle"), r"sharing_network='middle' is not allowed"),
         (dict(sharing_ensemble="half"), r"sharing_ensemble='half' is not allowed"),
         (dict(alpha=1.5), r"alpha=1.5: fast-weight init must be a number in \[-1, 1\]"),

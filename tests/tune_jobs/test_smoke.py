@@ -13,7 +13,7 @@ import pytest
 
 from core.config import TrialConfig
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
-from tune_jobs.common import JobOptions, grid_configs
+from tune_jobs.options import JobOptions, grid_configs
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
 
 from .conftest import REPO, run_job

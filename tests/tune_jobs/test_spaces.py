@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import FAST_WEIGHT_SWEEP, TrialConfig
-from core.sharing import valid_sharing_regimes
+from core.config import FAST_WEIGHT_SWEEP, TrialConfig, valid_sharing_regimes
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
-from tune_jobs.common import JobError, JobOptions, grid_configs, validate_space
+from tune_jobs.options import JobError, JobOptions, grid_configs, validate_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,4 +130,4 @@ def test_bad_options_are_refused_before_ray_starts(args, message, tmp_path):
 def test_swept_field_cannot_be_fixed(tmp_path):
     r = run_job("tune_jobs/alpha_gamma.py", "--storage-path", str(tmp_path), "--set", "alpha=0.5")
     assert r.returncode == 2
-    assert "--set alpha: 'alpha' is swept by the alpha_gamma study" in r.stderr
+    assert "--set='alpha=0.5': 'alpha' is swept by the alpha_gamma study" in r.stderr

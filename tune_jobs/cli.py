@@ -1,0 +1,113 @@
+"""The command line of every study script: one option per `JobOptions` field, plus the
+script's own (`option`), then the checks, then the run.
+
+Bad options and configs print one line, `error: ...`, and exit with status 2 before Ray starts;
+an interrupted study exits with 130 (resume it with `--resume`). This module stays free of Ray
+and torch, so that importing a study script loads neither: the runner is imported only to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from core.errors import ConfigError
+from tune_jobs.options import JobError, JobOptions, Study, StudyInterrupted, check_study
+
+__all__ = ["cli", "command", "job_option_params", "option"]
+
+
+def job_option_params() -> list[click.Option]:
+    """One click option per JobOptions field: `--field-name` (or the field's `flag`), its
+    type from the annotation, its default and help from the field."""
+    hints = typing.get_type_hints(JobOptions)
+    params = []
+    for f in dataclasses.fields(JobOptions):
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        kind = _strip_none(hints[f.name])
+        settings: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
+        if kind is bool:
+            decls = [f"{flag}/--no-{flag.removeprefix('--')}", f.name]
+        elif typing.get_origin(kind) is tuple:  # tuple[str, ...]: a repeatable option
+            decls = [flag, f.name]
+            settings |= {"type": typing.get_args(kind)[0], "multiple": True}
+        else:
+            decls = [flag, f.name]
+            settings["type"] = kind
+        params.append(click.Option(decls, show_default=f.default not in (None, ()), **settings))
+    return params
+
+
+def option(name: str, default: Any, value_type: type, help: str) -> click.Option:
+    """A script-specific option for `cli(extra=[...])`: `--name-with-dashes`, passed to the
+    script's `make_study` as the keyword `name`."""
+    flag = "--" + name.replace("_", "-")
+    return click.Option(
+        [flag, name], default=default, type=value_type, help=help, show_default=True
+    )
+
+
+def command(
+    make_study: Callable[..., Study],
+    extra: Sequence[click.Option] = (),
+    doc: str | None = None,
+) -> click.Command:
+    """The study script's command: `make_study(opts, **extra_values)` returns the Study."""
+    extra_names = {p.name for p in extra}
+
+    def run(**values: Any) -> None:
+        opts = JobOptions(**{k: v for k, v in values.items() if k not in extra_names})
+        try:
+            study = make_study(opts, **{k: values[k] for k in extra_names})
+            if opts.name is None:
+                opts.name = study.name + ("_smoke" if opts.smoke else "")
+            check_study(study, opts)
+            from tune_jobs.runner import run_study
+
+            run_study(study, opts)
+        except (JobError, ConfigError, FileNotFoundError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except StudyInterrupted as e:
+            click.echo(str(e), err=True)
+            sys.exit(130)
+
+    return click.Command(
+        name=None,
+        callback=run,
+        params=[*job_option_params(), *extra],
+        help=_help_text(doc),
+        context_settings={"max_content_width": 100},
+    )
+
+
+def cli(
+    make_study: Callable[..., Study],
+    extra: Sequence[click.Option] = (),
+    doc: str | None = None,
+) -> None:
+    """Run a study script's command line (the script's docstring as `doc` heads `--help`)."""
+    command(make_study, extra, doc).main()
+
+
+def _strip_none(hint: Any) -> Any:
+    """`int | None` -> `int`."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        (kind,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return kind
+    return hint
+
+
+def _help_text(doc: str | None) -> str | None:
+    """Click rewraps paragraphs; the example command lines of a docstring stay as written."""
+    if doc is None:
+        return None
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join("\b\n" + p if p.lstrip().startswith("python ") else p for p in paragraphs)
