@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.errors import refusal
+
 DIRECTIONS = ("max", "min")
 
 
@@ -35,7 +37,7 @@ def pareto_mask(points: ArrayLike, directions: Sequence[str]) -> np.ndarray:
         )
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
-        raise ValueError(f"directions {bad} are not allowed; each must be one of {DIRECTIONS}")
+        raise ValueError(refusal("direction", bad[0], DIRECTIONS))
     sign = np.array([1.0 if d == "max" else -1.0 for d in directions])
     score = pts * sign  # every objective larger-is-better
     valid = ~np.isnan(score).any(axis=1)

@@ -18,13 +18,20 @@ missing. For cifar10/cifar20 the directory itself and its ``cifar10`` / ``cifar2
 ``cifar100`` sub-folder are searched, so ENSEMBLE_DATA_DIR may name a folder of datasets.
 
 Image folders are decoded once (torchvision.io, PIL as a fallback for other formats) and the
-decoded arrays are cached in one ``.pt`` file keyed by dataset name, absolute path and a
-fingerprint of the image files (relative paths, sizes, mtimes): next to the data
-(``<root>/.ensemble-cache-<name>.pt``) when that folder is writable (a real write attempt
-succeeds and its permission bits grant write: root ignores permissions, but a folder marked
-dr-xr-xr-x, like ../shared, is left alone), else in ``<user cache>/decoded/``. A second load
-reads that file (well under a second for the 30,000 CIFAR-10 JPEGs). Pickle layouts are read
+decoded arrays are cached in one ``.pt`` file keyed by dataset name, resolved path and a
+fingerprint of the image files (relative paths, sizes, mtimes), never next to the data: in
+``$ENSEMBLE_CACHE_DIR`` when set, else in ``<user cache>/decoded/``, named
+``<name>-<hash of the path>-<hash of the key>.pt`` (`cache_file`); writing it prints one line
+to stderr saying where, and a folder whose images changed replaces its old file. A second load
+reads that file (well under a second for the 30,000 CIFAR-10 JPEGs); a cache folder that cannot
+be written is a one-line warning, and the data is used uncached. Pickle layouts are read
 directly (they are arrays already).
+
+Files that are there but unusable are a `DataFormatError` (corrupt images, named together;
+images of mixed sizes, one file of each size and the counts; class folders without images;
+CIFAR-10 files given for cifar20 and the reverse), data not found a `DataNotFoundError`; both
+are a `DataError` with a one-line message, so a command line catches
+``(core.errors.ConfigError, DataError)`` to print ``error: <message>`` and exit 2.
 
 Batches come from `TensorLoader`: tensors moved to the device once, shuffling with its own
 generator seeded per (seed, epoch), random 4-pixel-padded crop and horizontal flip done on the
@@ -40,9 +47,9 @@ tests.
 from __future__ import annotations
 
 from core.data.bundle import DataBundle, channel_stats
-from core.data.cache import cache_paths
+from core.data.cache import cache_file
 from core.data.datasets import load_dataset
-from core.data.errors import DataFormatError, DataNotFoundError
+from core.data.errors import DataError, DataFormatError, DataNotFoundError
 from core.data.imagefolder import scan_imagefolder
 from core.data.labels import (
     CIFAR10_CLASSES,
@@ -51,7 +58,14 @@ from core.data.labels import (
     CIFAR100_FINE_TO_COARSE,
 )
 from core.data.loader import TensorLoader
-from core.data.locations import ENV_DATA_DIR, default_data_dir, resolve_data_dir, user_cache_dir
+from core.data.locations import (
+    ENV_CACHE_DIR,
+    ENV_DATA_DIR,
+    decoded_cache_dir,
+    default_data_dir,
+    resolve_data_dir,
+    user_cache_dir,
+)
 from core.data.splits import load_for_config, split_data
 
 __all__ = [
@@ -59,13 +73,16 @@ __all__ = [
     "CIFAR20_CLASSES",
     "CIFAR100_CLASSES",
     "CIFAR100_FINE_TO_COARSE",
+    "ENV_CACHE_DIR",
     "ENV_DATA_DIR",
     "DataBundle",
+    "DataError",
     "DataFormatError",
     "DataNotFoundError",
     "TensorLoader",
-    "cache_paths",
+    "cache_file",
     "channel_stats",
+    "decoded_cache_dir",
     "default_data_dir",
     "load_dataset",
     "load_for_config",

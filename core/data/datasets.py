@@ -8,17 +8,20 @@ folder), downloads CIFAR when nothing is found, and hands over to the matching r
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from core.config import DATASETS
 from core.data.bundle import DataBundle
 from core.data.cifar import download_cifar, load_cifar_pickle
-from core.data.errors import DataNotFoundError
+from core.data.errors import DataFormatError, DataNotFoundError
 from core.data.imagefolder import load_imagefolder
 from core.data.locations import (
+    CIFAR100_NEEDED,
     ENV_DATA_DIR,
     LOCAL_COPY_HINT,
     default_data_dir,
     find_layout,
+    other_cifar,
     resolve_data_dir,
 )
 from core.errors import ConfigError, refusal
@@ -53,6 +56,8 @@ def load_dataset(
         return load_imagefolder(root, name)
 
     layout, tried = find_layout(name, root)
+    if layout is None and how != "default":
+        _refuse_other_cifar(name, root)
     if layout is None and download:
         try:
             download_cifar(name, root)
@@ -76,3 +81,31 @@ def load_dataset(
     if kind == "pickle":
         return load_cifar_pickle(name, path)
     return load_imagefolder(path, name)
+
+
+def _refuse_other_cifar(name: str, root: Path) -> None:
+    """CIFAR-10 files given for cifar20 (or CIFAR-100 files for cifar10) are refused, not
+    downloaded next to: the user most likely picked the wrong --dataset or --data-dir."""
+    path = other_cifar(name, root)
+    if path is None:
+        return
+    if name == "cifar20":
+        raise DataFormatError(
+            refusal(
+                "dataset",
+                name,
+                CIFAR100_NEEDED,
+                why=f"{str(path)!r} holds CIFAR-10 files (cifar-10-batches-py); use dataset "
+                "'cifar10' for them",
+            )
+        )
+    raise DataFormatError(
+        refusal(
+            "dataset",
+            name,
+            "a data_dir holding CIFAR-10: its python files (cifar-10-batches-py) or "
+            "train/<class>/ and test/<class>/ folders of its 10 classes",
+            why=f"{str(path)!r} holds CIFAR-100 files (cifar-100-python); use dataset "
+            "'cifar20' for them",
+        )
+    )

@@ -1,22 +1,45 @@
 """Image files to uint8 tensors: torchvision's decoder, PIL for the formats it cannot read.
 
-`decode_files` turns a list of image paths into one (N, 3, H, W) tensor; every image must
-have the same size, and a file that cannot be read or decoded is an error naming it.
+`decode_files` turns a list of image paths into one (N, 3, H, W) tensor. Every file is tried:
+files that cannot be read or decoded, and images whose size differs from the others, are
+collected and refused together in one `DataFormatError` line naming the files (one of each
+size, with the counts), so a single corrupt JPEG among 30,000 is named, not a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import struct
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from core.data.errors import DataFormatError
 
 __all__ = ["decode_files"]
+
+# What PIL raises on a file that is not a readable image: UnidentifiedImageError (an OSError)
+# when no format matches, OSError ("image file is truncated") on a cut-off file, SyntaxError
+# ("broken PNG file"), ValueError / EOFError / struct.error from format plugins reading garbage,
+# DecompressionBombError on absurd sizes.
+_PIL_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+_NAMED = 3  # undecodable files named in the message; the rest are counted
+
+
+class _Undecodable(Exception):
+    """One file that is not a readable image; the message says why (internal)."""
 
 
 @functools.cache
@@ -35,45 +58,76 @@ def _torchvision_decoder():
 
 def _decode_one(path: str) -> torch.Tensor:
     """One image as uint8 (3, H, W): torchvision's decoder (libjpeg-turbo / libpng, about 2.5x
-    faster than PIL here, same pixels), PIL for what it cannot read; a file neither can
-    decode is an error naming it."""
+    faster than PIL here, same pixels), PIL for what it cannot read (BMP, TIFF, PPM...);
+    `_Undecodable` when neither can."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise DataFormatError(f"cannot read image file {path!r}: {e}") from e
+        raise _Undecodable(f"cannot be read: {type(e).__name__}: {e.strerror or e}") from e
+    if not raw:  # torch.frombuffer refuses an empty buffer
+        raise _Undecodable("an empty file, 0 bytes")
     decode = _torchvision_decoder()
     if decode is not None:
         try:
             return decode(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
-        except Exception:  # unsupported format or corrupt: let PIL decide
+        except RuntimeError:  # an unsupported format or a corrupt file: let PIL decide
             pass
     try:
         with Image.open(io.BytesIO(raw)) as im:
             arr = np.asarray(im.convert("RGB"))
-    except Exception as e:  # PIL raises many types for broken files
-        raise DataFormatError(f"cannot decode image file {path!r}: {type(e).__name__}: {e}") from e
+    except UnidentifiedImageError as e:
+        raise _Undecodable(f"{len(raw):,} bytes, not in any image format PIL can read") from e
+    except _PIL_ERRORS as e:
+        raise _Undecodable(f"{len(raw):,} bytes, {type(e).__name__}: {e}") from e
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def decode_files(paths: list[str]) -> torch.Tensor:
-    """All images as one uint8 tensor (N, 3, H, W); they must share one size."""
+def decode_files(paths: list[str], where: str = "") -> torch.Tensor:
+    """All images as one uint8 tensor (N, 3, H, W); they must share one size.
+
+    `where` (e.g. the image folder) is named in the errors.
+    """
     with warnings.catch_warnings():
         # torchvision >= 0.29 warns on every decode call that its decoders are deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _decode_all(paths)
+        return _decode_all(paths, where)
 
 
-def _decode_all(paths: list[str]) -> torch.Tensor:
-    first = _decode_one(paths[0])
-    out = torch.empty((len(paths), *first.shape), dtype=torch.uint8)
-    out[0] = first
-    for i in range(1, len(paths)):
-        img = _decode_one(paths[i])
-        if img.shape != first.shape:
-            raise DataFormatError(
-                f"image file {paths[i]!r} is {tuple(img.shape)} (C, H, W) but {paths[0]!r} is "
-                f"{tuple(first.shape)}; all images of an image folder must have the same size"
-            )
-        out[i] = img
-    return out
+def _decode_all(paths: list[str], where: str) -> torch.Tensor:
+    out: torch.Tensor | None = None
+    bad: list[tuple[str, str]] = []
+    sizes: Counter[tuple[int, ...]] = Counter()
+    example: dict[tuple[int, ...], str] = {}
+    for i, path in enumerate(paths):
+        try:
+            img = _decode_one(path)
+        except _Undecodable as e:
+            bad.append((path, str(e)))
+            continue
+        shape = tuple(img.shape)
+        sizes[shape] += 1
+        example.setdefault(shape, path)
+        if out is None:
+            out = torch.empty((len(paths), *shape), dtype=torch.uint8)
+        if shape == tuple(out.shape[1:]):
+            out[i] = img
+    in_where = f" in {where!r}" if where else ""
+    if bad:
+        named = "; ".join(f"{p!r} ({why})" for p, why in bad[:_NAMED])
+        more = f"; and {len(bad) - _NAMED:,} more" if len(bad) > _NAMED else ""
+        raise DataFormatError(
+            f"cannot decode {len(bad):,} of {len(paths):,} image files{in_where}: {named}{more}; "
+            "every file with an image extension must be a readable image (replace or delete "
+            "the files named)"
+        )
+    if len(sizes) > 1:
+        found = ", ".join(
+            f"{n:,} {'is' if n == 1 else 'are'} {s[2]}x{s[1]} (e.g. {example[s]!r})"
+            for s, n in sorted(sizes.items(), key=lambda kv: -kv[1])
+        )
+        raise DataFormatError(
+            f"images of {len(sizes)} sizes{in_where} (width x height): {found}; all images of "
+            "an image folder, train/ and test/, must have one size (resize them to one)"
+        )
+    return out if out is not None else torch.empty((0, 3, 0, 0), dtype=torch.uint8)

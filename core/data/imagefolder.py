@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -18,8 +19,14 @@ from core.data.bundle import DataBundle
 from core.data.cache import cache_key, read_cached, write_cached
 from core.data.decode import decode_files
 from core.data.errors import DataFormatError, DataNotFoundError
-from core.data.labels import CIFAR20_CLASSES, CIFAR100_CLASSES, CIFAR100_FINE_TO_COARSE
-from core.data.locations import LOCAL_COPY_HINT
+from core.data.labels import (
+    CIFAR10_CLASSES,
+    CIFAR20_CLASSES,
+    CIFAR100_CLASSES,
+    CIFAR100_FINE_TO_COARSE,
+)
+from core.data.locations import CIFAR100_NEEDED, LOCAL_COPY_HINT
+from core.errors import refusal
 
 __all__ = ["IMG_EXTENSIONS", "load_imagefolder", "scan_imagefolder"]
 
@@ -39,20 +46,19 @@ def load_imagefolder(root: Path, name: str) -> DataBundle:
     if cached is not None:
         return cached
 
+    # train/ and test/ decoded as one list: images of mixed sizes (across the splits too) are
+    # refused in one message, with every undecodable file.
+    rows = entries["train"] + entries["test"]
+    x = decode_files([r[0] for r in rows], where=str(root))
     lut = torch.as_tensor(label_map, dtype=torch.int64)
-    arrays = {}
-    for split in ("train", "test"):
-        rows = entries[split]
-        x = decode_files([r[0] for r in rows])
-        y = lut[torch.as_tensor([r[1] for r in rows], dtype=torch.int64)]
-        arrays[split] = (x, y)
-    if arrays["train"][0].shape[1:] != arrays["test"][0].shape[1:]:
-        raise DataFormatError(
-            f"image folder {str(root)!r}: train images are {tuple(arrays['train'][0].shape[1:])}"
-            f" but test images {tuple(arrays['test'][0].shape[1:])} (C, H, W); they must match"
-        )
+    y = lut[torch.as_tensor([r[1] for r in rows], dtype=torch.int64)]
+    n = len(entries["train"])
+    # own storages, as two separate decodes would give: a pickled test_x alone (e.g. shipped
+    # to a Ray worker) must not carry the train images along
+    train_x, test_x = x[:n].clone(), x[n:].clone()
+    del x
     bundle = DataBundle(
-        *arrays["train"], *arrays["test"], num_classes=len(classes), classes=classes,
+        train_x, y[:n].clone(), test_x, y[n:].clone(), num_classes=len(classes), classes=classes,
         name=name, source=str(root),
     )  # fmt: skip
     written = write_cached(root, name, key, bundle)
@@ -81,21 +87,44 @@ def scan_imagefolder(root: Path) -> tuple[list[str], dict[str, list], str]:
         )
     parts: list[str] = []
     entries: dict[str, list] = {}
+    empty: list[str] = []
+    others: Counter[str] = Counter()
     for split in ("train", "test"):
         rows = []
         for label, cls in enumerate(train_classes):
             class_dir = os.path.join(root, split, cls)
-            files = _scan_class_dir(class_dir, f"{split}/{cls}/")
+            files, other = _scan_class_dir(class_dir, f"{split}/{cls}/")
+            others.update(other)
             if not files:
-                raise DataFormatError(
-                    f"class folder {class_dir!r} holds no image files "
-                    f"(extensions: {', '.join(IMG_EXTENSIONS)})"
-                )
+                empty.append(f"{split}/{cls}")
             for rel, path, size, mtime in files:
                 rows.append((path, label))
                 parts.append(f"{rel}\0{size}\0{mtime}")
         entries[split] = rows
+    if empty:
+        _refuse_empty(root, empty, 2 * len(train_classes), others)
     return train_classes, entries, hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def _refuse_empty(root: Path, empty: list[str], total: int, others: Counter[str]) -> None:
+    """Refuse an image folder whose class folders (all, or those in `empty`) hold no image."""
+    if others:
+        kinds = ", ".join(f"{ext or '(no extension)'}: {n:,}" for ext, n in others.most_common(5))
+        found = f"found {sum(others.values()):,} other files ({kinds})"
+    else:
+        found = "found no other files either"
+    allowed = f"image files ending in {', '.join(IMG_EXTENSIONS)}"
+    if len(empty) == total:
+        raise DataFormatError(
+            f"image folder {str(root)!r}: none of its {total} class folders (train/<class>/, "
+            f"test/<class>/) holds an image file; {found}; allowed: {allowed}"
+        )
+    shown = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+    raise DataFormatError(
+        f"image folder {str(root)!r}: {len(empty)} of its {total} class folders hold no image "
+        f"file: {shown}; {found}; every class folder needs at least one of the {allowed} "
+        "(add images or remove the class from both train/ and test/)"
+    )
 
 
 def _list_classes(split_dir: Path) -> list[str]:
@@ -104,50 +133,88 @@ def _list_classes(split_dir: Path) -> list[str]:
             f"image folder split {str(split_dir)!r} does not exist; an image folder root needs "
             f"train/<class>/ and test/<class>/ sub-folders. {LOCAL_COPY_HINT}."
         )
-    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and e.name[0] != ".")
+    try:
+        with os.scandir(split_dir) as it:
+            return sorted(e.name for e in it if e.is_dir() and e.name[0] != ".")
+    except OSError as e:
+        raise DataFormatError(
+            f"cannot list image folder split {str(split_dir)!r}: {type(e).__name__}: "
+            f"{e.strerror or e}"
+        ) from e
 
 
-def _scan_class_dir(class_dir: str, rel_prefix: str) -> list[tuple[str, str, int, int]]:
+def _scan_class_dir(
+    class_dir: str, rel_prefix: str
+) -> tuple[list[tuple[str, str, int, int]], Counter[str]]:
     """(path relative to the root, absolute path, size, mtime_ns) of every image under
-    class_dir (recursively), sorted by relative path."""
+    class_dir (recursively), sorted by relative path; and the extensions of the other files."""
     out = []
+    other: Counter[str] = Counter()
     stack = [(class_dir, rel_prefix)]
     while stack:
         d, prefix = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                name = e.name
-                if name[0] == ".":
-                    continue
-                if e.is_dir():
-                    stack.append((e.path, f"{prefix}{name}/"))
-                elif name.lower().endswith(IMG_EXTENSIONS):
-                    st = e.stat()
-                    out.append((f"{prefix}{name}", e.path, st.st_size, st.st_mtime_ns))
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    name = e.name
+                    if name[0] == ".":
+                        continue
+                    if e.is_dir():
+                        stack.append((e.path, f"{prefix}{name}/"))
+                    elif name.lower().endswith(IMG_EXTENSIONS):
+                        st = e.stat()
+                        out.append((f"{prefix}{name}", e.path, st.st_size, st.st_mtime_ns))
+                    else:
+                        other[os.path.splitext(name)[1].lower()] += 1
+        except OSError as e:
+            raise DataFormatError(
+                f"cannot list class folder {d!r}: {type(e).__name__}: {e.strerror or e}"
+            ) from e
     out.sort()
-    return out
+    return out, other
 
 
 def _folder_labels(name: str, root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
     """Final class names and a folder-index -> label map, checked for the dataset."""
     ident = list(range(len(classes)))
+    found = sorted(classes)
     if name == "cifar10":
         if len(classes) != 10:
+            other = (
+                "; these are CIFAR-100 class folders: use dataset 'cifar20' (--dataset cifar20)"
+                if found in (sorted(CIFAR20_CLASSES), sorted(CIFAR100_CLASSES))
+                else ""
+            )
             raise DataFormatError(
                 f"cifar10 image folder {str(root)!r} has {len(classes)} class folders "
-                f"{classes}; CIFAR-10 has 10"
+                f"{_some(classes)}; CIFAR-10 has 10{other}"
             )
         return classes, ident
     if name == "cifar20":
-        if sorted(classes) == sorted(CIFAR20_CLASSES):
+        if found == sorted(CIFAR20_CLASSES):
             return list(CIFAR20_CLASSES), [CIFAR20_CLASSES.index(c) for c in classes]
-        if sorted(classes) == sorted(CIFAR100_CLASSES):
+        if found == sorted(CIFAR100_CLASSES):
             return list(CIFAR20_CLASSES), [
                 CIFAR100_FINE_TO_COARSE[CIFAR100_CLASSES.index(c)] for c in classes
             ]
+        if found == sorted(CIFAR10_CLASSES):
+            raise DataFormatError(
+                refusal(
+                    "dataset",
+                    name,
+                    CIFAR100_NEEDED,
+                    why=f"{str(root)!r} holds CIFAR-10 files (its class folders are the 10 "
+                    "CIFAR-10 classes airplane ... truck); use dataset 'cifar10' for them",
+                )
+            )
         raise DataFormatError(
             f"cifar20 image folder {str(root)!r}: class folders must be the 20 CIFAR-100 "
             "coarse names (e.g. aquatic_mammals, fish, ...) or the 100 fine names, got "
-            f"{len(classes)} folders {classes[:5]}...; use the cifar-100-python files instead"
+            f"{len(classes)} folders {_some(classes)}; or use the cifar-100-python files"
         )
     return classes, ident
+
+
+def _some(names: list[str], k: int = 5) -> str:
+    """A list of names, at most k of them shown."""
+    return str(names) if len(names) <= k else f"{names[:k]} (+{len(names) - k} more)"

@@ -1,14 +1,17 @@
 """core.data: loading, caching, splits, the tensor loader and the CIFAR-20 label table.
 
-Most tests use tiny datasets written into tmp_path; the real CIFAR-10 images in
-../shared/data/cifar10 are loaded by one session-scoped fixture.
+Most tests use tiny datasets written into tmp_path, each with its own user cache folder; the
+real CIFAR-10 images in ../shared/data/cifar10 are loaded by one session-scoped fixture, with a
+cache folder of its own (never a cache an earlier run left behind).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
-import stat
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +28,9 @@ from core.data import (
     CIFAR20_CLASSES,
     CIFAR100_CLASSES,
     CIFAR100_FINE_TO_COARSE,
+    ENV_CACHE_DIR,
     DataBundle,
+    DataError,
     DataFormatError,
     DataNotFoundError,
     TensorLoader,
@@ -36,7 +41,7 @@ from core.data import (
     load_for_config,
     split_data,
 )
-from core.data.cache import _dir_writable
+from core.data.cache import cache_file, cache_key, write_cached
 from core.errors import ConfigError
 
 REAL_CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10"
@@ -44,9 +49,25 @@ REAL_CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own user cache folder and no ENSEMBLE_DATA_DIR."""
+    """Every test gets its own user cache folder, no ENSEMBLE_CACHE_DIR (so the default place,
+    in that user cache, is used) and no ENSEMBLE_DATA_DIR."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(ENV_CACHE_DIR, raising=False)
     monkeypatch.delenv("ENSEMBLE_DATA_DIR", raising=False)
+
+
+def decoded_dir(tmp_path: Path) -> Path:
+    """The default cache folder under a test's XDG_CACHE_HOME."""
+    return tmp_path / "xdg/ensemble-efficiency/decoded"
+
+
+def listing(root: Path) -> list[str]:
+    """Every file and folder under root, hidden ones included, relative to root."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        rel = os.path.relpath(d, root)
+        out += [os.path.join(rel, n) for n in dirs + files]
+    return sorted(out)
 
 
 def make_imagefolder(
@@ -124,15 +145,23 @@ def test_jpeg_and_grayscale_images_load_as_rgb(tmp_path):
     assert torch.equal(gray, torch.full((3, 8, 8), 77, dtype=torch.uint8))
 
 
-def test_cache_written_next_to_data_and_second_load_equal_and_fast(tmp_path, monkeypatch):
+def test_cache_written_in_user_cache_and_second_load_equal_and_fast(tmp_path, monkeypatch, capsys):
     root = tmp_path / "ds"
     make_imagefolder(root)
+    before = listing(root)
     first = load_dataset("imagefolder", root)
-    near = root / ".ensemble-cache-imagefolder.pt"
-    assert near.is_file() and first.cache_path == str(near)
-    assert not (tmp_path / "xdg").exists()  # nothing in the user cache
+    cache = Path(first.cache_path)
+    assert cache.is_file() and cache.parent == decoded_dir(tmp_path)
+    assert cache.name.startswith("imagefolder-") and cache.suffix == ".pt"
+    assert listing(root) == before  # nothing next to the data, hidden files included
+    assert list(decoded_dir(tmp_path).iterdir()) == [cache]
+    err = capsys.readouterr().err
+    assert err == (
+        f"decoded 27 images of {root.resolve()} once; cache: {cache} "
+        "(set ENSEMBLE_CACHE_DIR to move it)\n"
+    )
 
-    def no_decoding(paths):
+    def no_decoding(paths, where=""):
         raise AssertionError("second load must come from the cache")
 
     monkeypatch.setattr(imagefolder, "decode_files", no_decoding)
@@ -140,62 +169,138 @@ def test_cache_written_next_to_data_and_second_load_equal_and_fast(tmp_path, mon
     second = load_dataset("imagefolder", root)
     elapsed = time.perf_counter() - t0
     assert elapsed < 1.0
+    assert capsys.readouterr().err == ""  # said once, when written
+    assert second.cache_path == first.cache_path
     for f in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, f), getattr(second, f))
     assert (first.classes, first.mean, first.std) == (second.classes, second.mean, second.std)
 
 
-def test_cache_is_rebuilt_when_the_images_change(tmp_path):
+def test_cache_dir_env_var_chooses_the_folder(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "ds"
+    make_imagefolder(root)
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "elsewhere"))
+    b = load_dataset("imagefolder", root)
+    assert Path(b.cache_path).parent == tmp_path / "elsewhere"
+    assert f"cache: {tmp_path / 'elsewhere'}/imagefolder-" in capsys.readouterr().err
+    assert not (tmp_path / "xdg").exists()
+    assert load_dataset("imagefolder", root).cache_path == b.cache_path
+
+
+def test_a_cache_left_in_another_folder_is_not_read(tmp_path, monkeypatch):
+    # An earlier run cached doctored pixels in the user cache; with ENSEMBLE_CACHE_DIR
+    # elsewhere (as the tests' conftest sets it) that file is neither read nor touched.
+    root = tmp_path / "ds"
+    truth = make_imagefolder(root)
+    earlier = load_dataset("imagefolder", root)
+    earlier.train_x.zero_()
+    key = cache_key("imagefolder", root, imagefolder.scan_imagefolder(root)[2])
+    write_cached(root, "imagefolder", key, earlier)
+    doctored = Path(earlier.cache_path).read_bytes()
+    assert torch.equal(load_dataset("imagefolder", root).train_x, earlier.train_x)  # read
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "session"))
+    b = load_dataset("imagefolder", root)
+    assert torch.equal(b.train_x, truth["train"][0])  # decoded again, not the doctored file
+    assert Path(earlier.cache_path).read_bytes() == doctored
+
+
+def test_old_cache_next_to_the_data_is_neither_read_nor_removed(tmp_path):
+    root = tmp_path / "ds"
+    truth = make_imagefolder(root)
+    old = root / ".ensemble-cache-imagefolder.pt"
+    old.write_bytes(b"an old version's cache")
+    b = load_dataset("imagefolder", root)
+    assert torch.equal(b.train_x, truth["train"][0])
+    assert old.read_bytes() == b"an old version's cache"
+
+
+def test_cache_is_rebuilt_when_the_images_change_and_the_old_file_removed(tmp_path, capsys):
     root = tmp_path / "ds"
     make_imagefolder(root)
     before = load_dataset("imagefolder", root)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train/dog/0099.png")
+    capsys.readouterr()
     after = load_dataset("imagefolder", root)
     assert after.num_train == before.num_train + 1
     assert torch.equal(after.train_x[12], torch.zeros(3, 8, 8, dtype=torch.uint8))  # dog #7
+    assert after.cache_path != before.cache_path
+    assert list(decoded_dir(tmp_path).iterdir()) == [Path(after.cache_path)]  # no growth
+    err = capsys.readouterr().err
+    assert "decoded 28 images" in err and "removed 1 cache file(s) of its older contents" in err
 
 
-def test_read_only_data_folder_falls_back_to_user_cache(tmp_path):
-    # Tests run as root, who can write anywhere: the permission bits are what marks the folder
-    # read-only here, and core.data respects them (a real write attempt would succeed).
+def test_the_previous_versions_user_cache_file_of_the_folder_is_replaced(tmp_path):
+    # Before the contents hash was in the name: <name>-<folder name>-<path hash>.pt.
     root = tmp_path / "ds"
     make_imagefolder(root)
-    os.chmod(root, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
-    try:
-        assert not _dir_writable(root)
-        b = load_dataset("imagefolder", root)
-        assert not any(p.name.startswith(".ensemble-cache") for p in root.iterdir())
-        cache = Path(b.cache_path)
-        assert cache.is_file() and cache.parent == tmp_path / "xdg/ensemble-efficiency/decoded"
-        again = load_dataset("imagefolder", root)
-        assert again.cache_path == b.cache_path
-        assert torch.equal(again.train_x, b.train_x)
-    finally:
-        os.chmod(root, stat.S_IRWXU)
-
-
-def test_failed_write_next_to_data_falls_back_to_user_cache(tmp_path):
-    # A real failure: a directory squats on the cache file's name, so os.replace fails.
-    root = tmp_path / "ds"
-    make_imagefolder(root)
-    (root / ".ensemble-cache-imagefolder.pt").mkdir()
+    new = Path(cache_file("imagefolder", root, "k"))
+    path_hash = new.name.split("-")[1]
+    decoded_dir(tmp_path).mkdir(parents=True)
+    old = decoded_dir(tmp_path) / f"imagefolder-ds-{path_hash}.pt"
+    old.write_bytes(b"old")
     b = load_dataset("imagefolder", root)
-    assert Path(b.cache_path).parent == tmp_path / "xdg/ensemble-efficiency/decoded"
-    assert load_dataset("imagefolder", root).cache_path == b.cache_path
+    assert list(decoded_dir(tmp_path).iterdir()) == [Path(b.cache_path)]
 
 
-def test_dir_writable_uses_a_real_write(tmp_path):
-    assert _dir_writable(tmp_path)
-    assert not _dir_writable(tmp_path / "missing")
-    assert not list(tmp_path.iterdir())  # the probe file is gone
+def test_two_folders_of_the_same_name_do_not_share_a_cache_file(tmp_path):
+    a = make_imagefolder(tmp_path / "a/ds", seed=1)
+    b = make_imagefolder(tmp_path / "b/ds", seed=2)
+    ba = load_dataset("imagefolder", tmp_path / "a/ds")
+    bb = load_dataset("imagefolder", tmp_path / "b/ds")
+    assert ba.cache_path != bb.cache_path
+    assert len(list(decoded_dir(tmp_path).iterdir())) == 2
+    assert torch.equal(load_dataset("imagefolder", tmp_path / "a/ds").train_x, a["train"][0])
+    assert torch.equal(load_dataset("imagefolder", tmp_path / "b/ds").train_x, b["train"][0])
 
 
-def test_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path):
+def test_cache_file_name_is_keyed_by_name_path_and_contents(tmp_path):
+    k1 = cache_key("cifar10", tmp_path, "fp1")
+    f1 = cache_file("cifar10", tmp_path, k1)
+    assert f1.parent == decoded_dir(tmp_path) and f1.name.startswith("cifar10-")
+    assert cache_file("cifar10", tmp_path / ".", k1) == f1  # the resolved path counts
+    f2 = cache_file("cifar10", tmp_path, cache_key("cifar10", tmp_path, "fp2"))
+    f3 = cache_file("cifar20", tmp_path, cache_key("cifar20", tmp_path, "fp1"))
+    other = tmp_path / "other"
+    f4 = cache_file("cifar10", other, cache_key("cifar10", other, "fp1"))
+    assert len({f1, f2, f3, f4}) == 4
+    assert f1.name.rsplit("-", 1)[0] == f2.name.rsplit("-", 1)[0]  # same folder: same prefix
+
+
+def test_unwritable_cache_dir_warns_once_per_load_and_goes_on(tmp_path, monkeypatch, capsys):
+    # A file squats where the cache folder should be: mkdir fails even for root.
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "not-a-dir/decoded"))
     root = tmp_path / "ds"
     truth = make_imagefolder(root)
-    (root / ".ensemble-cache-imagefolder.pt").write_bytes(b"not a torch file")
+    before = listing(root)
+    b = load_dataset("imagefolder", root)
+    assert b.cache_path is None and torch.equal(b.train_x, truth["train"][0])
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"warning: cannot write the decoded-data cache '{tmp_path}")
+    assert "(from ENSEMBLE_CACHE_DIR)" in lines[0] and "continuing without a cache" in lines[0]
+    assert listing(root) == before  # no fallback next to the data
+
+
+def test_corrupt_cache_file_is_ignored_and_rebuilt(tmp_path, capsys):
+    root = tmp_path / "ds"
+    truth = make_imagefolder(root)
+    first = load_dataset("imagefolder", root)
+    Path(first.cache_path).write_bytes(b"not a torch file")
+    capsys.readouterr()
     b = load_dataset("imagefolder", root)
     assert torch.equal(b.train_x, truth["train"][0])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: ignoring the unreadable data cache file")
+    assert err[1].startswith("decoded 27 images")
+    assert torch.equal(load_dataset("imagefolder", root).train_x, truth["train"][0])
+
+
+def test_the_session_cache_dir_is_a_fresh_temporary_folder(session_cache_dir):
+    # tests/conftest.py: subprocesses inherit it (the per-test fixture here unsets it).
+    assert session_cache_dir.is_dir()
+    home_cache = Path.home() / ".cache"
+    assert home_cache not in session_cache_dir.resolve().parents
 
 
 # ------------------------------------------------------------------ errors
@@ -240,14 +345,98 @@ def test_download_false_does_not_download(tmp_path, monkeypatch):
         load_dataset("cifar20", tmp_path / "empty", download=False)
 
 
-def test_corrupt_image_error_names_the_file(tmp_path):
+def one_line(e: pytest.ExceptionInfo) -> str:
+    """The refusal's message, checked to be one line and a DataError."""
+    msg = str(e.value)
+    assert isinstance(e.value, DataError) and "\n" not in msg and msg == msg.strip()
+    return msg
+
+
+def test_corrupt_jpeg_among_many_is_named_with_what_was_found(tmp_path):
+    root = tmp_path / "ds"
+    make_imagefolder(root, fmt="jpg", n_train=20, n_test=5)
+    bad = root / "train/dog/0013.jpg"
+    bad.write_bytes(bad.read_bytes()[:-2])  # cut off: torchvision and PIL both refuse it
+    with pytest.raises(DataFormatError, match=r"cannot decode 1 of 75 image files in '") as e:
+        load_dataset("imagefolder", root)
+    msg = one_line(e)
+    assert f"{str(bad)!r} (" in msg and "bytes, OSError: image file is truncated" in msg
+    assert "must be a readable image" in msg
+    assert not list(decoded_dir(tmp_path).glob("*"))  # nothing cached
+
+
+def test_several_undecodable_files_are_named_together(tmp_path):
+    root = tmp_path / "ds"
+    make_imagefolder(root, n_train=4, n_test=2)
+    names = ["train/cat/0000.png", "train/dog/0001.png", "test/emu/0000.png", "test/emu/0001.png"]
+    (root / names[0]).write_bytes(b"")
+    (root / names[1]).write_bytes(b"<html>404 not found</html>")
+    (root / names[2]).write_bytes((root / names[2]).read_bytes()[:40])
+    (root / names[3]).write_bytes(b"\x00" * 100)
+    with pytest.raises(DataFormatError, match="cannot decode 4 of 18 image files") as e:
+        load_dataset("imagefolder", root)
+    msg = one_line(e)
+    assert str(root / names[0]) in msg and "an empty file, 0 bytes" in msg
+    assert "bytes, not in any image format PIL can read" in msg
+    assert str(root / names[1]) in msg and str(root / names[2]) in msg
+    assert str(root / names[3]) not in msg and "and 1 more" in msg
+
+
+def test_images_of_mixed_sizes_name_one_file_of_each_size_and_the_counts(tmp_path):
     root = tmp_path / "ds"
     make_imagefolder(root)
-    bad = root / "train/dog/0002.png"
-    bad.write_bytes(bad.read_bytes()[:40])  # truncated
-    with pytest.raises(DataFormatError, match="cannot decode image file") as e:
+    odd = root / "train/dog/0001.png"
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(odd)  # 8 wide, 9 high
+    odd_test = root / "test/emu/0002.png"
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(odd_test)
+    big = root / "test/cat/0000.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(big)
+    with pytest.raises(DataFormatError, match=r"images of 3 sizes in '") as e:
         load_dataset("imagefolder", root)
-    assert str(bad) in str(e.value)
+    msg = one_line(e)
+    assert f"24 are 8x8 (e.g. {str(root / 'train/cat/0000.png')!r})" in msg
+    assert f"2 are 8x9 (e.g. {str(odd)!r})" in msg
+    assert f"1 is 16x16 (e.g. {str(big)!r})" in msg
+    assert "must have one size" in msg
+
+
+def test_train_and_test_of_different_sizes_are_mixed_sizes(tmp_path):
+    make_imagefolder(tmp_path / "ds", size=(8, 8))
+    make_imagefolder(tmp_path / "small", size=(4, 4))
+    shutil.rmtree(tmp_path / "ds/test")
+    (tmp_path / "small/test").rename(tmp_path / "ds/test")
+    with pytest.raises(DataFormatError, match=r"18 are 8x8 .*9 are 4x4") as e:
+        load_dataset("imagefolder", tmp_path / "ds")
+    one_line(e)
+
+
+def test_class_folders_without_images_all_of_them(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (tmp_path / f"ds/{split}/{cls}").mkdir(parents=True)
+    (tmp_path / "ds/train/cat/notes.txt").write_text("x")
+    (tmp_path / "ds/train/dog/0001.npy").write_bytes(b"x")
+    (tmp_path / "ds/train/dog/0002.npy").write_bytes(b"x")
+    with pytest.raises(DataFormatError, match="none of its 4 class folders") as e:
+        load_dataset("imagefolder", tmp_path / "ds")
+    msg = one_line(e)
+    assert repr(str(tmp_path / "ds")) in msg
+    assert "found 3 other files (.npy: 2, .txt: 1)" in msg
+    assert "allowed: image files ending in .jpg, .jpeg, .png" in msg
+
+
+def test_class_folders_without_images_some_of_them_are_named(tmp_path):
+    make_imagefolder(tmp_path / "ds")
+    (tmp_path / "ds/train/fox").mkdir()
+    (tmp_path / "ds/test/fox").mkdir()
+    (tmp_path / "ds/test/emu/0000.png").unlink()
+    for i in (1, 2):
+        (tmp_path / f"ds/test/emu/{i:04d}.png").unlink()
+    with pytest.raises(DataFormatError, match="3 of its 8 class folders hold no image") as e:
+        load_dataset("imagefolder", tmp_path / "ds")
+    msg = one_line(e)
+    assert "file: test/emu, train/fox, test/fox;" in msg or "train/fox, test/emu" in msg
+    assert "found no other files either" in msg and "at least one" in msg
 
 
 def test_imagefolder_with_no_classes(tmp_path):
@@ -276,22 +465,6 @@ def test_train_and_test_class_lists_must_match(tmp_path):
         load_dataset("imagefolder", tmp_path / "ds")
 
 
-def test_empty_class_folder_and_mixed_sizes_are_errors(tmp_path):
-    make_imagefolder(tmp_path / "a")
-    (tmp_path / "a/train/fox").mkdir()
-    (tmp_path / "a/test/fox").mkdir()
-    with pytest.raises(DataFormatError, match="holds no image files") as e:
-        load_dataset("imagefolder", tmp_path / "a")
-    assert str(tmp_path / "a/train/fox") in str(e.value)
-
-    make_imagefolder(tmp_path / "b")
-    odd = tmp_path / "b/train/dog/0001.png"
-    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(odd)
-    with pytest.raises(DataFormatError, match="same size") as e:
-        load_dataset("imagefolder", tmp_path / "b")
-    assert str(odd) in str(e.value)
-
-
 def test_bad_names_and_missing_imagefolder_dir_are_config_errors():
     with pytest.raises(ConfigError, match="dataset='mnist'"):
         load_dataset("mnist")
@@ -301,8 +474,62 @@ def test_bad_names_and_missing_imagefolder_dir_are_config_errors():
 
 def test_cifar10_image_folder_needs_ten_classes(tmp_path):
     make_imagefolder(tmp_path / "ds")
-    with pytest.raises(DataFormatError, match="3 class folders"):
+    with pytest.raises(DataFormatError, match="3 class folders") as e:
         load_dataset("cifar10", tmp_path / "ds")
+    one_line(e)
+
+
+def test_cifar20_given_cifar10_pickles_says_so(tmp_path, monkeypatch):
+    def boom(name, root):
+        raise AssertionError("must not download CIFAR-100 next to the CIFAR-10 files")
+
+    monkeypatch.setattr(datasets, "download_cifar", boom)
+    make_cifar10_pickles(tmp_path)
+    with pytest.raises(DataFormatError, match=r"^dataset='cifar20': ") as e:
+        load_dataset("cifar20", tmp_path)
+    msg = one_line(e)
+    assert f"{str(tmp_path / 'cifar-10-batches-py')!r} holds CIFAR-10 files" in msg
+    assert "use dataset 'cifar10'" in msg
+    assert "allowed: a data_dir holding CIFAR-100" in msg and "cifar-100-python" in msg
+    assert "20 coarse or the 100 fine" in msg
+
+
+def test_cifar20_given_a_cifar10_image_folder_says_so(tmp_path):
+    make_imagefolder(tmp_path / "ds", classes=CIFAR10_CLASSES, n_train=1, n_test=1, size=(2, 2))
+    with pytest.raises(DataFormatError, match=r"^dataset='cifar20': ") as e:
+        load_dataset("cifar20", tmp_path / "ds")
+    msg = one_line(e)
+    assert "holds CIFAR-10 files (its class folders are the 10 CIFAR-10 classes" in msg
+    assert "allowed: a data_dir holding CIFAR-100" in msg
+
+
+def test_cifar10_given_cifar100_files_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "download_cifar", lambda name, root: 1 / 0)
+    make_cifar100_pickles(tmp_path / "p")
+    with pytest.raises(DataFormatError, match="holds CIFAR-100 files") as e:
+        load_dataset("cifar10", tmp_path / "p")
+    assert "use dataset 'cifar20'" in one_line(e)
+    make_imagefolder(tmp_path / "f", classes=CIFAR20_CLASSES, n_train=1, n_test=1, size=(2, 2))
+    with pytest.raises(DataFormatError, match="these are CIFAR-100 class folders") as e:
+        load_dataset("cifar10", tmp_path / "f")
+    one_line(e)
+
+
+def test_cifar20_in_the_default_folder_still_downloads_next_to_cifar10(tmp_path, monkeypatch):
+    # The default folder holds every downloaded CIFAR: CIFAR-10 files there are no refusal.
+    calls = []
+    monkeypatch.setattr(datasets, "download_cifar", lambda name, root: calls.append(name))
+    make_cifar10_pickles(tmp_path / "xdg/ensemble-efficiency/data")
+    with pytest.raises(DataNotFoundError):
+        load_dataset("cifar20")
+    assert calls == ["cifar20"]
+
+
+def test_data_errors_are_one_line_even_when_wrapping_multiline_text():
+    assert str(DataFormatError("a\n  b\r\nc ")) == "a b c"
+    assert str(DataNotFoundError("x\ny")) == "x y"
+    assert isinstance(DataNotFoundError("x"), FileNotFoundError)
+    assert isinstance(DataFormatError("x"), ValueError)
 
 
 # ------------------------------------------------------------------ CIFAR pickle layouts
@@ -645,21 +872,35 @@ def test_import_does_not_load_torchvision():
 
 
 @pytest.fixture(scope="session")
-def real_cifar10():
+def real_cifar10(tmp_path_factory):
+    """Two loads of the real CIFAR-10 folder into a cache folder of their own, empty at the
+    start (whatever earlier runs or other tests cached is not seen), with what each printed,
+    and the data folder's listing before and after."""
     if not REAL_CIFAR10.is_dir():
         pytest.skip(f"real CIFAR-10 images not found at {REAL_CIFAR10}")
-    # The session fixture runs before the per-test cache isolation: it uses the real user
-    # cache (the shared folder is read-only), so only the first session ever decodes.
-    t0 = time.perf_counter()
-    first = load_dataset("cifar10", REAL_CIFAR10)
-    t1 = time.perf_counter()
-    second = load_dataset("cifar10", REAL_CIFAR10)
-    t2 = time.perf_counter()
-    return first, second, t1 - t0, t2 - t1
+    cache_dir = tmp_path_factory.mktemp("real-cifar10-cache")
+    saved = os.environ.get(ENV_CACHE_DIR)
+    os.environ[ENV_CACHE_DIR] = str(cache_dir)
+    try:
+        before = listing(REAL_CIFAR10)
+        loads = []
+        for _ in range(2):
+            err = io.StringIO()
+            t0 = time.perf_counter()
+            with contextlib.redirect_stderr(err):
+                b = load_dataset("cifar10", REAL_CIFAR10)
+            loads.append((b, time.perf_counter() - t0, err.getvalue()))
+        after = listing(REAL_CIFAR10)
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_CACHE_DIR, None)
+        else:
+            os.environ[ENV_CACHE_DIR] = saved
+    return {"loads": loads, "cache_dir": cache_dir, "before": before, "after": after}
 
 
 def test_real_cifar10_loads_and_reloads_fast(real_cifar10, capsys):
-    first, second, t_first, t_second = real_cifar10
+    (first, t_first, _), (second, t_second, _) = real_cifar10["loads"]
     with capsys.disabled():
         print(
             f"\n[real CIFAR-10] first load {t_first:.2f}s, second load {t_second:.2f}s "
@@ -672,9 +913,21 @@ def test_real_cifar10_loads_and_reloads_fast(real_cifar10, capsys):
     assert torch.bincount(first.test_y).tolist() == [1000] * 10
     assert t_second < 1.0
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
-    assert not any(p.name.startswith(".ensemble-cache") for p in REAL_CIFAR10.iterdir())
     # index <-> file: train/bird/0007.jpg is example 2 * 2000 + 7
     ref = np.array(Image.open(REAL_CIFAR10 / "train/bird/0007.jpg").convert("RGB"))
     assert torch.equal(first.train_x[4007], torch.from_numpy(ref).permute(2, 0, 1))
     assert first.train_y[4007] == 2
     assert 0.4 < first.mean[0] < 0.6 and 0.2 < first.std[0] < 0.3
+
+
+def test_real_cifar10_writes_one_cache_file_and_nothing_next_to_the_data(real_cifar10):
+    (first, _, err_first), (second, _, err_second) = real_cifar10["loads"]
+    files = list(real_cifar10["cache_dir"].iterdir())
+    assert len(files) == 1 and files[0].name.startswith("cifar10-") and files[0].suffix == ".pt"
+    assert first.cache_path == second.cache_path == str(files[0])
+    assert real_cifar10["after"] == real_cifar10["before"]  # hidden files included
+    assert err_first == (
+        f"decoded 30,000 images of {REAL_CIFAR10.resolve()} once; cache: {files[0]} "
+        "(set ENSEMBLE_CACHE_DIR to move it)\n"
+    )
+    assert err_second == ""
