@@ -7,14 +7,25 @@ layers, data loading and the study scripts' options all build their messages wit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "refusal"]
+__all__ = ["ConfigError", "DataError", "refusal"]
 
 
 class ConfigError(ValueError):
     """A value that is not allowed; the message names field, value and allowed set."""
+
+
+class DataError(Exception):
+    """Data files that are missing or unusable (core.data raises the two kinds); ``str(e)`` is
+    the message on one line. Declared here, torch-free, so that a command line can catch it
+    without importing the data code."""
+
+    def __str__(self) -> str:  # FileNotFoundError(msg) would print "msg" anyway; be explicit
+        msg = str(self.args[0]) if self.args else ""
+        return re.sub(r"\s*[\r\n]+\s*", " ", msg).strip()
 
 
 def refusal(

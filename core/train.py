@@ -31,6 +31,7 @@ import torch
 from core import columns as C
 from core.config import ConfigError, TrialConfig, parse_field
 from core.data import DataBundle, TensorLoader, load_for_config
+from core.errors import DataError
 from core.metrics import evaluation_metrics
 from core.models import count_parameters, model_for_config
 from core.optim import (
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trial: {_params_line(cfg)}", flush=True)
     try:
         train(cfg, reporter=report)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

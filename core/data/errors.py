@@ -9,17 +9,9 @@ become spaces) naming the file or folder, what was found there and what is allow
 
 from __future__ import annotations
 
-import re
+from core.errors import DataError
 
 __all__ = ["DataError", "DataFormatError", "DataNotFoundError"]
-
-
-class DataError(Exception):
-    """Base of the data errors; ``str(e)`` is the message, on one line."""
-
-    def __str__(self) -> str:  # FileNotFoundError(msg) would print "msg" anyway; be explicit
-        msg = str(self.args[0]) if self.args else ""
-        return re.sub(r"\s*[\r\n]+\s*", " ", msg).strip()
 
 
 class DataNotFoundError(DataError, FileNotFoundError):

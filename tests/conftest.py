@@ -1,0 +1,32 @@
+"""Session-wide isolation from what earlier runs left behind.
+
+The decoded-data cache goes to a fresh per-session folder (``ENSEMBLE_CACHE_DIR``), so a cache
+written by a user's earlier run (in ``~/.cache/ensemble-efficiency/decoded``) is never read by
+the tests, and the tests never write into the user's cache. It is set in ``os.environ`` so that
+the subprocesses tests start (study scripts, CLIs, Ray workers) inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.data import ENV_CACHE_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """The session's decoded-data cache folder (``$ENSEMBLE_CACHE_DIR``), empty at the start."""
+    path = tmp_path_factory.mktemp("decoded-cache")
+    before = os.environ.get(ENV_CACHE_DIR)
+    os.environ[ENV_CACHE_DIR] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(ENV_CACHE_DIR, None)
+        else:
+            os.environ[ENV_CACHE_DIR] = before
