@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from tune_jobs.options import JobError, JobOptions, Study, StudyInterrupted, check_study
 
 __all__ = ["cli", "command", "job_option_params", "option"]
@@ -72,7 +72,7 @@ def command(
             from tune_jobs.runner import run_study
 
             run_study(study, opts)
-        except (JobError, ConfigError, FileNotFoundError) as e:
+        except (JobError, ConfigError, DataError, FileNotFoundError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except StudyInterrupted as e:
