@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable, Collection
@@ -30,6 +31,8 @@ __all__ = [
     "DEVICES",
     "ENSEMBLES",
     "FAST_WEIGHT_SWEEP",
+    "MAX_ENSEMBLE_SIZE",
+    "MAX_EPOCHS",
     "NORMS",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -50,6 +53,15 @@ SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 # The study's sweep of fast-weight init values (alpha and gamma each).
 FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
+# Upper bounds no researcher hits legitimately; they turn a typo (an extra digit, a pasted
+# 99999999999999999999) into a refusal instead of a run that never ends or an OverflowError.
+MAX_EPOCHS = 10_000  # days per trial even for simple_cnn on CIFAR
+MAX_ENSEMBLE_SIZE = 64  # the literature stops at 16; 64 members of vgg11 need ~10 GB of weights
+MAX_BATCH_SIZE = 65_536  # larger than CIFAR's 50,000 training images
+MAX_SUBSET = 100_000_000  # examples; more than any image folder this code can hold in memory
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_SAMPLES = 10_000  # IVON weight samples per step or per prediction
+MAX_THREADS = 1_024  # torch CPU threads
 FAST_WEIGHT_ALLOWED = (
     "a number in [-1, 1] or None "
     "(v<0: N(1,|v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
@@ -71,16 +83,25 @@ def one_of(allowed: Collection[Any]) -> Check:
     return check
 
 
-def integer(lo: int | None = None, optional: bool = False) -> Check:
-    """An int (never a bool) >= lo; None too when optional."""
-    phrase = "an integer" + (f" >= {lo}" if lo is not None else "") + (" or None" * optional)
+def integer(lo: int | None = None, hi: int | None = None, optional: bool = False) -> Check:
+    """An int (never a bool) in [lo, hi] (either end open when None); None too when optional.
+    A huge int (99999999999999999999) is refused here, before anything converts it."""
+    if lo is not None and hi is not None:
+        bounds = f" in [{lo}, {hi:,}]"
+    elif lo is not None:
+        bounds = f" >= {lo}"
+    elif hi is not None:
+        bounds = f" <= {hi:,}"
+    else:
+        bounds = ""
+    phrase = "an integer" + bounds + (" or None" * optional)
 
     def check(name: str, value: Any) -> None:
         if value is None and optional:
             return
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(refusal(name, value, phrase))
-        if lo is not None and value < lo:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(refusal(name, value, phrase))
 
     return check
@@ -102,7 +123,11 @@ def number(
     def check(name: str, value: Any) -> None:
         if value is None and optional:
             return
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(refusal(name, value, "a number" + " or None" * optional))
+        if abs(value) > sys.float_info.max:  # an int no float holds: a refusal, no OverflowError
+            raise ConfigError(refusal(name, value, f"in {rng}"))
+        if math.isnan(value):
             raise ConfigError(refusal(name, value, "a number" + " or None" * optional))
         bad = (
             math.isinf(value)
@@ -159,9 +184,9 @@ class TrialConfig:
     # dataset root; None: $ENSEMBLE_DATA_DIR, else the user cache
     data_dir: str | None = knob(None, text_or_none)
     # stratified number of training images (None: all)
-    train_subset: int | None = knob(None, integer(lo=1, optional=True))
+    train_subset: int | None = knob(None, integer(lo=1, hi=MAX_SUBSET, optional=True))
     # stratified number of test images (None: all)
-    test_subset: int | None = knob(None, integer(lo=1, optional=True))
+    test_subset: int | None = knob(None, integer(lo=1, hi=MAX_SUBSET, optional=True))
     # share of train held out (stratified) as a validation split
     val_fraction: float = knob(0.0, number(lo=0.0, hi=1.0, hi_open=True))
     # random crop (4-pixel pad) and horizontal flip, on tensors
@@ -172,7 +197,7 @@ class TrialConfig:
     # single network | BatchEnsemble | deep (independent members)
     ensemble: str = knob("batch", one_of(ENSEMBLES))
     # members M; must be 1 for `single`
-    ensemble_size: int = knob(4, integer(lo=1))
+    ensemble_size: int = knob(4, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
     # input-side fast-weight init (see core.layers); None: frozen ones
     alpha: float | None = knob(0.5, fast_weight_init)
     # output-side fast-weight init; None: frozen ones
@@ -201,26 +226,26 @@ class TrialConfig:
     # max global gradient norm (None: no clipping)
     grad_clip: float | None = knob(None, number(lo=0.0, lo_open=True, optional=True))
     # examples per step; never depends on ensemble_size
-    batch_size: int = knob(128, integer(lo=1))
+    batch_size: int = knob(128, integer(lo=1, hi=MAX_BATCH_SIZE))
     # training epochs (upper bound with early stopping)
-    epochs: int = knob(15, integer(lo=1))
+    epochs: int = knob(15, integer(lo=1, hi=MAX_EPOCHS))
     # epochs without validation-loss improvement before stopping
-    patience: int | None = knob(None, integer(lo=1, optional=True))
+    patience: int | None = knob(None, integer(lo=1, hi=MAX_EPOCHS, optional=True))
     # IVON effective sample size (None: number of train examples)
     ivon_ess: float | None = knob(None, number(lo=0.0, lo_open=True, optional=True))
     # IVON initial Hessian value
     ivon_hess_init: float = knob(0.1, POSITIVE)
     # IVON weight samples per training step
-    ivon_train_samples: int = knob(1, integer(lo=1))
+    ivon_train_samples: int = knob(1, integer(lo=1, hi=MAX_SAMPLES))
     # IVON: 0 predicts at the mean, k > 0 averages k samples
-    ivon_test_samples: int = knob(0, integer(lo=0))
+    ivon_test_samples: int = knob(0, integer(lo=0, hi=MAX_SAMPLES))
     # --- run ---
     # seeds torch, numpy and the data order
-    seed: int = knob(0, integer(lo=0))
+    seed: int = knob(0, integer(lo=0, hi=MAX_SEED))
     # auto (CUDA when present) | cpu | cuda
     device: str = knob("auto", one_of(DEVICES))
     # torch CPU threads (None: leave torch's default)
-    num_threads: int | None = knob(None, integer(lo=1, optional=True))
+    num_threads: int | None = knob(None, integer(lo=1, hi=MAX_THREADS, optional=True))
     # free-form tags kept with the result
     extra: dict[str, Any] = knob(dict, tags)
 

@@ -31,7 +31,7 @@ import torch
 from core import columns as C
 from core.config import ConfigError, TrialConfig, parse_field
 from core.data import DataBundle, TensorLoader, load_for_config
-from core.errors import DataError
+from core.errors import DataError, refusal
 from core.metrics import evaluation_metrics
 from core.models import count_parameters, model_for_config
 from core.optim import (
@@ -46,12 +46,12 @@ Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
 def select_device(name: str) -> torch.device:
-    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run."""
+    """`auto` takes CUDA when present; `cuda` without a GPU is refused, not a silent CPU run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "device='cuda' but torch sees no CUDA device; use device='auto' or 'cpu'"
+        raise ConfigError(
+            refusal("device", name, "'auto' or 'cpu'", why="torch sees no CUDA device here")
         )
     return torch.device(name)
 
@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         values = {k: parse_field(k, v) for k, v in vars(ns).items() if v is not None}
         cfg = TrialConfig.from_dict(values)
+        select_device(cfg.device)  # a device this machine lacks: refused before any work
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
 """The command line of every study script: one option per `JobOptions` field, plus the
 script's own (`option`), then the checks, then the run.
 
-Bad options and configs print one line, `error: ...`, and exit with status 2 before Ray starts;
-an interrupted study exits with 130 (resume it with `--resume`). This module stays free of Ray
+Bad options and configs print one line, `error: ...`, and exit with status 2 before Ray starts
+(or, for what only a running cluster can tell, before any trial starts); a study that ran with
+errored trials exits with 1 after writing its files; an interrupted study exits with 130
+(resume it with `--resume`). This module stays free of Ray
 and torch, so that importing a study script loads neither: the runner is imported only to run.
 """
 
@@ -19,7 +21,14 @@ from typing import Any
 import click
 
 from core.errors import ConfigError, DataError
-from tune_jobs.options import JobError, JobOptions, Study, StudyInterrupted, check_study
+from tune_jobs.options import (
+    JobError,
+    JobOptions,
+    Study,
+    StudyFailed,
+    StudyInterrupted,
+    check_study,
+)
 
 __all__ = ["cli", "command", "job_option_params", "option"]
 
@@ -75,6 +84,9 @@ def command(
         except (JobError, ConfigError, DataError, FileNotFoundError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except StudyFailed as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
         except StudyInterrupted as e:
             click.echo(str(e), err=True)
             sys.exit(130)

@@ -11,16 +11,42 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
+import os
+import socket
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import DATASETS, TrialConfig, parse_field
+from core.config import DATASETS, MAX_EPOCHS, TrialConfig, parse_field
 from core.errors import refusal
 
 # The smoke preset: minutes on 2 CPU cores, the same files as a full run.
 SMOKE = {"arch": "simple_cnn", "train_subset": 500, "test_subset": 250, "epochs": 2}
+
+# Upper bounds no study needs: a typo (an extra digit, a pasted huge number) is refused at once
+# instead of running for ever. Epochs share TrialConfig's bound (core.config.MAX_EPOCHS).
+MAX_SEEDS = 1_000  # replicates per cell; 10 is already a lot
+MAX_TRIALS = 100_000  # --max-concurrent and a search's --num-samples
+MAX_FAILURES = 100  # retries of one trial
+MAX_REDUCTION_FACTOR = 1_000.0  # ASHA keeps 1/factor per rung; 2..4 is usual
+
+# TrialConfig fields that have their own option: the job reads the option (to load the data on
+# the driver, to size the trial's resources), so `--set` of the field is refused in its favour.
+OWN_OPTION = {
+    "dataset": "--dataset",
+    "data_dir": "--data-dir",
+    "epochs": "--epochs",
+    "num_threads": "--cpus-per-trial",  # a trial's torch threads follow its CPUs
+}
+STORAGE_ALLOWED = "a writable folder, s3://bucket/path or gs://bucket/path"
+ADDRESS_ALLOWED = (
+    "'auto' with a running cluster, host:port of a head node (ray://host:port for Ray Client), "
+    "or no --address for a local Ray"
+)
+CONNECT_TIMEOUT_S = 3.0  # a head node answers in milliseconds
 
 
 class JobError(Exception):
@@ -29,6 +55,11 @@ class JobError(Exception):
 
 class StudyInterrupted(Exception):
     """The Tuner stopped before every trial finished; the experiment can be resumed."""
+
+
+class StudyFailed(Exception):
+    """The study ran to its end, files written, but some trials errored; the message names how
+    many, each distinct error once and where a trial's traceback is."""
 
 
 def _option(default: Any, help: str, flag: str | None = None) -> Any:
@@ -73,26 +104,34 @@ class JobOptions:
         """Option errors that need no Ray: one message naming option, value and what is allowed."""
         if self.dataset not in DATASETS:
             raise JobError(refusal("--dataset", self.dataset, DATASETS))
-        if self.seeds < 1:
-            raise JobError(refusal("--seeds", self.seeds, "an integer >= 1"))
-        if self.epochs is not None and self.epochs < 1:
-            raise JobError(refusal("--epochs", self.epochs, "an integer >= 1"))
-        if self.cpus_per_trial <= 0:
-            raise JobError(refusal("--cpus-per-trial", self.cpus_per_trial, "a number > 0"))
+        check_int("--seeds", self.seeds, 1, MAX_SEEDS)
+        if self.epochs is not None:
+            check_int("--epochs", self.epochs, 1, MAX_EPOCHS)
+        c = self.cpus_per_trial
+        if not math.isfinite(c) or c <= 0:
+            raise JobError(refusal("--cpus-per-trial", c, "a number > 0"))
         g = self.gpus_per_trial
-        if g is not None and (g < 0 or (g > 1 and g != int(g))):
+        if g is not None and (not math.isfinite(g) or g < 0 or (g > 1 and g != int(g))):
             raise JobError(refusal("--gpus-per-trial", g, "a fraction in [0, 1] or a whole number"))
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise JobError(refusal("--max-concurrent", self.max_concurrent, "an integer >= 1"))
-        if self.grace_period < 1:
-            raise JobError(refusal("--grace-period", self.grace_period, "an integer >= 1"))
-        if self.reduction_factor <= 1:
-            raise JobError(refusal("--reduction-factor", self.reduction_factor, "a number > 1"))
+        if self.max_concurrent is not None:
+            check_int("--max-concurrent", self.max_concurrent, 1, MAX_TRIALS)
+        check_int("--grace-period", self.grace_period, 1, MAX_EPOCHS)
+        r = self.reduction_factor
+        if not math.isfinite(r) or not 1 < r <= MAX_REDUCTION_FACTOR:
+            raise JobError(
+                refusal("--reduction-factor", r, f"a number > 1 and <= {MAX_REDUCTION_FACTOR:g}")
+            )
+        check_int("--max-failures", self.max_failures, 0, MAX_FAILURES)
         if self.data_dir is not None and not is_uri(self.data_dir):
             if not Path(self.data_dir).expanduser().exists():
                 raise JobError(
                     refusal("--data-dir", self.data_dir, "an existing folder", why="no such folder")
                 )
+        if not is_uri(self.storage_path):
+            check_storage_path(self.storage_path)
+        check_address(self.address)
+        if self.address is None:  # a local Ray: trials run on this machine's CPUs
+            check_cpus(self.cpus_per_trial, local_cpus(), "this machine")
 
     def base(self, **study: Any) -> dict[str, Any]:
         """The fixed part of every trial's config: study defaults, then smoke preset, then CLI."""
@@ -101,21 +140,45 @@ class JobOptions:
             cfg.update(SMOKE)
         if self.epochs is not None:
             cfg["epochs"] = self.epochs
-        cfg["dataset"] = self.dataset
-        if self.data_dir is not None:
-            cfg["data_dir"] = str(Path(self.data_dir).expanduser().resolve())
-        cfg["num_threads"] = max(1, int(self.cpus_per_trial))
         cfg.update(self.parsed_overrides())
+        # Last, so that neither a study's defaults nor --set can differ from what the driver
+        # loads (`data_location`) and the resources a trial gets.
+        cfg["dataset"] = self.dataset
+        cfg.pop("data_dir", None)
+        if self.data_location() is not None:
+            cfg["data_dir"] = self.data_location()
+        cfg["num_threads"] = max(1, int(self.cpus_per_trial))
         return cfg
 
+    def data_location(self) -> str | None:
+        """`--data-dir` as every trial's config names it and the driver loads it: resolved,
+        or None (then $ENSEMBLE_DATA_DIR, else the user cache)."""
+        if self.data_dir is None or is_uri(self.data_dir):
+            return self.data_dir
+        return str(Path(self.data_dir).expanduser().resolve())
+
     def parsed_overrides(self) -> dict[str, Any]:
-        """`--set key=value` pairs, typed like the TrialConfig field they set."""
+        """`--set key=value` pairs, typed like the TrialConfig field they set. A field with its
+        own option (`OWN_OPTION`) is refused: the option is the one place its value comes from."""
         out: dict[str, Any] = {}
         for item in self.overrides:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise JobError(refusal("--set", item, "key=value, e.g. --set norm=member"))
-            out[key.strip()] = parse_field(key.strip(), raw.strip())
+            key, raw = key.strip(), raw.strip()
+            if key in OWN_OPTION:
+                flag = OWN_OPTION[key]
+                raise JobError(
+                    refusal(
+                        "--set",
+                        item,
+                        f"{flag} {raw}"
+                        + (" (a trial's torch threads follow its CPUs)" * (key == "num_threads")),
+                        why=f"{key!r} has its own option, which the job reads (to load the "
+                        "data on the driver and size each trial) and which --set cannot change",
+                    )
+                )
+            out[key] = parse_field(key, raw)
         return out
 
     @property
@@ -130,6 +193,80 @@ class JobOptions:
 
 def is_uri(path: str) -> bool:
     return "://" in path
+
+
+def check_int(name: str, value: int, lo: int, hi: int) -> None:
+    """Refuse an option outside [lo, hi] (a huge int too: compared, never converted)."""
+    if not lo <= value <= hi:
+        raise JobError(refusal(name, value, f"an integer in [{lo}, {hi:,}]"))
+
+
+def local_cpus() -> int:
+    """The CPUs this process may use (its affinity mask; what a local Ray counts, short of a
+    cgroup quota, which the runner's check after `ray.init` catches)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_cpus(per_trial: float, most: float, where: str) -> None:
+    """Refuse `--cpus-per-trial` above the CPUs that `where` has at most."""
+    if per_trial > most:
+        raise JobError(
+            refusal(
+                "--cpus-per-trial",
+                per_trial,
+                f"a value <= {most:g}",
+                why=f"{where} has at most {most:g} CPU(s); a trial asking for more waits for ever",
+            )
+        )
+
+
+def check_address(address: str | None) -> None:
+    """Refuse an explicit `--address` (host:port or ray://host:port) that nothing answers at,
+    within seconds, before Ray starts and spends a minute retrying. `auto` is Ray's to find
+    (`tune_jobs.resources.start_ray` words its failure)."""
+    if address is None or address == "auto":
+        return
+    client = address.startswith("ray://")
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        host, port = hostport, "10001" if client else "6379"  # Ray's defaults
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise JobError(refusal("--address", address, ADDRESS_ALLOWED, why="not host:port"))
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except TimeoutError:
+        why = f"no answer from {host}:{port} within {CONNECT_TIMEOUT_S:g} s"
+        raise JobError(refusal("--address", address, ADDRESS_ALLOWED, why=why)) from None
+    except OSError as e:
+        why = f"cannot connect to {host}:{port} ({e.strerror or e})"
+        raise JobError(refusal("--address", address, ADDRESS_ALLOWED, why=why)) from None
+
+
+def check_storage_path(path: str) -> None:
+    """A local `--storage-path` must be a folder this process can create folders in, or a
+    path whose nearest existing parent is one (Ray creates the rest).
+
+    Tried for real (a temporary folder, removed at once), not read from permission bits: root
+    passes every permission check but not a read-only file system.
+    """
+    root = Path(path).expanduser().absolute()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is" if probe == root else "is under"
+        found = f"{where} {str(probe)!r}, a file, not a folder"
+        raise JobError(refusal("--storage-path", path, STORAGE_ALLOWED, why=found))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".storage-check-", dir=probe))
+    except OSError as e:
+        where = "" if probe == root else f" ({str(probe)!r}, the nearest existing folder)"
+        found = f"cannot create a folder there{where}: {e.strerror}"
+        raise JobError(refusal("--storage-path", path, STORAGE_ALLOWED, why=found)) from None
 
 
 # ----------------------------------------------------------------------------------------
@@ -221,7 +358,27 @@ def check_study(study: Study, opts: JobOptions) -> None:
                 why="ASHA ranks trials by one metric; a multi-objective search runs without it",
             )
         )
+    check_data_source(study, opts)
     validate_space(study)
+
+
+def check_data_source(study: Study, opts: JobOptions) -> None:
+    """Every trial config names the dataset and folder the driver loads (--dataset,
+    --data-dir): a study that sets either in its space otherwise would train on other data."""
+    want = {"dataset": opts.dataset, "data_dir": opts.data_location()}
+    for cfg in grid_configs(study.space):
+        for key, value in want.items():
+            got = cfg.get(key, getattr(TrialConfig, key))
+            if got != value:
+                raise JobError(
+                    refusal(
+                        key,
+                        got,
+                        f"{value!r}, from {OWN_OPTION[key]}",
+                        why=f"the {study.name} study's trials would not use the data the "
+                        "driver loads",
+                    )
+                )
 
 
 def uses_asha(study: Study, opts: JobOptions) -> bool:

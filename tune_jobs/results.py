@@ -119,7 +119,10 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
     last = epochs.iloc[-1] if len(epochs) else None
     row: dict[str, Any] = {TRIAL_ID: trial_id, STUDY: study, **cfg}
     row[STATUS] = STATUS_ERROR if error is not None else STATUS_TERMINATED
-    row[ERROR] = None if error is None else f"{type(error).__name__}: {error}"[:ERROR_CHARS]
+    # What the trial raised, not Ray's wrapper (RayTaskError(X) holds X as `cause`).
+    raised = getattr(error, "cause", None)
+    raised = raised if isinstance(raised, BaseException) else error
+    row[ERROR] = None if error is None else f"{type(raised).__name__}: {raised}"[:ERROR_CHARS]
     row[EPOCHS_DONE] = int(epochs[EPOCH].max()) if len(epochs) else 0
     row[DIVERGED] = bool(epochs[DIVERGED].any())
     row[EARLY_STOPPED] = bool(epochs[EARLY_STOPPED].any())

@@ -25,6 +25,7 @@ from tune_jobs.options import (
     JobError,
     JobOptions,
     Study,
+    StudyFailed,
     StudyInterrupted,
     grid_configs,
     is_uri,
@@ -32,7 +33,13 @@ from tune_jobs.options import (
     uses_asha,
     write_study_json,
 )
-from tune_jobs.resources import check_gpus, check_storage_reachable, cluster_gpus, local_gpus
+from tune_jobs.resources import (
+    check_cluster,
+    check_local,
+    check_storage_reachable,
+    cluster_resources,
+    start_ray,
+)
 from tune_jobs.results import write_results
 
 # What a researcher watches while a study runs: Ray Tune's table gets these columns.
@@ -55,26 +62,25 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     root = opts.storage_root()
     exp_path = f"{root}/{opts.experiment_name}"
     check_experiment_state(exp_path, opts)
-    if opts.gpus_per_trial and opts.address is None:
-        check_gpus(opts.gpus_per_trial, local_gpus(), "this machine")
+    if opts.address is None:  # trials run here: the GPUs they ask for must be here
+        check_local(study, opts.gpus_per_trial)
 
     # Data is decoded once, here on the driver, before any cluster work, and shipped to every
-    # trial through the object store (tune.with_parameters).
-    data = load_dataset(opts.dataset, study.space.get("data_dir"))
+    # trial through the object store (tune.with_parameters). It is the dataset and location
+    # every trial config names: both come from --dataset and --data-dir only (JobOptions.base).
+    data = load_dataset(opts.dataset, opts.data_location())
 
     # Ray Tune's classic progress table lets us choose its columns (PROGRESS_METRICS); the new
     # output engine does not. Tune reads this when a run starts, so setting it here is enough.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # No --address: always a fresh local Ray ("local"), never a cluster that happens to run here.
-    ray.init(address=opts.address or "local")
+    # A trial's traceback goes to its error.txt only, not to the console once per attempt (a
+    # documented Tune variable); the summary at the end names each distinct error once.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    start_ray(opts.address)
     try:
-        gpus = cluster_gpus()
-        if opts.gpus_per_trial is not None:
-            check_gpus(opts.gpus_per_trial, max(gpus.values(), default=0), "any node")
-        gpus_per_trial = (
-            opts.gpus_per_trial
-            if opts.gpus_per_trial is not None
-            else (1.0 if any(gpus.values()) else 0.0)
+        # What Ray sees (live nodes, node types it can launch): checked before any trial starts.
+        gpus_per_trial = check_cluster(
+            study, opts.cpus_per_trial, opts.gpus_per_trial, cluster_resources()
         )
         if not is_uri(root):
             check_storage_reachable(root)
@@ -121,11 +127,48 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             study.after(local_dir, results)
         if is_uri(root):
             upload(local_dir, exp_path)
+        failed = errored_trials(result_grid, exp_path)
     finally:
         ray.shutdown()
     print(f"results: {results_path}\nhistory: {history_path}")
+    if failed:
+        # The errors are data (the tables hold their rows), but the study did not do its job.
+        raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     print(f"report:  python -m analysis {local_dir}")
     return local_dir
+
+
+def error_message(error: BaseException) -> str:
+    """The first line of what the trial raised: Ray wraps it (RayTaskError), `cause` is it."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def errored_trials(result_grid, exp_path: str) -> list[tuple[str, str]]:
+    """(error message, error file) of each trial whose final status is ERROR."""
+    out = []
+    for result in result_grid:
+        if result.error is not None:
+            trial_dir = result.path or exp_path  # the trial folder in --storage-path
+            out.append((error_message(result.error), f"{trial_dir}/error.txt"))
+    return out
+
+
+def error_summary(name: str, n_trials: int, failed: list[tuple[str, str]]) -> str:
+    """`study NAME: K of N trial(s) errored`, then each distinct error once with its count and
+    one trial's error file (the full traceback of every attempt)."""
+    lines = [f"study {name}: {len(failed)} of {n_trials} trial(s) errored"]
+    by_message: dict[str, list[str]] = {}
+    for message, path in failed:
+        by_message.setdefault(message, []).append(path)
+    for message, paths in by_message.items():
+        lines.append(f"  {len(paths)} trial(s): {message}")
+        lines.append(f"    traceback: {paths[0]}")
+    return "\n".join(lines)
 
 
 def check_experiment_state(exp_path: str, opts: JobOptions) -> None:

@@ -15,7 +15,7 @@ def test_defaults_validate_and_round_trip():
     [
         ({"alpha": 1.5}, r"alpha=1\.5: fast-weight init must be a number in \[-1, 1\]"),
         ({"gamma": -1.01}, r"gamma=-1\.01"),
-        ({"ensemble_size": 0}, r"ensemble_size=0: must be an integer >= 1"),
+        ({"ensemble_size": 0}, r"ensemble_size=0: must be an integer in \[1, 64\]"),
         ({"ensemble": "single", "ensemble_size": 4}, r"ensemble_size=4: ensemble 'single'"),
         ({"ensemble": "batch", "ensemble_size": 1}, r"needs at least 2 members"),
         ({"arch": "resnet9"}, r"arch='resnet9' is not allowed; choose one of \['simple_cnn'"),

@@ -238,7 +238,7 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(ensemble_size=0), r"ensemble_size=0: must be an integer >= 1"),
+        (dict(ensemble_size=0), r"ensemble_size=0: must be an integer in \[1, 64\]"),
         (dict(ensemble="single", ensemble_size=4), r"ensemble_size=4: ensemble 'single'"),
         (dict(ensemble="batch", ensemble_size=1), r"ensemble_size=1: ensemble 'batch' needs"),
         (dict(ensemble="deep", ensemble_size=1), r"ensemble_size=1: ensemble 'deep' needs"),

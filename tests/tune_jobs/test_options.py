@@ -128,7 +128,7 @@ def test_a_bad_value_is_refused_in_one_line():
     study = Study("s", {"epochs": 1})
     result = CliRunner().invoke(command(lambda opts: study), ["--seeds", "0"])
     assert result.exit_code == 2
-    assert result.output == "error: --seeds=0: must be an integer >= 1\n"
+    assert result.output == "error: --seeds=0: must be an integer in [1, 1,000]\n"
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,13 +138,13 @@ def test_a_bad_value_is_refused_in_one_line():
     ("opts", "message"),
     [
         ({"dataset": "mnist"}, "--dataset='mnist' is not allowed; choose one of"),
-        ({"seeds": 0}, "--seeds=0: must be an integer >= 1"),
-        ({"epochs": 0}, "--epochs=0: must be an integer >= 1"),
+        ({"seeds": 0}, "--seeds=0: must be an integer in [1, 1,000]"),
+        ({"epochs": 0}, "--epochs=0: must be an integer in [1, 10,000]"),
         ({"cpus_per_trial": 0}, "--cpus-per-trial=0: must be a number > 0"),
         ({"gpus_per_trial": 1.5}, "--gpus-per-trial=1.5: must be a fraction in [0, 1]"),
-        ({"max_concurrent": 0}, "--max-concurrent=0: must be an integer >= 1"),
-        ({"grace_period": 0}, "--grace-period=0: must be an integer >= 1"),
-        ({"reduction_factor": 1}, "--reduction-factor=1: must be a number > 1"),
+        ({"max_concurrent": 0}, "--max-concurrent=0: must be an integer in [1, 100,000]"),
+        ({"grace_period": 0}, "--grace-period=0: must be an integer in [1, 10,000]"),
+        ({"reduction_factor": 1}, "--reduction-factor=1: must be a number > 1 and <= 1000"),
         ({"data_dir": "/nonexistent/x"}, "--data-dir='/nonexistent/x': no such folder"),
         ({"overrides": ["norm"]}, "--set='norm': must be key=value"),
     ],
