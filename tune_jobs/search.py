@@ -23,7 +23,7 @@ from core.columns import (
 )
 from core.pareto import pareto_mask
 from tune_jobs.cli import cli, option
-from tune_jobs.options import JobError, JobOptions, Study
+from tune_jobs.options import MAX_TRIALS, JobError, JobOptions, Study, check_int
 from tune_jobs.search_space import SearchSpace
 
 # Objective name -> (reported metric, direction).
@@ -56,8 +56,7 @@ def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
 
 def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:
     names = parse_objectives(objectives)
-    if num_samples < 1:
-        raise JobError(f"--num-samples={num_samples}: must be >= 1")
+    check_int("--num-samples", num_samples, 1, MAX_TRIALS)
     if opts.seeds != 1:
         # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
         # searchers do not combine with. Rerun the best configs with --seeds in a grid study.
