@@ -253,7 +253,7 @@ def test_trial_of_a_removed_node_continues_from_its_checkpoint(
     epochs = 4
     proc = start_job(
         "ensemble_size.py",
-        *job_args(data_dir, tmp_path, cluster, "--set", f"epochs={epochs}", "--max-failures", "2"),
+        *job_args(data_dir, tmp_path, cluster, "--epochs", str(epochs), "--max-failures", "2"),
     )
     exp = tmp_path / "ensemble_size_smoke"
 
@@ -293,7 +293,7 @@ def test_trial_of_a_removed_node_continues_from_its_checkpoint(
 
 def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path, start_job):
     epochs = 3
-    args = job_args(data_dir, tmp_path, cluster, "--set", f"epochs={epochs}")
+    args = job_args(data_dir, tmp_path, cluster, "--epochs", str(epochs))
     proc = start_job("ensemble_size.py", *args)
     exp = tmp_path / "ensemble_size_smoke"
 
