@@ -131,10 +131,11 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     finally:
         ray.shutdown()
     print(f"results: {results_path}\nhistory: {history_path}")
+    if len(failed) < len(result_grid):  # a report marks errored trials; of none, no report
+        print(f"report:  python -m analysis {local_dir}")
     if failed:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
-    print(f"report:  python -m analysis {local_dir}")
     return local_dir
 
 
