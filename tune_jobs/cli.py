@@ -2,7 +2,8 @@
 script's own (`option`), then the checks, then the run.
 
 Bad options and configs print one line, `error: ...`, and exit with status 2 before Ray starts;
-an interrupted study exits with 130 (resume it with `--resume`). This module stays free of Ray
+an interrupted study exits with 130 (resume it with `--resume`); `--resume` of a finished study
+says so in one line and exits with 0, starting nothing. This module stays free of Ray
 and torch, so that importing a study script loads neither: the runner is imported only to run.
 """
 
@@ -19,7 +20,15 @@ from typing import Any
 import click
 
 from core.errors import ConfigError, DataError
-from tune_jobs.options import JobError, JobOptions, Study, StudyInterrupted, check_study
+from tune_jobs.options import (
+    JobError,
+    JobOptions,
+    NothingToResume,
+    Study,
+    StudyInterrupted,
+    check_overrides_not_swept,
+    check_study,
+)
 
 __all__ = ["cli", "command", "job_option_params", "option"]
 
@@ -65,7 +74,7 @@ def command(
     def run(**values: Any) -> None:
         opts = JobOptions(**{k: v for k, v in values.items() if k not in extra_names})
         try:
-            study = make_study(opts, **{k: values[k] for k in extra_names})
+            study = _make_study(make_study, opts, {k: values[k] for k in extra_names}, extra)
             if opts.name is None:
                 opts.name = study.name + ("_smoke" if opts.smoke else "")
             check_study(study, opts)
@@ -78,6 +87,9 @@ def command(
         except StudyInterrupted as e:
             click.echo(str(e), err=True)
             sys.exit(130)
+        except NothingToResume as e:
+            click.echo(str(e))
+            sys.exit(0)
 
     return click.Command(
         name=None,
@@ -86,6 +98,28 @@ def command(
         help=_help_text(doc),
         context_settings={"max_content_width": 100},
     )
+
+
+def _make_study(
+    make_study: Callable[..., Study],
+    opts: JobOptions,
+    extra_values: dict[str, Any],
+    extra: Sequence[click.Option],
+) -> Study:
+    """The study, with the script's own options recorded in it (flag -> value).
+
+    A `--set` value that does not parse stops `make_study` (the space is built from it); if it
+    sets a field the study sweeps, that is the refusal to give, so the sweep is looked up in
+    the study built without `--set`."""
+    try:
+        study = make_study(opts, **extra_values)
+    except ConfigError:
+        if opts.overrides:
+            bare = dataclasses.replace(opts, overrides=())
+            check_overrides_not_swept(make_study(bare, **extra_values), opts)
+        raise
+    study.script_options = {p.opts[0]: extra_values[p.name] for p in extra if p.name}
+    return study
 
 
 def cli(
