@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,25 @@ from analysis.errors import ReportInputError
 from analysis.schema import HISTORY_REQUIRED, NUMERIC_REQUIRED, RESULTS_REQUIRED, STUDIES
 from analysis.tidy import tidy_history, tidy_results
 from core.columns import (
+    DRIVER,
     HISTORY_FILE,
     OPTUNA_DB,
     PARETO_FILE,
     RESULTS_FILE,
+    RESUME_COMMAND,
+    STATE_FINISHED,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
     STUDY,
     STUDY_FILE,
+    STUDY_STATE,
     TRIAL_ID,
+    TRIALS,
+    TRIALS_FINISHED,
 )
+
+# Ray Tune's own record of a running or stopped experiment, in the experiment folder.
+RAY_STATE_GLOB = "experiment_state-*.json"
 
 
 @dataclass
@@ -68,6 +81,66 @@ def _check_columns(
         problems.append(f"{name} column(s) {bad} must be numeric")
 
 
+def _record(path: Path) -> dict[str, Any]:
+    """study.json as a dict; {} when absent or unreadable (the caller says what is missing)."""
+    try:
+        record = json.loads((path / STUDY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _driver_alive(driver: Any) -> bool:
+    """Whether the process that runs the study is alive (known only on its own machine)."""
+    if not isinstance(driver, dict) or driver.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(driver["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _no_results(path: Path) -> str:
+    """Why a folder has no results.parquet: a study that is running, was interrupted or
+    stopped (from the study record, or Ray Tune's state alone), or not an experiment at all."""
+    record = _record(path)
+    state = record.get(STUDY_STATE)
+    ray_state = any(path.glob(RAY_STATE_GLOB))
+    where = f"study {record.get('name', path.name)!r} in {str(path)!r}"
+    command = record.get(RESUME_COMMAND)
+    resume = (
+        f"resume it with: {command}"
+        if command
+        else ("resume it with the study script's --resume (same --name and --storage-path)")
+    )
+    if state == STATE_INTERRUPTED:
+        done = record.get(TRIALS_FINISHED)
+        of = (
+            f" with {done} of {record.get(TRIALS, '?')} trial(s) finished"
+            if done is not None
+            else ""
+        )
+        return f"{where} was interrupted{of}, so it has no {RESULTS_FILE} yet; {resume}"
+    if state == STATE_RUNNING:
+        if _driver_alive(record.get(DRIVER)):
+            pid = record[DRIVER]["pid"]
+            return (
+                f"{where} is still running (process {pid}); {RESULTS_FILE} is written when "
+                "it ends: build the report then"
+            )
+        return f"{where} stopped before it finished, so it has no {RESULTS_FILE}; {resume}"
+    if ray_state and state != STATE_FINISHED:
+        return (
+            f"{where} holds Ray Tune's state of a study that did not finish (no "
+            f"{RESULTS_FILE}); {resume}"
+        )
+    return (
+        f"no results in {str(path)!r}: {RESULTS_FILE} is missing "
+        f"(a study writes {RESULTS_FILE} and {HISTORY_FILE} into its experiment folder)"
+    )
+
+
 def load_experiment(experiment_dir: str | Path) -> Experiment:
     """Load `experiment_dir`; raise ReportInputError naming everything missing or malformed
     (all problems in one message)."""
@@ -78,10 +151,7 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
         raise ReportInputError(f"{str(path)!r} is not a folder (expected an experiment folder)")
     res_path = path / RESULTS_FILE
     if not res_path.is_file():
-        raise ReportInputError(
-            f"no results in {str(path)!r}: {RESULTS_FILE} is missing "
-            f"(a study writes {RESULTS_FILE} and {HISTORY_FILE} into its experiment folder)"
-        )
+        raise ReportInputError(_no_results(path))
     problems: list[str] = []
     results = _read_parquet(res_path, problems)
     if results is not None:

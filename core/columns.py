@@ -22,6 +22,20 @@ PARETO_FILE = "pareto_front.parquet"  # results rows of the Pareto-optimal trial
 OPTUNA_DB = "optuna.db"  # the search's SQLite Optuna storage
 FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
 
+# --- The study record: keys of study.json besides what it says about the study --------------------
+# Written by tune_jobs when a study starts (state running), is interrupted and ends (finished);
+# `options` and `space` are what --resume compares against; analysis.load reads the state and the
+# resume command to explain a folder that has no results yet.
+STUDY_STATE = "state"  # one of STUDY_STATES
+STATE_RUNNING, STATE_INTERRUPTED, STATE_FINISHED = "running", "interrupted", "finished"
+STUDY_STATES = (STATE_RUNNING, STATE_INTERRUPTED, STATE_FINISHED)
+STUDY_OPTIONS = "options"  # the options that define what is computed: flag -> value as given
+STUDY_SPACE = "space"  # the parameter space handed to Ray Tune (a plain dict)
+RESUME_COMMAND = "resume_command"  # the command line that continues the study
+TRIALS = "trials"  # trials the study runs
+TRIALS_FINISHED = "trials_finished"  # trials ended when it was interrupted
+DRIVER = "driver"  # {"host": ..., "pid": ...} of the process that runs the study
+
 # --- Evaluation metrics ---------------------------------------------------------------------------
 # Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.trainable
 # reports each of them per evaluation split as <split>_<key>. Read through EPOCH_METRICS below.

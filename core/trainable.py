@@ -3,6 +3,7 @@ resuming from the trial's last checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import Any
@@ -43,6 +44,9 @@ def ray_trainable(config: dict[str, Any], data: DataBundle | None = None) -> Non
     `data` is the full dataset loaded once on the driver and shared with every trial through
     `tune.with_parameters`; each trial applies its own subset/validation split.
     """
+    # Ray Train logs "Checkpoint successfully created at: ..." at INFO for every epoch's
+    # checkpoint, in this (the trial's) process: its logger at WARNING keeps its warnings only.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     cfg = TrialConfig.from_dict(config)
     checkpoint = tune.get_checkpoint()
     resume_state = load_checkpoint_state(checkpoint) if checkpoint else None

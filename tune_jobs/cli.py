@@ -4,7 +4,8 @@ script's own (`option`), then the checks, then the run.
 Bad options and configs print one line, `error: ...`, and exit with status 2 before Ray starts
 (or, for what only a running cluster can tell, before any trial starts); a study that ran with
 errored trials exits with 1 after writing its files; an interrupted study exits with 130
-(resume it with `--resume`). This module stays free of Ray
+(resume it with `--resume`); `--resume` of a finished study says so in one line and exits with
+0, starting nothing. This module stays free of Ray
 and torch, so that importing a study script loads neither: the runner is imported only to run.
 """
 
@@ -24,9 +25,11 @@ from core.errors import ConfigError, DataError
 from tune_jobs.options import (
     JobError,
     JobOptions,
+    NothingToResume,
     Study,
     StudyFailed,
     StudyInterrupted,
+    check_overrides_not_swept,
     check_study,
 )
 
@@ -74,7 +77,7 @@ def command(
     def run(**values: Any) -> None:
         opts = JobOptions(**{k: v for k, v in values.items() if k not in extra_names})
         try:
-            study = make_study(opts, **{k: values[k] for k in extra_names})
+            study = _make_study(make_study, opts, {k: values[k] for k in extra_names}, extra)
             if opts.name is None:
                 opts.name = study.name + ("_smoke" if opts.smoke else "")
             check_study(study, opts)
@@ -90,6 +93,9 @@ def command(
         except StudyInterrupted as e:
             click.echo(str(e), err=True)
             sys.exit(130)
+        except NothingToResume as e:
+            click.echo(str(e))
+            sys.exit(0)
 
     return click.Command(
         name=None,
@@ -98,6 +104,28 @@ def command(
         help=_help_text(doc),
         context_settings={"max_content_width": 100},
     )
+
+
+def _make_study(
+    make_study: Callable[..., Study],
+    opts: JobOptions,
+    extra_values: dict[str, Any],
+    extra: Sequence[click.Option],
+) -> Study:
+    """The study, with the script's own options recorded in it (flag -> value).
+
+    A `--set` value that does not parse stops `make_study` (the space is built from it); if it
+    sets a field the study sweeps, that is the refusal to give, so the sweep is looked up in
+    the study built without `--set`."""
+    try:
+        study = make_study(opts, **extra_values)
+    except ConfigError:
+        if opts.overrides:
+            bare = dataclasses.replace(opts, overrides=())
+            check_overrides_not_swept(make_study(bare, **extra_values), opts)
+        raise
+    study.script_options = {p.opts[0]: extra_values[p.name] for p in extra if p.name}
+    return study
 
 
 def cli(

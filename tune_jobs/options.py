@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import socket
 import tempfile
 from collections.abc import Callable, Iterable
@@ -20,6 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.columns import (
+    DRIVER,
+    RESUME_COMMAND,
+    STATE_FINISHED,
+    STUDY_FILE,
+    STUDY_OPTIONS,
+    STUDY_SPACE,
+    STUDY_STATE,
+    TRIALS,
+)
 from core.config import DATASETS, MAX_EPOCHS, TrialConfig, parse_field
 from core.errors import refusal
 
@@ -60,6 +71,10 @@ class StudyInterrupted(Exception):
 class StudyFailed(Exception):
     """The study ran to its end, files written, but some trials errored; the message names how
     many, each distinct error once and where a trial's traceback is."""
+
+
+class NothingToResume(Exception):
+    """`--resume` of a study that finished: its results are there, nothing is run."""
 
 
 def _option(default: Any, help: str, flag: str | None = None) -> Any:
@@ -315,6 +330,9 @@ class Study:
     make_search_alg: Callable[[Path], Any] | None = None  # gets the local experiment folder
     after: Callable[[Path, Any], None] | None = None  # extra files once results are written
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into study.json
+    # The script's own options as given (`--num-samples` -> 20); tune_jobs.cli fills it in.
+    # They are recorded with the JobOptions that define the study and compared on --resume.
+    script_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def trial_count(self) -> int:
@@ -337,18 +355,8 @@ def check_study(study: Study, opts: JobOptions) -> None:
     """Every check that needs no Ray: the options, `--set` against the sweep, ASHA against the
     metric, each grid config."""
     opts.check()
-    swept = swept_keys(study.space)
-    clash = sorted(set(opts.parsed_overrides()) & set(swept))
-    if clash:
-        given = next(item for item in opts.overrides if item.partition("=")[0].strip() == clash[0])
-        raise JobError(
-            refusal(
-                "--set",
-                given,
-                f"a field the study does not sweep (swept: {swept})",
-                why=f"{clash[0]!r} is swept by the {study.name} study",
-            )
-        )
+    check_overrides_not_swept(study, opts)
+    opts.parsed_overrides()  # a value that is not of its field's type
     if uses_asha(study, opts) and isinstance(study.metric, list):
         raise JobError(
             refusal(
@@ -381,13 +389,36 @@ def check_data_source(study: Study, opts: JobOptions) -> None:
                 )
 
 
+def check_overrides_not_swept(study: Study, opts: JobOptions) -> None:
+    """`--set` of a field the study sweeps is refused, whatever its value: the keys are read
+    without parsing the values, so `--set alpha=abc` hears that alpha is swept, not that 'abc'
+    is not a float."""
+    swept = swept_keys(study.space)
+    for item in opts.overrides:
+        key = item.partition("=")[0].strip()
+        if key in swept:
+            values = study.space[key]["grid_search"]
+            raise JobError(
+                refusal(
+                    "--set",
+                    item,
+                    f"--set of a field the study does not sweep (it sweeps {swept})",
+                    why=f"{key} is swept by the {study.name} study (values {values})",
+                )
+            )
+
+
 def uses_asha(study: Study, opts: JobOptions) -> bool:
     """ASHA early stopping: the study's default unless `--asha/--no-asha` says otherwise."""
     return study.asha if opts.asha is None else opts.asha
 
 
-def study_record(study: Study, opts: JobOptions) -> dict[str, Any]:
-    """What `study.json` says about a study: which one, with which data, optimised how."""
+def study_record(
+    study: Study, opts: JobOptions, state: str = STATE_FINISHED, **more: Any
+) -> dict[str, Any]:
+    """What `study.json` says about a study: which one, with which data, optimised how; its
+    state (`core.columns.STUDY_STATES`), the options and space it was started with (what
+    `--resume` compares), the command that resumes it and the process that runs it."""
     info = {
         "study": study.name,
         "name": opts.experiment_name,
@@ -399,10 +430,140 @@ def study_record(study: Study, opts: JobOptions) -> dict[str, Any]:
     }
     if study.make_search_alg is not None:
         info["optuna_study"] = opts.experiment_name  # the Optuna study in optuna.db
+    info |= {
+        STUDY_STATE: state,
+        TRIALS: study.trial_count,
+        STUDY_OPTIONS: defining_options(study, opts),
+        STUDY_SPACE: plain(study.space),
+        RESUME_COMMAND: resume_command(study, opts),
+        DRIVER: {"host": socket.gethostname(), "pid": os.getpid()},
+        **more,
+    }
     return info
 
 
-def write_study_json(folder: Path, study: Study, opts: JobOptions) -> Path:
-    path = folder / "study.json"
-    path.write_text(json.dumps(study_record(study, opts), indent=2))
+def write_study_json(
+    folder: Path, study: Study, opts: JobOptions, state: str = STATE_FINISHED, **more: Any
+) -> Path:
+    path = folder / STUDY_FILE
+    path.write_text(json.dumps(study_record(study, opts, state, **more), indent=2))
     return path
+
+
+# ----------------------------------------------------------------------------------------
+# What defines a study, and --resume
+# ----------------------------------------------------------------------------------------
+# The JobOptions fields that change what a study computes: recorded when it starts and compared
+# on --resume. The others (resources, concurrency, retries, address, storage, name) may differ.
+DEFINING_OPTIONS = (
+    "smoke",
+    "dataset",
+    "data_dir",
+    "epochs",
+    "seeds",
+    "asha",
+    "grace_period",
+    "reduction_factor",
+    "overrides",
+)
+# Space keys that follow from options allowed to differ on --resume (--cpus-per-trial).
+RESOURCE_KEYS = ("num_threads",)
+
+
+def flag_of(field_name: str) -> str:
+    """The command-line flag of a JobOptions field: `--data-dir`, `--set`."""
+    f = {f.name: f for f in dataclasses.fields(JobOptions)}[field_name]
+    return f.metadata.get("flag", "--" + field_name.replace("_", "-"))
+
+
+def plain(value: Any) -> Any:
+    """`value` as JSON reads it back (tuples become lists), so a record compares equal."""
+    return json.loads(json.dumps(value))
+
+
+def defining_options(study: Study, opts: JobOptions) -> dict[str, Any]:
+    """Flag -> value of every option that defines the study, the script's own included;
+    `--data-dir` as an absolute path (a relative one may be given from another folder)."""
+    out: dict[str, Any] = {}
+    for name in DEFINING_OPTIONS:
+        value = getattr(opts, name)
+        if name == "data_dir" and value is not None and not is_uri(value):
+            value = str(Path(value).expanduser().resolve())
+        out[flag_of(name)] = list(value) if name == "overrides" else value
+    return plain({**out, **study.script_options})
+
+
+def _shown(flag: str, value: Any) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag.removeprefix("--")
+    return f"{flag} {value}"
+
+
+def _set_values(items: Iterable[str]) -> dict[str, tuple[str, Any]]:
+    """`--set` items by key: (the item as given, its value typed like the field)."""
+    out = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            value = parse_field(key.strip(), raw.strip())
+        except Exception:  # a saved item the current code no longer reads: compare the text
+            value = raw.strip()
+        out[key.strip()] = (item, value)
+    return out
+
+
+def option_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """Each defining option whose value differs from the saved study's, as
+    `--epochs 4 (saved: not set)`, `--set lr=0.5 (saved: not set)`."""
+    out = []
+    for flag in dict.fromkeys([*given, *saved]):
+        now, then = given.get(flag), saved.get(flag)
+        if flag == flag_of("overrides"):
+            now_set, then_set = _set_values(now or ()), _set_values(then or ())
+            for key in dict.fromkeys([*now_set, *then_set]):
+                a, b = now_set.get(key), then_set.get(key)
+                if a is None or b is None or a[1] != b[1]:
+                    shown_now = f"{flag} {a[0]}" if a else f"{flag} {key}=... not given"
+                    out.append(f"{shown_now} (saved: {f'{flag} {b[0]}' if b else 'not set'})")
+        elif now != then:
+            out.append(f"{_shown(flag, now)} (saved: {_shown(flag, then)})")
+    return out
+
+
+def check_resume(saved: dict[str, Any], study: Study, opts: JobOptions) -> None:
+    """`--resume` continues the study it was started as: options that change what is computed
+    must be the ones saved (each difference is named), and so must the parameter space."""
+    if STUDY_OPTIONS not in saved:  # a study recorded before options were: nothing to compare
+        return
+    diffs = option_differences(saved[STUDY_OPTIONS], defining_options(study, opts))
+    if not diffs:
+        then = {k: v for k, v in saved.get(STUDY_SPACE, {}).items() if k not in RESOURCE_KEYS}
+        now = {k: v for k, v in plain(study.space).items() if k not in RESOURCE_KEYS}
+        keys = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
+        if keys:
+            diffs = [f"the parameter space differs in {keys} (has the study's code changed?)"]
+    if diffs:
+        raise JobError(
+            "--resume: options differ from the saved study: "
+            + ", ".join(diffs)
+            + "; resume with the same options, or start a new --name"
+        )
+
+
+def resume_command(study: Study, opts: JobOptions) -> str:
+    """The command line that continues the study: its script, the options that define it
+    (those not at their default), --resume, --name and --storage-path."""
+    defaults = {flag_of(f.name): f.default for f in dataclasses.fields(JobOptions)}
+    args = ["python", f"tune_jobs/{study.name}.py"]
+    for flag, value in defining_options(study, opts).items():
+        if flag == flag_of("overrides"):
+            args += [a for item in value for a in (flag, item)]
+        elif isinstance(value, bool):
+            if value != defaults.get(flag):
+                args.append(_shown(flag, value))
+        elif value is not None and value != defaults.get(flag):
+            args += [flag, str(value)]
+    args += ["--resume", "--name", opts.experiment_name, "--storage-path", opts.storage_root()]
+    return shlex.join(args)

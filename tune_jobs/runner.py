@@ -7,16 +7,32 @@ experiment folder; with `s3://` or `gs://` storage they are written locally and 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from core.columns import (
+    RESULTS_FILE,
+    STATE_FINISHED,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
+    STATUS,
+    STATUS_TERMINATED,
+    STUDY_FILE,
+    STUDY_STATE,
+    TRIALS_FINISHED,
+)
 from core.config import TrialConfig
 from core.data import load_dataset
 from core.errors import refusal
@@ -24,11 +40,14 @@ from core.trainable import ray_trainable
 from tune_jobs.options import (
     JobError,
     JobOptions,
+    NothingToResume,
     Study,
     StudyFailed,
     StudyInterrupted,
+    check_resume,
     grid_configs,
     is_uri,
+    resume_command,
     swept_keys,
     uses_asha,
     write_study_json,
@@ -62,6 +81,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     root = opts.storage_root()
     exp_path = f"{root}/{opts.experiment_name}"
     check_experiment_state(exp_path, opts)
+    check_resume_state(exp_path, study, opts)
     if opts.address is None:  # trials run here: the GPUs they ask for must be here
         check_local(study, opts.gpus_per_trial)
 
@@ -76,6 +96,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     # A trial's traceback goes to its error.txt only, not to the console once per attempt (a
     # documented Tune variable); the summary at the end names each distinct error once.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    configure_ray_output()
     start_ray(opts.address)
     try:
         # What Ray sees (live nodes, node types it can launch): checked before any trial starts.
@@ -113,13 +134,17 @@ def run_study(study: Study, opts: JobOptions) -> Path:
                 run_config=run_config(study, opts, root),
             )
         print(f"study {study.name}: {n_trials} trial(s) in {exp_path}", flush=True)
+        save_record(local_dir, exp_path, study, opts, STATE_RUNNING)
         result_grid = tuner.fit()
         finished = finished_trials(exp_path)
         if finished < n_trials:
             # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
+            save_record(
+                local_dir, exp_path, study, opts, STATE_INTERRUPTED, **{TRIALS_FINISHED: finished}
+            )
             raise StudyInterrupted(
                 f"study interrupted with {finished} of {n_trials} trial(s) finished; the state "
-                f"is saved in {exp_path}: run the same command with --resume to continue"
+                f"is saved in {exp_path}; continue it with: {resume_command(study, opts)}"
             )
         write_study_json(local_dir, study, opts)
         results_path, history_path, results = write_results(result_grid, study.name, local_dir)
@@ -260,3 +285,69 @@ def upload(local_dir: Path, exp_path: str) -> None:
     for f in local_dir.iterdir():
         if f.is_file() and f.suffix in (".parquet", ".json", ".db"):
             pafs.copy_files(str(f), f"{path}/{f.name}", destination_filesystem=fs)
+
+
+# ----------------------------------------------------------------------------------------
+# The study record and --resume
+# ----------------------------------------------------------------------------------------
+def save_record(
+    local_dir: Path, exp_path: str, study: Study, opts: JobOptions, state: str, **more: Any
+) -> None:
+    """Write study.json with the study's state (and upload it with cloud storage): written
+    when the study starts, so that --resume and the report know what it was started with."""
+    path = write_study_json(local_dir, study, opts, state, **more)
+    if is_uri(exp_path):
+        fs, remote = pafs.FileSystem.from_uri(exp_path)
+        pafs.copy_files(str(path), f"{remote}/{path.name}", destination_filesystem=fs)
+
+
+def _read_bytes(exp_path: str, name: str) -> bytes | None:
+    """A file of the experiment folder (local or s3:// / gs://), None when absent."""
+    if not is_uri(exp_path):
+        path = Path(exp_path) / name
+        return path.read_bytes() if path.is_file() else None
+    fs, remote = pafs.FileSystem.from_uri(exp_path)
+    if fs.get_file_info(f"{remote}/{name}").type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(f"{remote}/{name}") as f:
+        return f.read()
+
+
+def check_resume_state(exp_path: str, study: Study, opts: JobOptions) -> None:
+    """Before Ray starts, on --resume: the options must be the saved study's (JobError naming
+    each difference), and a study that finished with every trial terminated has nothing to
+    resume (NothingToResume). A study with errored trials is resumed: they are retried."""
+    if not opts.resume:
+        return
+    raw = _read_bytes(exp_path, STUDY_FILE)
+    saved = json.loads(raw) if raw else {}
+    check_resume(saved, study, opts)
+    if saved.get(STUDY_STATE, STATE_FINISHED) != STATE_FINISHED:
+        return
+    results = _read_bytes(exp_path, RESULTS_FILE)
+    if results is None:
+        return
+    statuses = pq.read_table(pa.BufferReader(results), columns=[STATUS]).column(STATUS).to_pylist()
+    if all(s == STATUS_TERMINATED for s in statuses):
+        raise NothingToResume(
+            f"nothing to resume: study {opts.experiment_name} finished; "
+            f"results: {exp_path}/{RESULTS_FILE}"
+        )
+
+
+def configure_ray_output() -> None:
+    """Ray's lines a user cannot act on, turned off through Ray's own settings; the progress
+    table (CLIReporter) and the project's lines stay. A setting already in the environment wins.
+
+    * `TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S=0`: Tune forces an
+      experiment-state snapshot each time a trial has checkpointed `num_to_keep` times, and
+      warns when two come within 5 s (short epochs, several trials); 0 is Ray's documented
+      "off" for that warning. The slow-sync warning (a slow storage) stays.
+    * the `ray.tune.tune` logger at ERROR: its INFO lines (final sync, run time) and its
+      warnings on Ctrl-C (the `Tuner.restore(...)` hint) are replaced by the project's own
+      line with the `--resume` command. Errors still show.
+    * the trials' `ray.train` logger (per-epoch "Checkpoint successfully created at") is set
+      in `core.trainable`, in the process that logs it.
+    """
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)

@@ -29,11 +29,19 @@ def cifar10_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def alpha_gamma_smoke(tmp_path_factory, cifar10_dir) -> Path:
-    """One real alpha/gamma smoke study, shared by the tests that read its output."""
+def alpha_gamma_smoke_run(
+    tmp_path_factory, cifar10_dir
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """One real alpha/gamma smoke study: its folder and the finished process (its output)."""
     storage = tmp_path_factory.mktemp("ray_results")
     r = run_job(
         "alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(storage)
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return storage / "alpha_gamma_smoke"
+    return storage / "alpha_gamma_smoke", r
+
+
+@pytest.fixture(scope="session")
+def alpha_gamma_smoke(alpha_gamma_smoke_run) -> Path:
+    """The real alpha/gamma smoke study's folder, shared by the tests that read its output."""
+    return alpha_gamma_smoke_run[0]

@@ -127,7 +127,22 @@ def test_bad_options_are_refused_before_ray_starts(args, message, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing started, nothing written
 
 
-def test_swept_field_cannot_be_fixed(tmp_path):
-    r = run_job("tune_jobs/alpha_gamma.py", "--storage-path", str(tmp_path), "--set", "alpha=0.5")
+@pytest.mark.parametrize("value", ["0.5", "abc"])
+def test_swept_field_cannot_be_fixed(tmp_path, value):
+    """Swept is said first: `--set alpha=abc` hears that alpha is swept, not that 'abc' is no
+    float (a value of a field the study sweeps is never used)."""
+    args = ["--smoke", "--storage-path", str(tmp_path), "--set", f"alpha={value}"]
+    r = run_job("tune_jobs/alpha_gamma.py", *args)
     assert r.returncode == 2
-    assert "--set='alpha=0.5': 'alpha' is swept by the alpha_gamma study" in r.stderr
+    assert r.stderr == (
+        f"error: --set='alpha={value}': alpha is swept by the alpha_gamma study (values "
+        "[-0.5, 0.5]); allowed: --set of a field the study does not sweep (it sweeps "
+        "['alpha', 'gamma'])\n"
+    )
+    assert r.stdout == "" and not any(tmp_path.iterdir())  # no Ray banner, nothing written
+
+
+def test_a_bad_value_of_a_field_not_swept_is_still_refused_by_type(tmp_path):
+    r = run_job("tune_jobs/alpha_gamma.py", "--storage-path", str(tmp_path), "--set", "lr=abc")
+    assert r.returncode == 2
+    assert r.stderr == "error: lr='abc': must be a float\n"
