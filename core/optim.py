@@ -6,8 +6,10 @@
   ``ivon``: ivon.IVON from the ivon-opt package (ess = cfg.ivon_ess or the number of training
   examples, hess_init = cfg.ivon_hess_init, mc_samples = cfg.ivon_train_samples).
 * Two parameter groups: fast weights (BatchEnsemble ``alpha`` / ``gamma``: names ending in
-  ``.alpha`` / ``.gamma`` or bare ``alpha`` / ``gamma``) train at lr * cfg.fast_lr_mult with no
-  weight decay; all other trainable parameters use cfg.lr and cfg.weight_decay.
+  ``.alpha`` / ``.gamma`` or bare ``alpha`` / ``gamma``, and the per-member ``bias`` of
+  BatchEnsemble layers, as uncertainty-baselines does: see `param_groups`) train at
+  lr * cfg.fast_lr_mult with no weight decay; all other trainable parameters use cfg.lr and
+  the optimizer's weight decay.
 * Schedule ``constant`` or ``cosine`` (per step, from lr down to 0 over
   cfg.epochs * steps_per_epoch steps).
 
@@ -38,7 +40,8 @@ from torch import nn
 
 from core.config import OPTIMIZERS, SCHEDULES, TrialConfig
 from core.errors import ConfigError, refusal
-from core.metrics import ensemble_loss
+from core.layers import BEConv2d, BELinear
+from core.metrics import ensemble_loss, reported_loss
 
 try:  # ivon-opt is a declared dependency; keep adam/sgd usable if it is broken or missing
     import ivon as _ivon
@@ -46,12 +49,24 @@ except ImportError:  # pragma: no cover - exercised only without ivon-opt
     _ivon = None
 
 FAST_WEIGHT_NAMES = ("alpha", "gamma")
+# Layers whose `bias` is per-member (M, out) and trains with the fast weights. Norm layers'
+# per-member affine `bias` is not among them (uncertainty-baselines excludes batch_norm).
+MEMBER_BIAS_LAYERS = (BELinear, BEConv2d)
 
 
 def is_fast_weight(name: str) -> bool:
     """True for BatchEnsemble fast weights: ``alpha``/``gamma`` or names ending ``.alpha``..."""
     leaf = name.rsplit(".", 1)[-1]
     return leaf in FAST_WEIGHT_NAMES
+
+
+def member_biases(model: nn.Module) -> set[int]:
+    """ids of the per-member biases of the BatchEnsemble layers (BELinear, BEConv2d)."""
+    return {
+        id(m.bias)
+        for m in model.modules()
+        if isinstance(m, MEMBER_BIAS_LAYERS) and m.bias is not None
+    }
 
 
 def is_ivon(optimizer: torch.optim.Optimizer | None) -> bool:
@@ -61,15 +76,24 @@ def is_ivon(optimizer: torch.optim.Optimizer | None) -> bool:
 def param_groups(model: nn.Module, cfg: TrialConfig) -> list[dict]:
     """The two parameter groups (slow, fast); empty groups are left out.
 
+    Fast: the BatchEnsemble fast weights (`is_fast_weight`) and the per-member biases of
+    BatchEnsemble layers (`member_biases`), exactly the variables uncertainty-baselines scales
+    by its fast_weight_lr_multiplier: every trainable variable whose name holds neither
+    'batch_norm' nor 'kernel' (baselines/cifar/batchensemble.py, the "Separate learning rate
+    implementation" block of train_step: ``if ('batch_norm' not in var.name and 'kernel' not
+    in var.name)``), i.e. alpha, gamma and the ensemble layers' bias (edward2's
+    Conv2DBatchEnsemble / DenseBatchEnsemble keep a per-member bias of shape (M, out)). Norm
+    layers' affine parameters and all slow weights stay slow.
     Only parameters with requires_grad are included; a tied parameter appears once.
     Each group carries a ``name`` entry ('slow' or 'fast') for inspection.
     """
     slow: list[nn.Parameter] = []
     fast: list[nn.Parameter] = []
+    biases = member_biases(model)
     for name, p in model.named_parameters():  # de-duplicates tied parameters
         if not p.requires_grad:
             continue
-        (fast if is_fast_weight(name) else slow).append(p)
+        (fast if is_fast_weight(name) or id(p) in biases else slow).append(p)
     groups = []
     if slow:
         groups.append(
@@ -187,8 +211,11 @@ def train_step(
 ) -> tuple[float, torch.Tensor]:
     """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached).
 
-    The loss is core.metrics.ensemble_loss. For IVON it is the mean over the
-    cfg.ivon_train_samples weight samples and the logits are those of the last sample.
+    The loss is core.metrics.ensemble_loss for cfg.ensemble (a sum over members for ``deep``,
+    a mean otherwise); the value returned is the mean over members of their mean
+    cross-entropy for every kind of ensemble (core.metrics.reported_loss). For IVON it is the
+    mean over the cfg.ivon_train_samples weight samples and the logits are those of the last
+    sample.
     Gradients are clipped to global norm cfg.grad_clip when set. The scheduler (if given) is
     stepped once. If the loss is NaN or infinite no parameter update is made (the weights stay
     those of the last finite step) and the non-finite value is returned: the caller decides
@@ -203,7 +230,7 @@ def train_step(
             with optimizer.sampled_params(train=True):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(x)
-                loss = ensemble_loss(logits, y)
+                loss = ensemble_loss(logits, y, cfg.ensemble)
                 loss.backward()
                 _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
                 if cfg.grad_clip is not None:
@@ -218,7 +245,7 @@ def train_step(
     else:
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = ensemble_loss(logits, y)
+        loss = ensemble_loss(logits, y, cfg.ensemble)
         loss.backward()
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
@@ -228,7 +255,7 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
     if scheduler is not None and math.isfinite(loss_value):
         scheduler.step()
-    return loss_value, logits.detach()
+    return reported_loss(loss_value, logits.shape[0], cfg.ensemble), logits.detach()
 
 
 @torch.no_grad()

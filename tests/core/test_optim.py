@@ -411,3 +411,23 @@ def test_ivon_checkpoint_round_trip_continues_exactly():
     assert opt2.current_step == 3
     train_step(model2, opt2, x, y, cfg, sched2)
     assert torch.allclose(_flat(model2), continued, atol=1e-7)
+
+
+def test_fast_group_holds_alpha_gamma_and_the_be_layers_member_biases():
+    # uncertainty-baselines scales every variable named neither 'batch_norm' nor 'kernel'
+    from core.layers import BEBatchNorm2d, BEConv2d, BELinear
+    from core.models import build_model
+
+    model = build_model("simple_cnn", 10, ensemble_size=3, ensemble="batch", norm="batch")
+    opt, _ = build_optimizer(model, _cfg(optimizer="sgd", lr=0.2), 100, 4)
+    by_name = {g["name"]: g for g in opt.param_groups}
+    fast = {id(p) for p in by_name["fast"]["params"]}
+    be = [m for m in model.modules() if isinstance(m, BEConv2d | BELinear)]
+    expected = {id(m.alpha) for m in be} | {id(m.gamma) for m in be}
+    expected |= {id(m.bias) for m in be if m.bias is not None}
+    assert any(m.bias is not None for m in be)
+    assert fast == expected
+    norms = [m for m in model.modules() if isinstance(m, BEBatchNorm2d)]
+    assert norms and all(id(n.bias) not in fast and id(n.weight) not in fast for n in norms)
+    assert all(id(m.weight) not in fast for m in be)
+    assert by_name["fast"]["lr"] == pytest.approx(0.1)
