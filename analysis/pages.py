@@ -208,6 +208,12 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
             title="Sharing regimes",
             description="final test accuracy, distinct parameters and batches/s per regime "
             "(sharing_network x sharing_ensemble), box plots across seeds",
+            notes=[
+                "batches/s is each trial's training-loop throughput averaged over its epochs, "
+                "measured while other trials may run on the same node: regimes compare fairly "
+                "only when the study ran one trial per node (--max-concurrent = nodes and "
+                "whole-node resources)"
+            ],
             figures=[F.sharing_boxes(res, others)],
             tables=["sharing.csv"],
         )
