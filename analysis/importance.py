@@ -6,7 +6,8 @@
   first maximised one). The storage is copied to a temporary folder first, so the
   experiment's own file is never opened for writing.
 - Without it (or when Optuna fails): the fallback is, per varying config column, the share of
-  the variance of final test accuracy explained by grouping the trials by that column alone
+  the variance of final validation accuracy (the objective) explained by grouping the trials by
+  that column alone
   (eta squared; numeric columns with more than 5 values are cut into 5 quantile bins). It
   ignores interactions and is not normalised: the columns need not sum to 1.
 - Fewer than MIN_TRIALS usable trials: no importances, and the page says so.
@@ -24,10 +25,10 @@ from typing import Any
 import pandas as pd
 
 from analysis.tidy import fmt_value, is_usable, varying_columns
-from core.columns import FINAL_TEST_ACC, OPTUNA_DB
+from core.columns import OPTUNA_DB, SELECTION_COLUMN
 
 MIN_TRIALS = 10
-ACC = FINAL_TEST_ACC
+ACC = SELECTION_COLUMN  # the search's objective: validation accuracy
 
 
 @dataclass

@@ -208,6 +208,12 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
             title="Sharing regimes",
             description="final test accuracy, distinct parameters and batches/s per regime "
             "(sharing_network x sharing_ensemble), box plots across seeds",
+            notes=[
+                "batches/s is each trial's training-loop throughput averaged over its epochs, "
+                "measured while other trials may run on the same node: regimes compare fairly "
+                "only when the study ran one trial per node (--max-concurrent = nodes and "
+                "whole-node resources)"
+            ],
             figures=[F.sharing_boxes(res, others)],
             tables=["sharing.csv"],
         )
@@ -224,7 +230,8 @@ def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
             Page(
                 slug="search_pareto",
                 title="Search: Pareto front",
-                description="final test accuracy against distinct parameters and throughput; "
+                description="final validation accuracy (the search's objective) against "
+                "distinct parameters and throughput; "
                 "Pareto-optimal trials highlighted",
                 figures=[F.pareto_front_figure(res, exp.pareto, varying)],
                 tables=["pareto.csv"],
@@ -235,7 +242,8 @@ def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     page = Page(
         slug="search_importance",
         title="Search: parameter importances",
-        description="how much each searched parameter matters for final test accuracy",
+        description="how much each searched parameter matters for final validation accuracy "
+        "(the objective)",
         notes=list(imp.notes),
     )
     if imp.values is None:
@@ -248,14 +256,6 @@ def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     plan.pages.append(page)
 
 
-def _main_metric(exp: Experiment) -> str:
-    name = exp.meta.get("metric", C.TEST_ACC)
-    name = str(name[0] if isinstance(name, list) and name else name)
-    summarised = name.startswith(tuple(f"{p}_" for p in C.SUMMARY_PREFIXES))
-    col = name if summarised else C.summary_column(C.FINAL, name)
-    return col if col in exp.results else C.FINAL_TEST_ACC
-
-
 def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     res = exp.results
     if res["seed"].nunique() < 2:
@@ -264,7 +264,7 @@ def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     per_config = keys.value_counts().max() if keys is not None else len(res)
     if per_config < 2:
         return
-    metric = _main_metric(exp)
+    metric = C.FINAL_TEST_ACC  # the reported metric's spread (ranking is _best's, on validation)
     plan.pages.append(
         Page(
             slug="seeds",
@@ -280,13 +280,22 @@ def _best(plan: Plan, exp: Experiment, varying: list[str]) -> None:
     if exp.history is None:
         plan.skipped.append(f"learning curves of the best trials: no {C.HISTORY_FILE}")
         return
+    if C.SELECTION_COLUMN not in exp.results or exp.results[C.SELECTION_COLUMN].isna().all():
+        # Never fall back to ranking by a test metric: that would select on the test set.
+        plan.skipped.append(
+            "learning curves of the best trials: no validation split (val_fraction 0), and "
+            "trials are ranked by validation accuracy only"
+        )
+        return
     plan.pages.append(
         Page(
             slug="best_trials",
             title="Learning curves of the best trials",
-            description="test accuracy and loss against epoch of the top 5 trials by final "
-            "test accuracy",
-            figures=[F.best_trial_curves(exp.results, exp.history, varying)],
+            description="test accuracy and loss against epoch of the top 5 trials, ranked by "
+            f"{metric_label(C.SELECTION_COLUMN)} (selection never reads the test set)",
+            figures=[
+                F.best_trial_curves(exp.results, exp.history, varying, metric=C.SELECTION_COLUMN)
+            ],
             tables=["trials.csv"],
         )
     )

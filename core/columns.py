@@ -21,6 +21,10 @@ STUDY_FILE = "study.json"  # what ran: study kind, name, dataset, objectives, ..
 PARETO_FILE = "pareto_front.parquet"  # results rows of the Pareto-optimal trials (search)
 OPTUNA_DB = "optuna.db"  # the search's SQLite Optuna storage
 FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
+# Keys of study.json that say how trials were selected (tune_jobs.options.study_record): the
+# reported metric ASHA, the searcher and the report rank by (a validation metric), and its mode.
+STUDY_SELECTION_METRIC = "selection_metric"
+STUDY_SELECTION_MODE = "selection_mode"
 
 # --- The study record: keys of study.json besides what it says about the study --------------------
 # Written by tune_jobs when a study starts (state running), is interrupted and ends (finished);
@@ -144,8 +148,18 @@ FINAL_TEST_LOSS = summary_column(FINAL, TEST_LOSS)
 TOTAL_S = "total_s"  # sum of epoch_s
 # Cost of a trial: means over its epochs (params, throughput) and total_s.
 RESULT_COST_COLUMNS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, TOTAL_S)
+# Selection: trials are ranked by a validation metric only, never a test one (ASHA, the search,
+# the report). The report ranks by SELECTION_COLUMN (the validation accuracy at the trial's last
+# epoch, what ASHA and Optuna saw last); the honest test figure of a trial is its test metric
+# at the epoch of its best validation accuracy (first such epoch; NaN without validation).
+FINAL_VAL_ACC = summary_column(FINAL, VAL_ACC)
+SELECTION_COLUMN = FINAL_VAL_ACC
+EPOCH_AT_BEST_VAL = "epoch_at_best_val"  # epoch of the best val_acc
+TEST_ACC_AT_BEST_VAL = "test_acc_at_best_val"
+TEST_LOSS_AT_BEST_VAL = "test_loss_at_best_val"
+AT_BEST_VAL_COLUMNS = (EPOCH_AT_BEST_VAL, TEST_ACC_AT_BEST_VAL, TEST_LOSS_AT_BEST_VAL)
 # Every per-trial column of results.parquet besides KEY_COLUMNS and the config columns.
-RESULTS_COLUMNS = (*OUTCOME_COLUMNS, *SUMMARY_COLUMNS, *RESULT_COST_COLUMNS)
+RESULTS_COLUMNS = (*OUTCOME_COLUMNS, *SUMMARY_COLUMNS, *AT_BEST_VAL_COLUMNS, *RESULT_COST_COLUMNS)
 
 # --- Cost metrics ---------------------------------------------------------------------------------
 # Measurements of cost, in either table: valid even when a trial diverged (analysis keeps them

@@ -217,7 +217,7 @@ class TrialConfig:
     momentum: float = knob(0.9, number(lo=0.0, hi=1.0, hi_open=True))
     # SGD Nesterov momentum
     nesterov: bool = knob(False, flag)
-    # on slow weights only; fast weights never decay
+    # Adam/SGD, on slow weights only; fast weights never decay (IVON: ivon_weight_decay)
     weight_decay: float = knob(0.0, number(lo=0.0))
     # learning-rate multiplier of fast weights (uncertainty-baselines)
     fast_lr_mult: float = knob(0.5, POSITIVE)
@@ -231,13 +231,15 @@ class TrialConfig:
     epochs: int = knob(15, integer(lo=1, hi=MAX_EPOCHS))
     # epochs without validation-loss improvement before stopping
     patience: int | None = knob(None, integer(lo=1, hi=MAX_EPOCHS, optional=True))
-    # IVON effective sample size (None: number of train examples)
+    # IVON effective sample size (None: number of train examples, the authors' recipe)
     ivon_ess: float | None = knob(None, number(lo=0.0, lo_open=True, optional=True))
-    # IVON initial Hessian value
-    ivon_hess_init: float = knob(0.1, POSITIVE)
+    # IVON initial Hessian value (authors' CIFAR recipe: 0.5; see core.optim)
+    ivon_hess_init: float = knob(0.5, POSITIVE)
+    # IVON weight decay delta = prior precision, slow weights (CIFAR recipe: 2e-4)
+    ivon_weight_decay: float = knob(2e-4, number(lo=0.0))
     # IVON weight samples per training step
     ivon_train_samples: int = knob(1, integer(lo=1, hi=MAX_SAMPLES))
-    # IVON: 0 predicts at the mean, k > 0 averages k samples
+    # IVON: 0 predicts at the mean, k > 0 averages k samples (recipe: 0, or 64)
     ivon_test_samples: int = knob(0, integer(lo=0, hi=MAX_SAMPLES))
     # --- run ---
     # seeds torch, numpy and the data order
@@ -289,6 +291,15 @@ class TrialConfig:
         if self.optimizer == "sgd" and self.nesterov and self.momentum <= 0:
             raise ConfigError(
                 refusal("momentum", self.momentum, "> 0", "nesterov=True needs momentum")
+            )
+        if self.optimizer == "ivon" and self.weight_decay != 0.0:
+            raise ConfigError(
+                refusal(
+                    "weight_decay",
+                    self.weight_decay,
+                    "0 with optimizer 'ivon' (set ivon_weight_decay, IVON's prior precision)",
+                    "IVON's weight decay is its Gaussian prior and has its own field",
+                )
             )
         if self.patience is not None and self.val_fraction == 0.0:
             # Early stopping on the test set would select on test data; refuse it.

@@ -3,6 +3,23 @@
 Every model in this project returns logits shaped (M, B, K): M ensemble members, each seeing
 every one of the B examples, K classes. Evaluation works on member *probabilities*
 (M, N, K); the ensemble prediction is the mean of the member probabilities.
+
+The training loss has one convention per kind of ensemble (`ensemble_loss`):
+
+* ``batch`` and ``single``: the mean cross-entropy over the M * B tiled rows, i.e. the mean
+  over members of each member's mean cross-entropy. This is BatchEnsemble's convention, as in
+  uncertainty-baselines (baselines/cifar/batchensemble.py tiles images and labels M times and
+  takes ``reduce_mean`` over the tiled batch). The slow weights are shared by all members:
+  a sum over members would give them M times the gradient of one network, so the mean keeps
+  their step size that of a single network. (Each member's own parameters, its fast weights
+  and per-member biases, get 1/M of its gradient; that is part of the convention.)
+* ``deep``: the *sum* over members of each member's mean cross-entropy. Deep-ensemble members
+  share no parameter, so member m's parameters get d loss / d theta_m equal to the gradient it
+  would get trained alone on the same batch: M independent networks, whatever the optimizer
+  (a mean would scale every member's gradient by 1/M, an lr/M for SGD and IVON).
+
+The value reported as the training loss (`core.optim.train_step`) is the mean over members in
+both cases, so that it compares across ensemble kinds.
 """
 
 from __future__ import annotations
@@ -13,13 +30,19 @@ import torch.nn.functional as F
 # Probabilities are clamped to at least this before taking logs (NLL and KL).
 EPS = 1e-12
 ECE_BINS = 15
+# How ensemble_loss combines the members' mean cross-entropies, per kind of ensemble.
+LOSS_CONVENTIONS = {"single": "mean", "batch": "mean", "deep": "sum"}
 
 
-def ensemble_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Training loss: the mean over members of each member's mean cross-entropy.
+def ensemble_loss(logits: torch.Tensor, y: torch.Tensor, ensemble: str = "batch") -> torch.Tensor:
+    """Training loss of one batch (the conventions are in this module's docstring).
 
     logits: (M, B, K); y: (B,) int64. Every member is trained on every example.
+    ensemble ``batch`` / ``single``: mean over members of each member's mean cross-entropy;
+    ``deep``: their sum, so that each member gets the gradient of a network trained alone.
     """
+    if ensemble not in LOSS_CONVENTIONS:
+        raise ValueError(f"ensemble={ensemble!r}: allowed {list(LOSS_CONVENTIONS)}")
     if logits.dim() != 3:
         raise ValueError(
             f"logits must be shaped (members, batch, classes), got shape {tuple(logits.shape)}"
@@ -31,7 +54,13 @@ def ensemble_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             f"got shape {tuple(y.shape)}"
         )
     # All members have the same B, so the mean over M*B rows is the mean of member means.
-    return F.cross_entropy(logits.reshape(m * b, k), y.repeat(m))
+    mean = F.cross_entropy(logits.reshape(m * b, k), y.repeat(m))
+    return mean * m if LOSS_CONVENTIONS[ensemble] == "sum" else mean
+
+
+def reported_loss(loss: float, members: int, ensemble: str) -> float:
+    """The mean over members of their mean cross-entropy, from `ensemble_loss`'s value."""
+    return loss / members if LOSS_CONVENTIONS[ensemble] == "sum" else loss
 
 
 def _check(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,10 +4,35 @@
 
 * ``adam``: torch.optim.Adam; ``sgd``: torch.optim.SGD with cfg.momentum and cfg.nesterov;
   ``ivon``: ivon.IVON from the ivon-opt package (ess = cfg.ivon_ess or the number of training
-  examples, hess_init = cfg.ivon_hess_init, mc_samples = cfg.ivon_train_samples).
+  examples, hess_init = cfg.ivon_hess_init, weight_decay = cfg.ivon_weight_decay,
+  mc_samples = cfg.ivon_train_samples).
+
+IVON's defaults are its authors' CIFAR recipe: team-approx-bayes/ivon-experiments,
+image_classification/train_ivon.sh after commit aa4a3e1 "fix hyperparameters" (2024-06-11),
+the script behind the ResNet-20 / CIFAR-10 results of Shen et al., "Variational Learning is
+Effective for Large Deep Networks" (ICML 2024, Sec. 4.1.2):
+
+  value                  recipe                      here
+  lr                     lr=0.2                      tune_jobs/optimizers.py (IVON's lr 0.2)
+  hess_init              hess_init=0.5 (was 0.1)     TrialConfig.ivon_hess_init = 0.5
+  weight decay (prior)   wdecay=2e-4                 TrialConfig.ivon_weight_decay = 2e-4
+  ess                    ess=50000 = CIFAR train     ivon_ess None: number of training examples
+  beta1, beta2           momentum=0.9, 0.99999       ivon-opt's defaults (0.9, 0.99999)
+  clip_radius            train.py default inf        ivon-opt's default (inf)
+  train MC samples       train.py --mc_samples 1     TrialConfig.ivon_train_samples = 1
+  test MC samples        test_ivon_mean.sh: mean;    TrialConfig.ivon_test_samples = 0 (mean;
+                         test_ivon_bayes.sh: 64      set 64 for the Bayes prediction)
+  lr scale               ivon-opt rescale_lr=True: the step is lr * (hess_init + weight_decay)
+                         times the preconditioned momentum, so lr is on SGD's scale
+
+The recipe trains 200 epochs at batch size 50 with 5 warm-up epochs then cosine decay; the
+studies here keep their own epochs, batch size and schedule. With weight_decay 0 and hess_init
+0.1 (this module's earlier defaults) IVON stayed at chance on small subsets.
 * Two parameter groups: fast weights (BatchEnsemble ``alpha`` / ``gamma``: names ending in
-  ``.alpha`` / ``.gamma`` or bare ``alpha`` / ``gamma``) train at lr * cfg.fast_lr_mult with no
-  weight decay; all other trainable parameters use cfg.lr and cfg.weight_decay.
+  ``.alpha`` / ``.gamma`` or bare ``alpha`` / ``gamma``, and the per-member ``bias`` of
+  BatchEnsemble layers, as uncertainty-baselines does: see `param_groups`) train at
+  lr * cfg.fast_lr_mult with no weight decay; all other trainable parameters use cfg.lr and
+  the optimizer's weight decay.
 * Schedule ``constant`` or ``cosine`` (per step, from lr down to 0 over
   cfg.epochs * steps_per_epoch steps).
 
@@ -38,7 +63,8 @@ from torch import nn
 
 from core.config import OPTIMIZERS, SCHEDULES, TrialConfig
 from core.errors import ConfigError, refusal
-from core.metrics import ensemble_loss
+from core.layers import BEConv2d, BELinear
+from core.metrics import ensemble_loss, reported_loss
 
 try:  # ivon-opt is a declared dependency; keep adam/sgd usable if it is broken or missing
     import ivon as _ivon
@@ -46,12 +72,24 @@ except ImportError:  # pragma: no cover - exercised only without ivon-opt
     _ivon = None
 
 FAST_WEIGHT_NAMES = ("alpha", "gamma")
+# Layers whose `bias` is per-member (M, out) and trains with the fast weights. Norm layers'
+# per-member affine `bias` is not among them (uncertainty-baselines excludes batch_norm).
+MEMBER_BIAS_LAYERS = (BELinear, BEConv2d)
 
 
 def is_fast_weight(name: str) -> bool:
     """True for BatchEnsemble fast weights: ``alpha``/``gamma`` or names ending ``.alpha``..."""
     leaf = name.rsplit(".", 1)[-1]
     return leaf in FAST_WEIGHT_NAMES
+
+
+def member_biases(model: nn.Module) -> set[int]:
+    """ids of the per-member biases of the BatchEnsemble layers (BELinear, BEConv2d)."""
+    return {
+        id(m.bias)
+        for m in model.modules()
+        if isinstance(m, MEMBER_BIAS_LAYERS) and m.bias is not None
+    }
 
 
 def is_ivon(optimizer: torch.optim.Optimizer | None) -> bool:
@@ -61,20 +99,28 @@ def is_ivon(optimizer: torch.optim.Optimizer | None) -> bool:
 def param_groups(model: nn.Module, cfg: TrialConfig) -> list[dict]:
     """The two parameter groups (slow, fast); empty groups are left out.
 
+    Fast: the BatchEnsemble fast weights (`is_fast_weight`) and the per-member biases of
+    BatchEnsemble layers (`member_biases`), exactly the variables uncertainty-baselines scales
+    by its fast_weight_lr_multiplier: every trainable variable whose name holds neither
+    'batch_norm' nor 'kernel' (baselines/cifar/batchensemble.py, the "Separate learning rate
+    implementation" block of train_step: ``if ('batch_norm' not in var.name and 'kernel' not
+    in var.name)``), i.e. alpha, gamma and the ensemble layers' bias (edward2's
+    Conv2DBatchEnsemble / DenseBatchEnsemble keep a per-member bias of shape (M, out)). Norm
+    layers' affine parameters and all slow weights stay slow.
     Only parameters with requires_grad are included; a tied parameter appears once.
     Each group carries a ``name`` entry ('slow' or 'fast') for inspection.
     """
     slow: list[nn.Parameter] = []
     fast: list[nn.Parameter] = []
+    biases = member_biases(model)
     for name, p in model.named_parameters():  # de-duplicates tied parameters
         if not p.requires_grad:
             continue
-        (fast if is_fast_weight(name) else slow).append(p)
+        (fast if is_fast_weight(name) or id(p) in biases else slow).append(p)
+    decay = cfg.ivon_weight_decay if cfg.optimizer == "ivon" else cfg.weight_decay
     groups = []
     if slow:
-        groups.append(
-            {"name": "slow", "params": slow, "lr": cfg.lr, "weight_decay": cfg.weight_decay}
-        )
+        groups.append({"name": "slow", "params": slow, "lr": cfg.lr, "weight_decay": decay})
     if fast:
         groups.append(
             {
@@ -152,7 +198,7 @@ def build_optimizer(
             lr=cfg.lr,
             ess=ess,
             hess_init=cfg.ivon_hess_init,
-            weight_decay=cfg.weight_decay,
+            weight_decay=cfg.ivon_weight_decay,  # the groups carry it (fast: 0)
             mc_samples=cfg.ivon_train_samples,
         )
     else:
@@ -187,8 +233,11 @@ def train_step(
 ) -> tuple[float, torch.Tensor]:
     """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached).
 
-    The loss is core.metrics.ensemble_loss. For IVON it is the mean over the
-    cfg.ivon_train_samples weight samples and the logits are those of the last sample.
+    The loss is core.metrics.ensemble_loss for cfg.ensemble (a sum over members for ``deep``,
+    a mean otherwise); the value returned is the mean over members of their mean
+    cross-entropy for every kind of ensemble (core.metrics.reported_loss). For IVON it is the
+    mean over the cfg.ivon_train_samples weight samples and the logits are those of the last
+    sample.
     Gradients are clipped to global norm cfg.grad_clip when set. The scheduler (if given) is
     stepped once. If the loss is NaN or infinite no parameter update is made (the weights stay
     those of the last finite step) and the non-finite value is returned: the caller decides
@@ -203,7 +252,7 @@ def train_step(
             with optimizer.sampled_params(train=True):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(x)
-                loss = ensemble_loss(logits, y)
+                loss = ensemble_loss(logits, y, cfg.ensemble)
                 loss.backward()
                 _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
                 if cfg.grad_clip is not None:
@@ -218,7 +267,7 @@ def train_step(
     else:
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = ensemble_loss(logits, y)
+        loss = ensemble_loss(logits, y, cfg.ensemble)
         loss.backward()
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
@@ -228,7 +277,7 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
     if scheduler is not None and math.isfinite(loss_value):
         scheduler.step()
-    return loss_value, logits.detach()
+    return reported_loss(loss_value, logits.shape[0], cfg.ensemble), logits.detach()
 
 
 @torch.no_grad()

@@ -27,15 +27,22 @@ from core.columns import (
     STATE_FINISHED,
     STUDY_FILE,
     STUDY_OPTIONS,
+    STUDY_SELECTION_METRIC,
+    STUDY_SELECTION_MODE,
     STUDY_SPACE,
     STUDY_STATE,
     TRIALS,
+    VAL_ACC,
 )
 from core.config import DATASETS, MAX_EPOCHS, TrialConfig, parse_field
 from core.errors import refusal
 
 # The smoke preset: minutes on 2 CPU cores, the same files as a full run.
 SMOKE = {"arch": "simple_cnn", "train_subset": 500, "test_subset": 250, "epochs": 2}
+# Every study holds out this share of the training set (stratified) as its validation split:
+# selection (ASHA, the Optuna objective, "best" in the progress table and the report) reads
+# validation metrics only, never the test set. `--set val_fraction=...` changes it.
+VAL_FRACTION = 0.1
 
 # Upper bounds no study needs: a typo (an extra digit, a pasted huge number) is refused at once
 # instead of running for ever. Epochs share TrialConfig's bound (core.config.MAX_EPOCHS).
@@ -149,8 +156,9 @@ class JobOptions:
             check_cpus(self.cpus_per_trial, local_cpus(), "this machine")
 
     def base(self, **study: Any) -> dict[str, Any]:
-        """The fixed part of every trial's config: study defaults, then smoke preset, then CLI."""
-        cfg = dict(study)
+        """The fixed part of every trial's config: the validation split (VAL_FRACTION), study
+        defaults, then smoke preset, then CLI."""
+        cfg = {"val_fraction": VAL_FRACTION, **study}
         if self.smoke:
             cfg.update(SMOKE)
         if self.epochs is not None:
@@ -324,7 +332,7 @@ class Study:
     name: str
     space: dict[str, Any]
     asha: bool = False
-    metric: str | list[str] = "test_acc"
+    metric: str | list[str] = VAL_ACC  # what ASHA and the searcher rank by: validation only
     mode: str | list[str] = "max"
     num_samples: int = 1
     make_search_alg: Callable[[Path], Any] | None = None  # gets the local experiment folder
@@ -367,6 +375,7 @@ def check_study(study: Study, opts: JobOptions) -> None:
             )
         )
     check_data_source(study, opts)
+    check_selection(study, opts)
     validate_space(study)
 
 
@@ -408,6 +417,42 @@ def check_overrides_not_swept(study: Study, opts: JobOptions) -> None:
             )
 
 
+def selection(study: Study) -> tuple[str, str]:
+    """(metric, mode) that selects trials: the study's metric, or a multi-objective search's
+    first (accuracy) objective."""
+    if isinstance(study.metric, list):
+        return study.metric[0], study.mode[0]  # type: ignore[index]
+    return study.metric, study.mode  # type: ignore[return-value]
+
+
+def check_selection(study: Study, opts: JobOptions) -> None:
+    """Selection reads validation metrics, never test ones; ASHA and a search need the
+    validation split to be there."""
+    metrics = study.metric if isinstance(study.metric, list) else [study.metric]
+    leaked = [m for m in metrics if m.startswith("test_")]
+    if leaked:
+        raise JobError(
+            refusal(
+                "metric",
+                leaked[0],
+                "a validation metric (val_acc, val_loss, ...) or a cost",
+                why="selecting on the test set would leak it into the result",
+            )
+        )
+    selects = uses_asha(study, opts) or study.make_search_alg is not None
+    no_val = [c for c in grid_configs(study.space) if not c.get("val_fraction", 0.0)]
+    if selects and no_val:
+        raise JobError(
+            refusal(
+                "--set",
+                "val_fraction=0",
+                "val_fraction > 0 (the default 0.1), or --no-asha for a grid study",
+                why=f"{'the search' if study.make_search_alg else 'ASHA'} ranks trials by "
+                f"{selection(study)[0]}, which needs a validation split",
+            )
+        )
+
+
 def uses_asha(study: Study, opts: JobOptions) -> bool:
     """ASHA early stopping: the study's default unless `--asha/--no-asha` says otherwise."""
     return study.asha if opts.asha is None else opts.asha
@@ -426,6 +471,8 @@ def study_record(
         "smoke": opts.smoke,
         "metric": study.metric,
         "mode": study.mode,
+        STUDY_SELECTION_METRIC: selection(study)[0],
+        STUDY_SELECTION_MODE: selection(study)[1],
         **study.info,
     }
     if study.make_search_alg is not None:

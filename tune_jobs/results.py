@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.columns import (
     ASHA_STOPPED,
+    AT_BEST_VAL_COLUMNS,
     AVG,
     BATCHES_PER_S,
     BEST,
@@ -21,6 +22,7 @@ from core.columns import (
     DIVERGED,
     EARLY_STOPPED,
     EPOCH,
+    EPOCH_AT_BEST_VAL,
     EPOCH_METRICS,
     EPOCH_S,
     EPOCHS_DONE,
@@ -43,8 +45,13 @@ from core.columns import (
     STATUS_ERROR,
     STATUS_TERMINATED,
     STUDY,
+    TEST_ACC,
+    TEST_ACC_AT_BEST_VAL,
+    TEST_LOSS,
+    TEST_LOSS_AT_BEST_VAL,
     TOTAL_S,
     TRIAL_ID,
+    VAL_ACC,
     extra_column,
     larger_is_better,
     summary_column,
@@ -105,6 +112,20 @@ def _mean(values: pd.Series) -> float:
     return float(finite.mean()) if len(finite) else math.nan
 
 
+def at_best_val(epochs: pd.DataFrame) -> dict[str, float]:
+    """The epoch of the best validation accuracy (the first, on ties) and the test accuracy
+    and loss of that epoch: the test figures of the epoch validation selects."""
+    val = pd.to_numeric(epochs[VAL_ACC], errors="coerce") if len(epochs) else pd.Series()
+    if not val.notna().any():
+        return dict.fromkeys(AT_BEST_VAL_COLUMNS, math.nan)
+    i = val.idxmax()  # first maximum; NaN epochs skipped
+    return {
+        EPOCH_AT_BEST_VAL: float(epochs.at[i, EPOCH]),
+        TEST_ACC_AT_BEST_VAL: float(epochs.at[i, TEST_ACC]),
+        TEST_LOSS_AT_BEST_VAL: float(epochs.at[i, TEST_LOSS]),
+    }
+
+
 def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """One Ray Tune `Result` -> (results row, history rows)."""
     metrics = result.metrics or {}
@@ -141,6 +162,7 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         row[summary_column(FINAL, m)] = float(vals.iloc[-1]) if len(vals) else math.nan
         row[summary_column(BEST, m)] = float(best) if len(finite) else math.nan
         row[summary_column(AVG, m)] = float(finite.mean()) if len(finite) else math.nan
+    row.update(at_best_val(epochs))
     for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S):
         row[m] = _mean(epochs[m])
     seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()

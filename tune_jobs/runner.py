@@ -65,6 +65,7 @@ from tune_jobs.results import write_results
 PROGRESS_METRICS = {
     "epoch": "epoch",
     "train_loss": "train loss",
+    "val_acc": "val acc",  # what selection reads
     "test_acc": "test acc",
     "test_loss": "test loss",
     "batches_per_s": "batch/s",

@@ -17,11 +17,15 @@ from core.columns import (
     IMAGES_PER_S,
     PARAMS,
     PARETO_FILE,
+    SELECTION_COLUMN,
+    TEST_ACC_AT_BEST_VAL,
     TRIAL_ID,
 )
 from core.pareto import pareto_mask
 
-ACC = FINAL_TEST_ACC
+# The front is a selection: accuracy is the validation one (the search's objective).
+ACC = SELECTION_COLUMN
+REPORTED = (FINAL_TEST_ACC, TEST_ACC_AT_BEST_VAL)  # test columns the table shows too
 # (cost column, True when larger is better); throughput is batches/s (the search study's
 # 'throughput' objective), images/s only when batches/s is absent.
 COSTS = ((PARAMS, False), (BATCHES_PER_S, True), (IMAGES_PER_S, True))
@@ -44,7 +48,7 @@ def pareto_table(results: pd.DataFrame, pareto: pd.DataFrame | None = None) -> p
     (in pareto_front.parquet)."""
     costs = cost_columns(results)
     df = results[is_usable(results, ACC)]
-    keep = [TRIAL_ID, ACC, *[c for c, _ in costs]]
+    keep = [TRIAL_ID, ACC, *[c for c in REPORTED if c in df], *[c for c, _ in costs]]
     out = df[keep].copy()
     for col, larger in costs:
         out[f"pareto_{col}"] = pareto_mask(df[[col, ACC]], ["max" if larger else "min", "max"])
@@ -56,7 +60,8 @@ def pareto_table(results: pd.DataFrame, pareto: pd.DataFrame | None = None) -> p
 def pareto_front_figure(
     results: pd.DataFrame, pareto: pd.DataFrame | None = None, hover_cols: Sequence[str] = ()
 ) -> go.Figure:
-    """Final test accuracy against each cost axis (distinct parameters; images/s or batches/s).
+    """Final validation accuracy (the objective) against each cost axis
+    (distinct parameters; images/s or batches/s).
     Highlighted: the trials in `pareto` (the study's own multi-objective front, from
     pareto_front.parquet) when given, else the 2-D non-dominated points of each panel
     (accuracy up, parameters down / throughput up), joined by a step line."""

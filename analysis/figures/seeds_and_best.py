@@ -19,7 +19,7 @@ from analysis.figures.style import (
 )
 from analysis.schema import metric_label
 from analysis.tidy import OUTCOME_TEXT, fmt_value, group_label, is_usable, sort_frame
-from core.columns import EPOCH, FINAL_TEST_ACC, TEST_ACC, TEST_LOSS, TRIAL_ID
+from core.columns import EPOCH, FINAL_TEST_ACC, SELECTION_COLUMN, TEST_ACC, TEST_LOSS, TRIAL_ID
 
 
 def seed_table(results: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
@@ -72,10 +72,13 @@ def best_trial_curves(
     history: pd.DataFrame,
     by: Sequence[str],
     k: int = 5,
-    metric: str = FINAL_TEST_ACC,
+    metric: str = SELECTION_COLUMN,
 ) -> go.Figure:
-    """Test accuracy and loss against epoch of the top `k` usable trials by `metric`,
-    each labelled by its `by` config values and seed."""
+    """Test accuracy and loss against epoch of the top `k` usable trials by `metric` (a
+    validation metric: selection never reads the test set), each labelled by its `by` config
+    values and seed."""
+    if metric.split("_", 1)[-1].startswith("test_") or metric.startswith("test_"):
+        raise ValueError(f"metric={metric!r}: trials are ranked by a validation metric only")
     ok = results[is_usable(results, metric)]
     top = ok.sort_values(metric, ascending=False, kind="stable").head(k)
     fig = make_subplots(

@@ -56,7 +56,7 @@ def trial(
     *,
     outcome: str = "completed",
     epochs_done: int | None = None,
-    val: bool = False,
+    val: bool = True,
     params: float = 1e6,
     batches_per_s: float = 50.0,
     study: str = "alpha_gamma",
@@ -111,6 +111,12 @@ def trial(
         res[C.summary_column(C.FINAL, m)] = col[-1] if col else NAN
         res[C.summary_column(C.BEST, m)] = best
         res[C.summary_column(C.AVG, m)] = sum(finite) / len(finite) if finite else NAN
+    vals = [h[C.VAL_ACC] for h in history]
+    at = max(
+        (i for i, v in enumerate(vals) if not math.isnan(v)), key=lambda i: vals[i], default=None
+    )
+    for col, m in zip(C.AT_BEST_VAL_COLUMNS, (C.EPOCH, C.TEST_ACC, C.TEST_LOSS), strict=True):
+        res[col] = NAN if at is None else float(history[at][m])
     res[C.PARAMS] = params if done else NAN
     res[C.BATCHES_PER_S] = batches_per_s if done else NAN
     res[C.IMAGES_PER_S] = batches_per_s * cfg["batch_size"] if done else NAN
@@ -199,7 +205,7 @@ def write_experiment(
         history.to_parquet(folder / C.HISTORY_FILE)
     if study is not None:
         info = {"study": study, "name": folder.name, "dataset": "cifar10", "smoke": True}
-        info.update({"metric": C.TEST_ACC, "mode": "max", **meta})
+        info.update({"metric": C.VAL_ACC, "mode": "max", **meta})
         (folder / C.STUDY_FILE).write_text(json.dumps(info))
     return folder
 
@@ -359,5 +365,6 @@ def search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         if k == 7:  # the diverged trial's last accuracy is high: it must not be on a front
             res[C.FINAL_TEST_ACC] = acc
+            res[C.FINAL_VAL_ACC] = acc + 0.01
         out.append((res, hist))
     return frames(out)

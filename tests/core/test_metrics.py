@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.columns import EVAL_KEYS
-from core.metrics import ensemble_loss, evaluation_metrics
+from core.metrics import ensemble_loss, evaluation_metrics, reported_loss
 
 # Two members, two examples, two classes.
 #   member 1: [0.9, 0.1], [0.4, 0.6]     member 2: [0.6, 0.4], [0.8, 0.2]     labels: 0, 1
@@ -155,3 +155,33 @@ def test_ensemble_loss_shape_errors():
         ensemble_loss(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="labels must be shaped"):
         ensemble_loss(torch.zeros(2, 4, 3), torch.zeros(3, dtype=torch.long))
+
+
+def test_ensemble_loss_deep_sums_member_means_batch_and_single_average_them():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 5, 4, generator=g)
+    y = torch.randint(0, 4, (5,), generator=g)
+    members = [float(torch.nn.functional.cross_entropy(logits[m], y)) for m in range(3)]
+    assert float(ensemble_loss(logits, y, "deep")) == pytest.approx(sum(members), rel=1e-6)
+    assert float(ensemble_loss(logits, y, "batch")) == pytest.approx(sum(members) / 3, rel=1e-6)
+    one = logits[:1]
+    assert float(ensemble_loss(one, y, "single")) == pytest.approx(members[0], rel=1e-6)
+    assert reported_loss(float(ensemble_loss(logits, y, "deep")), 3, "deep") == pytest.approx(
+        sum(members) / 3, rel=1e-6
+    )
+    assert reported_loss(0.7, 3, "batch") == 0.7
+
+
+def test_ensemble_loss_deep_gives_each_member_its_own_full_gradient():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 6, 5, generator=g, requires_grad=True)
+    y = torch.randint(0, 5, (6,), generator=g)
+    ensemble_loss(logits, y, "deep").backward()
+    alone = logits.detach()[1].clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(alone, y).backward()
+    torch.testing.assert_close(logits.grad[1], alone.grad)
+
+
+def test_ensemble_loss_unknown_ensemble_is_refused():
+    with pytest.raises(ValueError, match=r"ensemble='mimo'"):
+        ensemble_loss(torch.zeros(2, 4, 3), torch.zeros(4, dtype=torch.long), "mimo")

@@ -349,3 +349,63 @@ def test_descriptions_state_the_compute(arch, mmacs):
     spec = ARCHITECTURES[arch]
     assert f"{mmacs}M multiply-adds" in spec.description
     assert _macs(spec) / 1e6 == pytest.approx(mmacs, rel=0.02)
+
+
+# ----------------------------------------------------------------------------------------------
+# a deep-ensemble member trains as if alone (core.metrics.ensemble_loss, ensemble='deep')
+# ----------------------------------------------------------------------------------------------
+def _deep_and_member0_single(m=4):
+    torch.manual_seed(0)
+    deep = build_model("simple_cnn", 10, ensemble_size=m, ensemble="deep")
+    single = build_model("simple_cnn", 10, ensemble_size=1, ensemble="single")
+    deep_params, single_params = dict(deep.named_parameters()), dict(single.named_parameters())
+    assert deep_params.keys() == single_params.keys()
+    with torch.no_grad():
+        for name, p in single_params.items():
+            p.copy_(_member_slice(deep_params[name], m, 0).view(p.shape))
+    return deep, single
+
+
+def test_deep_member_gets_the_gradient_of_a_single_network_on_the_same_batch():
+    from core.metrics import ensemble_loss
+
+    m = 4
+    deep, single = _deep_and_member0_single(m)
+    x = _images("simple_cnn", b=6)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    torch.testing.assert_close(deep(x)[0], single(x)[0])  # same member-0 function
+    ensemble_loss(deep(x), y, "deep").backward()
+    ensemble_loss(single(x), y, "single").backward()
+    for name, p in single.named_parameters():
+        g = _member_slice(dict(deep.named_parameters())[name].grad, m, 0).view(p.shape)
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # the old convention (mean over members) gave each member 1/M of it
+    deep.zero_grad()
+    ensemble_loss(deep(x), y, "batch").backward()
+    w = deep.blocks["conv1"].conv.weight.grad
+    ratio = _member_slice(w, m, 0).norm() / single.blocks["conv1"].conv.weight.grad.norm()
+    assert float(ratio) == pytest.approx(1 / m, rel=1e-4)
+
+
+def test_one_sgd_step_moves_a_deep_member_as_it_moves_a_single_network():
+    from core.metrics import ensemble_loss
+    from core.optim import build_optimizer, train_step
+
+    m = 3
+    deep, single = _deep_and_member0_single(m)
+    x = _images("simple_cnn", b=6)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    base = dict(arch="simple_cnn", optimizer="sgd", lr=0.1, momentum=0.0, augment=False)
+    cfg_deep = TrialConfig(**base, ensemble="deep", ensemble_size=m)
+    cfg_single = TrialConfig(**base, ensemble="single", ensemble_size=1)
+    opt_d, _ = build_optimizer(deep, cfg_deep, 100, 1)
+    opt_s, _ = build_optimizer(single, cfg_single, 100, 1)
+    with torch.no_grad():
+        member_mean = float(ensemble_loss(deep.train()(x), y, "batch"))
+    loss_d, _ = train_step(deep, opt_d, x, y, cfg_deep)
+    loss_s, _ = train_step(single, opt_s, x, y, cfg_single)
+    # the reported loss is the mean over members for every kind of ensemble
+    assert loss_d == pytest.approx(member_mean, rel=1e-5)
+    for name, p in single.named_parameters():
+        q = _member_slice(dict(deep.named_parameters())[name], m, 0).view(p.shape)
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)

@@ -112,7 +112,8 @@ def test_unknown_optimizer_and_schedule_are_config_errors():
 @pytest.mark.parametrize("name", ["adam", "sgd", "ivon"])
 def test_fast_weights_get_half_lr_and_no_weight_decay(name):
     model = _model()
-    cfg = _cfg(optimizer=name, lr=0.2, weight_decay=5e-4)
+    decay = {"ivon_weight_decay": 5e-4} if name == "ivon" else {"weight_decay": 5e-4}
+    cfg = _cfg(optimizer=name, lr=0.2, **decay)
     opt, _ = build_optimizer(model, cfg, 100, 4)
     by_name = {g["name"]: g for g in opt.param_groups}
     fast_ids = {id(model.alpha), id(model.head.gamma)}
@@ -263,7 +264,7 @@ def test_ivon_forward_backward_inside_sampling_and_step_outside():
 def test_ivon_step_survives_parameters_without_gradient():
     # `unused` never gets a gradient; plain ivon-opt would call None.flatten() on it.
     model = _model()
-    cfg = _cfg(optimizer="ivon", weight_decay=0.0)
+    cfg = _cfg(optimizer="ivon", weight_decay=0.0, ivon_weight_decay=0.0)
     opt, _ = build_optimizer(model, cfg, num_train=B, steps_per_epoch=1)
     unused_before = model.unused.weight.detach().clone()
     x, y = _data()
@@ -361,7 +362,7 @@ def test_predict_probs_shapes_mode_and_plain_optimizers():
 
 def test_ivon_predicts_at_mean_or_averages_samples():
     model = _model()
-    cfg = _cfg(optimizer="ivon", ivon_hess_init=0.05)
+    cfg = _cfg(optimizer="ivon", ivon_hess_init=0.05, weight_decay=0.0)
     opt, _ = build_optimizer(model, cfg, num_train=B, steps_per_epoch=1)
     x, _ = _data()
     mean = _flat(model).clone()
@@ -411,3 +412,37 @@ def test_ivon_checkpoint_round_trip_continues_exactly():
     assert opt2.current_step == 3
     train_step(model2, opt2, x, y, cfg, sched2)
     assert torch.allclose(_flat(model2), continued, atol=1e-7)
+
+
+def test_fast_group_holds_alpha_gamma_and_the_be_layers_member_biases():
+    # uncertainty-baselines scales every variable named neither 'batch_norm' nor 'kernel'
+    from core.layers import BEBatchNorm2d, BEConv2d, BELinear
+    from core.models import build_model
+
+    model = build_model("simple_cnn", 10, ensemble_size=3, ensemble="batch", norm="batch")
+    opt, _ = build_optimizer(model, _cfg(optimizer="sgd", lr=0.2), 100, 4)
+    by_name = {g["name"]: g for g in opt.param_groups}
+    fast = {id(p) for p in by_name["fast"]["params"]}
+    be = [m for m in model.modules() if isinstance(m, BEConv2d | BELinear)]
+    expected = {id(m.alpha) for m in be} | {id(m.gamma) for m in be}
+    expected |= {id(m.bias) for m in be if m.bias is not None}
+    assert any(m.bias is not None for m in be)
+    assert fast == expected
+    norms = [m for m in model.modules() if isinstance(m, BEBatchNorm2d)]
+    assert norms and all(id(n.bias) not in fast and id(n.weight) not in fast for n in norms)
+    assert all(id(m.weight) not in fast for m in be)
+    assert by_name["fast"]["lr"] == pytest.approx(0.1)
+
+
+def test_ivon_defaults_are_the_authors_cifar_recipe():
+    cfg = TrialConfig(optimizer="ivon")
+    assert (cfg.ivon_hess_init, cfg.ivon_weight_decay, cfg.ivon_ess) == (0.5, 2e-4, None)
+    opt, _ = build_optimizer(_model(), cfg, 45000, 4)
+    by_name = {g["name"]: g for g in opt.param_groups}
+    assert by_name["slow"]["weight_decay"] == 2e-4 and by_name["fast"]["weight_decay"] == 0.0
+    assert all(g["ess"] == 45000 and g["hess_init"] == 0.5 for g in opt.param_groups)
+    assert all(g["beta2"] == 0.99999 and g["clip_radius"] == math.inf for g in opt.param_groups)
+    # Adam and SGD keep weight_decay (default 0); IVON refuses it, pointing at its own field
+    assert TrialConfig.from_dict({"optimizer": "sgd", "weight_decay": 5e-4}).weight_decay == 5e-4
+    with pytest.raises(ConfigError, match=r"weight_decay=0.0005.*ivon_weight_decay"):
+        TrialConfig.from_dict({"optimizer": "ivon", "weight_decay": 5e-4})

@@ -158,7 +158,7 @@ def test_each_bad_option_is_refused_by_name(opts, message):
 
 
 def test_asha_is_refused_for_a_multi_objective_study():
-    study = Study("s", {"epochs": 1}, metric=["test_acc", "params"], mode=["max", "min"])
+    study = Study("s", {"epochs": 1}, metric=["val_acc", "params"], mode=["max", "min"])
     check_study(study, JobOptions())  # the study's default (off) is fine
     with pytest.raises(JobError, match="--asha=True: ASHA ranks trials by one metric"):
         check_study(study, JobOptions(asha=True))

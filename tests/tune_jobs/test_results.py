@@ -366,3 +366,17 @@ def test_the_fabricated_frames_of_the_analysis_tests_have_the_writers_columns(fr
     fake_results, fake_history = fakes.frames([fakes.trial("f", 0.7, 0.5, extra={"tag": "a"})])
     assert list(fake_results.columns) == list(results.columns)
     assert set(fake_history.columns) == set(history.columns)
+
+
+def test_test_metrics_at_the_epoch_of_best_validation_accuracy():
+    from core import columns as C
+    from tune_jobs.results import trial_frames
+
+    reps = [report(e, acc, val=True) for e, acc in ((1, 0.3), (2, 0.6), (3, 0.5))]
+    reps[2]["test_acc"] = 0.99  # a higher test accuracy later must not be picked
+    row, _ = trial_frames(result("t", reps, {"epochs": 3}), "s")
+    assert row[C.EPOCH_AT_BEST_VAL] == 2
+    assert row[C.TEST_ACC_AT_BEST_VAL] == pytest.approx(0.6)
+    assert row[C.TEST_LOSS_AT_BEST_VAL] == pytest.approx(1.5 - 0.6)
+    no_val, _ = trial_frames(result("u", [report(1, 0.4)], {"epochs": 1}), "s")
+    assert all(math.isnan(no_val[c]) for c in C.AT_BEST_VAL_COLUMNS)
