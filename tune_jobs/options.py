@@ -20,7 +20,15 @@ from core.config import DATASETS, TrialConfig, parse_field
 from core.errors import refusal
 
 # The smoke preset: minutes on 2 CPU cores, the same files as a full run.
-SMOKE = {"arch": "simple_cnn", "train_subset": 500, "test_subset": 250, "epochs": 2}
+SMOKE = {
+    "arch": "simple_cnn",
+    "train_subset": 500,
+    "test_subset": 250,
+    "epochs": 2,
+    # robustness at smoke size: under 20% of the trial (benchmarks/robustness_cost.py)
+    "corruption_subset": 10,
+    "ood_subset": 100,
+}
 
 
 class JobError(Exception):
