@@ -141,11 +141,11 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         row[summary_column(AVG, m)] = float(finite.mean()) if len(finite) else math.nan
     for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S):
         row[m] = _mean(epochs[m])
+    seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
+    row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
     for m in ROBUSTNESS_KEYS:  # measured at the end (or every k epochs): the last measurement
         finite = pd.to_numeric(epochs[m], errors="coerce").dropna()
         row[m] = float(finite.iloc[-1]) if len(finite) else math.nan
-    seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
-    row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
     return row, history
 
 
