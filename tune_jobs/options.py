@@ -38,7 +38,15 @@ from core.config import DATASETS, MAX_EPOCHS, TrialConfig, parse_field
 from core.errors import refusal
 
 # The smoke preset: minutes on 2 CPU cores, the same files as a full run.
-SMOKE = {"arch": "simple_cnn", "train_subset": 500, "test_subset": 250, "epochs": 2}
+SMOKE = {
+    "arch": "simple_cnn",
+    "train_subset": 500,
+    "test_subset": 250,
+    "epochs": 2,
+    # robustness at smoke size: under 20% of the trial (benchmarks/robustness_cost.py)
+    "corruption_subset": 10,
+    "ood_subset": 100,
+}
 # Every study holds out this share of the training set (stratified) as its validation split:
 # selection (ASHA, the Optuna objective, "best" in the progress table and the report) reads
 # validation metrics only, never the test set. `--set val_fraction=...` changes it.
