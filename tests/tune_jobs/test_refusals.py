@@ -291,7 +291,7 @@ def tiny_images(tmp_path) -> Path:
     from PIL import Image
 
     root = tmp_path / "tiny"
-    for split, n in (("train", 3), ("test", 2)):
+    for split, n in (("train", 10), ("test", 2)):  # 10 per class: a 10% validation split
         for c, colour in (("a", (200, 10, 10)), ("b", (10, 10, 200))):
             (root / split / c).mkdir(parents=True)
             for i in range(n):
