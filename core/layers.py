@@ -38,6 +38,7 @@ __all__ = [
     "DeepConv2d",
     "DeepLinear",
     "MemberBatchNorm2d",
+    "be_conv_norm_relu",
     "init_fast_weight",
 ]
 
@@ -494,6 +495,134 @@ class BEBatchNorm2d(_EnsembleNorm):
         w = self.weight.view(m, 1, -1, 1, 1)
         bias = self.bias.view(m, 1, -1, 1, 1)
         return torch.addcmul(bias, y, w).view(x.shape)
+
+
+class _ScaledNormReLU(torch.autograd.Function):
+    """relu(BEBatchNorm2d(z * gamma_m)) on the (M, B, C, X) view of a conv output z, with a
+    hand-written backward: two reductions and two elementwise passes, as native BatchNorm
+    plus ReLU need (see `be_conv_norm_relu` for the forward maths).
+
+    Backward, per channel, with t = out's pre-activation, g = grad_out * [t > 0], N the number
+    of values over all members, s = 1 / sqrt(var + eps) and yhat = s (gamma_m z - mu):
+
+        G1_m = sum_m g,  G2_m = sum_m g z   (sums over member m's values)
+        d beta_m = G1_m,  d w_m = s (gamma_m G2_m - mu G1_m)
+        k0 = sum_m w_m G1_m / N,  k1 = s sum_m w_m (gamma_m G2_m - mu G1_m) / N
+        d y = s (w_m g - k0 - yhat k1)      (BatchNorm's backward, statistics over all rows)
+        d z = gamma_m d y = g A_m + z P_m + Q_m,  P_m = -gamma_m^2 s^2 k1,
+              Q_m = gamma_m s (s mu k1 - k0)
+        d gamma_m = sum_m d y * z = s (w_m G2_m - k0 Z1_m - s k1 (gamma_m Z2_m - mu Z1_m)),
+
+    Z1_m, Z2_m the sums of z and z^2 from the forward moments. In eval mode mu and s are
+    constants: d z = g A_m, d gamma_m = w_m s G2_m.
+    """
+
+    @staticmethod
+    def forward(ctx, zv, gamma, weight, bias, running_mean, running_var, training, momentum, eps):
+        m, b, c, x = zv.shape
+        n_m = b * x
+        if training:
+            var_m, mean_m = torch.var_mean(zv, dim=(1, 3), correction=0)  # (M, C)
+            g = gamma if gamma is not None else torch.ones_like(mean_m)
+            mean_y = g * mean_m
+            mu = mean_y.mean(0)
+            var = (g * g * var_m).mean(0) + (mean_y - mu).pow(2).mean(0)
+            n = m * n_m
+            running_mean.lerp_(mu, momentum)
+            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
+            z1 = mean_m * n_m
+            z2 = (var_m + mean_m * mean_m) * n_m
+        else:
+            mu, var = running_mean, running_var
+            g = gamma if gamma is not None else torch.ones(m, c, dtype=zv.dtype, device=zv.device)
+            z1 = z2 = None
+        s = torch.rsqrt(var + eps)  # (C,)
+        ws = weight * s  # (M, C)
+        scale = g * ws
+        shift = bias - mu * ws
+        out = torch.addcmul(shift.view(m, 1, c, 1), zv, scale.view(m, 1, c, 1)).clamp_min_(0)
+        ctx.save_for_backward(zv, out, g, weight, mu, s, scale, z1, z2)
+        ctx.training = training
+        ctx.has_gamma = gamma is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        zv, out, g, weight, mu, s, scale, z1, z2 = ctx.saved_tensors
+        m, b, c, x = zv.shape
+        gt = grad_out * (out > 0)  # relu's backward
+        g1 = gt.sum(dim=(1, 3))  # (M, C)
+        g2 = (gt * zv).sum(dim=(1, 3))
+        d_bias = g1
+        d_weight = s * (g * g2 - mu * g1)
+        if ctx.training:
+            n = m * b * x
+            k0 = (weight * g1).sum(0) / n  # (C,)
+            k1 = s * (weight * (g * g2 - mu * g1)).sum(0) / n
+            p = -(g * g) * (s * s * k1)  # (M, C)
+            q = g * s * (s * mu * k1 - k0)
+            d_z = torch.addcmul(q.view(m, 1, c, 1), gt, scale.view(m, 1, c, 1))
+            d_z.addcmul_(zv, p.view(m, 1, c, 1))
+            d_gamma = s * (weight * g2 - k0 * z1 - s * k1 * (g * z2 - mu * z1))
+        else:
+            d_z = gt * scale.view(m, 1, c, 1)
+            d_gamma = weight * s * g2
+        return (
+            d_z,
+            d_gamma if ctx.has_gamma else None,
+            d_weight,
+            d_bias,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def be_conv_norm_relu(conv: BEConv2d, norm: BEBatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """relu(norm(conv(x))) for a bias-free `BEConv2d` followed by a `BEBatchNorm2d`, in fewer
+    passes over the activations; numerically the same function (outputs, gradients, running
+    statistics) as calling the three in turn.
+
+    With z = conv2d(x * alpha_m, W) the shared convolution and y_m = gamma_m z_m the conv's
+    output, the norm's statistics over all M * B rows follow from per-member moments of z
+    (law of total variance; per channel, each member has the same number of values):
+
+        mu  = mean_m(gamma_m mean_m(z)),
+        var = mean_m(gamma_m^2 var_m(z)) + mean_m((gamma_m mean_m(z) - mu)^2),
+
+    and the gamma scale, the normalisation and the norm's per-member affine (w_m, beta_m)
+    compose into one per-member scale and shift of z:
+
+        out_m = relu(z_m * A_m + C_m),  A_m = gamma_m w_m / s,  C_m = beta_m - mu w_m / s,
+        s = sqrt(var + eps).
+
+    So the activations are read once for the moments and once for scale, shift and ReLU, where
+    the unfused layers make separate passes for gamma, the normalisation, the affine and the
+    ReLU; the backward (`_ScaledNormReLU`) is written out likewise. In eval mode mu and var are
+    the running statistics, updated in training as nn.BatchNorm2d does (unbiased variance,
+    `momentum`).
+    """
+    m = conv.ensemble_size
+    b = _split_members(x, m, type(conv).__name__)
+    if conv.alpha_init is not None:
+        x = (x.view(m, b, *x.shape[1:]) * conv.alpha.view(m, 1, -1, 1, 1)).view(x.shape)
+    z = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)  # (M * B, C, H', W')
+    if norm.training:
+        norm.num_batches_tracked.add_(1)
+    out = _ScaledNormReLU.apply(
+        z.view(m, b, z.shape[1], -1),
+        conv.gamma if conv.gamma_init is not None else None,
+        norm.weight,
+        norm.bias,
+        norm.running_mean,
+        norm.running_var,
+        norm.training,
+        norm.momentum,
+        norm.eps,
+    )
+    return out.view(z.shape)
 
 
 class MemberBatchNorm2d(_EnsembleNorm):

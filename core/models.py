@@ -51,6 +51,7 @@ from core.layers import (
     DeepConv2d,
     DeepLinear,
     MemberBatchNorm2d,
+    be_conv_norm_relu,
 )
 
 if TYPE_CHECKING:
@@ -118,9 +119,15 @@ class ConvBlock(nn.Module):
         self.conv = conv
         self.norm = norm
         self.pool = pool
+        # A BatchEnsemble conv and shared-statistics norm run as one fused computation
+        # (core.layers.be_conv_norm_relu); same parameters and state_dict as unfused.
+        self.fused = type(conv) is BEConv2d and type(norm) is BEBatchNorm2d and conv.bias is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm(self.conv(x)))
+        if self.fused:
+            x = be_conv_norm_relu(self.conv, self.norm, x)
+        else:
+            x = F.relu(self.norm(self.conv(x)))
         return F.max_pool2d(x, 2) if self.pool else x
 
     def extra_repr(self) -> str:

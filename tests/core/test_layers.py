@@ -1,5 +1,6 @@
 """core.layers: BatchEnsemble / deep-ensemble layers, fast-weight init, ensemble norms."""
 
+import copy
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from core.layers import (
     DeepConv2d,
     DeepLinear,
     MemberBatchNorm2d,
+    be_conv_norm_relu,
     init_fast_weight,
 )
 
@@ -344,3 +346,39 @@ def test_member_batchnorm_equals_separate_batchnorms(channel_stacked):
     for i in range(m):
         torch.testing.assert_close(bn.running_mean[i * c : (i + 1) * c], refs[i].running_mean)
         torch.testing.assert_close(bn.running_var[i * c : (i + 1) * c], refs[i].running_var)
+
+
+# ----------------------------------------------------------------------------------------------
+# fused BatchEnsemble conv -> norm -> ReLU
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha,gamma", [(0.5, 0.5), (-0.5, None), (None, -0.3), (None, None)])
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_conv_norm_relu_equals_the_layers_in_turn(alpha, gamma, training):
+    torch.manual_seed(0)
+    m, b, c = 4, 8, 6
+    conv = BEConv2d(5, c, 3, m, padding=1, bias=False, alpha=alpha, gamma=gamma).double()
+    norm = BEBatchNorm2d(c, m).double()
+    with torch.no_grad():
+        norm.weight.normal_(1, 0.3)
+        norm.bias.normal_(0, 0.3)
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+    conv2, norm2 = copy.deepcopy(conv), copy.deepcopy(norm)
+    for mod in (conv, norm, conv2, norm2):
+        mod.train(training)
+    x = torch.randn(m * b, 5, 7, 7, dtype=torch.double)
+    ref = F.relu(norm(conv(x)))
+    out = be_conv_norm_relu(conv2, norm2, x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    (out * w).sum().backward()
+    pairs = zip(
+        [*conv.named_parameters(), *norm.named_parameters()],
+        [*conv2.named_parameters(), *norm2.named_parameters()],
+        strict=True,
+    )
+    for (name, p), (_, q) in pairs:
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-11, msg=name)
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(norm2, key), getattr(norm, key))

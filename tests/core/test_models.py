@@ -409,3 +409,25 @@ def test_one_sgd_step_moves_a_deep_member_as_it_moves_a_single_network():
     for name, p in single.named_parameters():
         q = _member_slice(dict(deep.named_parameters())[name], m, 0).view(p.shape)
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints():
+    from core.models import ConvBlock
+
+    torch.manual_seed(0)
+    fused = build_model("simple_cnn", 10, ensemble_size=3).double()
+    plain = build_model("simple_cnn", 10, ensemble_size=3).double()
+    plain.load_state_dict(fused.state_dict())  # same parameters and buffers, same keys
+    blocks = [blk for blk in plain.modules() if isinstance(blk, ConvBlock)]
+    assert all(blk.fused for blk in blocks)
+    for blk in blocks:
+        blk.fused = False
+    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
+    y = torch.randint(0, 10, (4,))
+    for model in (fused, plain):
+        F.cross_entropy(model(x).flatten(0, 1), y.repeat(3)).backward()
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    fused.eval()
+    plain.eval()
+    torch.testing.assert_close(fused(x), plain(x))
