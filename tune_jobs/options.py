@@ -370,7 +370,10 @@ class Study:
     mode: str | list[str] = "max"
     num_samples: int = 1
     make_search_alg: Callable[[Path], Any] | None = None  # gets the local experiment folder
-    after: Callable[[Path, Any], None] | None = None  # extra files once results are written
+    # Extra files once results are written: after(exp_dir, results, run_alone), where
+    # run_alone(fn, *args) runs fn as one task with a trial's resources (CPUs, GPUs) on the
+    # cluster, now idle (the Tuner returned), and returns its result.
+    after: Callable[[Path, Any, Callable[..., Any]], None] | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into study.json
     # The script's own options as given (`--num-samples` -> 20); tune_jobs.cli fills it in.
     # They are recorded with the JobOptions that define the study and compared on --resume.

@@ -14,8 +14,9 @@ student study did.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.columns import CALIB_COLUMNS, RESULTS_FILE
 from core.config import TrialConfig, valid_sharing_regimes
@@ -31,6 +32,9 @@ SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all",
 # CPU preset: none, early and all on each axis (deep, between early and all, left out).
 CPU_REGIMES = {(n, e) for n in ("none", "early", "all") for e in ("none", "early", "all")}
 REGIMES = {"smoke": SMOKE_REGIMES, "cpu": CPU_REGIMES}
+# CPU preset: 4 members (8 take ~60 s per epoch of 4,500 images on a busy 2-core machine: 27
+# trials would take well over 45 minutes).
+CPU_MEMBERS = 4
 # Throughput timed alone, after every trial finished: warm-up steps, then timed steps per regime.
 CALIB_WARMUP, CALIB_STEPS = 3, 20
 REGIME_KEYS = ("sharing_network", "sharing_ensemble")
@@ -49,7 +53,7 @@ def make_study(opts: JobOptions) -> Study:
     space = opts.base(
         arch="vgg11_share",
         ensemble="batch",
-        ensemble_size=8,
+        ensemble_size=CPU_MEMBERS if opts.preset == "cpu" else 8,
         alpha=0.5,
         gamma=0.5,
         optimizer="adam",
@@ -61,23 +65,26 @@ def make_study(opts: JobOptions) -> Study:
     space["sharing"] = grid(regimes(space["arch"], opts.preset))
     space = with_seeds(space, opts.seeds)
 
-    def after(exp_dir: Path, results: pd.DataFrame) -> None:
-        calibrate(exp_dir, results, space)
+    def after(exp_dir: Path, results: pd.DataFrame, run_alone: Callable[..., Any]) -> None:
+        calibrate(exp_dir, results, space, run_alone)
 
     info = {
         "throughput": f"timed alone: after every trial finished, each regime's training loop "
-        f"({CALIB_WARMUP} warm-up + {CALIB_STEPS} timed steps, seed 0, the trial's threads) "
-        "one regime after another on the driver"
+        f"({CALIB_WARMUP} warm-up + {CALIB_STEPS} timed steps, seed 0) as one task with a "
+        "trial's resources, one regime after another"
     }
     return Study("sharing", space, after=after, info=info)
 
 
-def calibrate(exp_dir: Path, results: pd.DataFrame, space: dict) -> pd.DataFrame:
+def calibrate(
+    exp_dir: Path, results: pd.DataFrame, space: dict, run_alone: Callable[..., Any] | None = None
+) -> pd.DataFrame:
     """Time each regime's training steps alone and add CALIB_COLUMNS to results.parquet.
 
     A trial's own batches/s shares the node with whatever else runs there (measured 0.73 vs
     1.87 batches/s for one config): the runner calls this after the Tuner returned, so nothing
-    else of the study runs; regimes are timed one after another on the driver, each trial of a
+    else of the study runs; regimes are timed one after another, each as one task with a
+    trial's resources (`run_alone`, the runner's; None: in this process), and every trial of a
     regime gets its regime's values."""
     from core.data import load_dataset
     from core.train import time_train_steps
@@ -92,7 +99,8 @@ def calibrate(exp_dir: Path, results: pd.DataFrame, space: dict) -> pd.DataFrame
     for key, cfg in regimes_cfg.items():
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_dir)  # split by each regime's call
-        timed[key] = time_train_steps(cfg, data, steps=CALIB_STEPS, warmup=CALIB_WARMUP)
+        args = (cfg, data, CALIB_STEPS, CALIB_WARMUP)
+        timed[key] = run_alone(time_train_steps, *args) if run_alone else time_train_steps(*args)
     keys = list(zip(*(results[k] for k in REGIME_KEYS), strict=True))
     for col in CALIB_COLUMNS:
         results[col] = [timed.get(k, {}).get(col, float("nan")) for k in keys]

@@ -98,6 +98,8 @@ def test_presets_scale_each_study():
         cfgs = configs(module, preset="cpu")
         assert len(cfgs) == cells[name], name
         assert {(c.arch, c.train_subset, c.epochs) for c in cfgs} == {("simple_cnn", 5000, 6)}
+        if module is sharing:
+            assert {c.ensemble_size for c in cfgs} == {sharing.CPU_MEMBERS}
         full = configs(module)
         assert {c.train_subset for c in full} == {None} and "simple_cnn" not in {
             c.arch for c in full
