@@ -163,8 +163,8 @@ RESULTS_COLUMNS = (*OUTCOME_COLUMNS, *SUMMARY_COLUMNS, *AT_BEST_VAL_COLUMNS, *RE
 
 # --- results.parquet of the sharing study: throughput timed alone ------------------------------
 # Written by tune_jobs.sharing after every trial finished (the Tuner returned): each regime's
-# training steps timed on the driver with nothing else running (core.train.time_train_steps),
-# one regime after another; every trial of a regime gets its regime's values. Read by the
+# training steps timed with nothing else of the study running (core.train.time_train_steps, one
+# Ray task with a trial's resources), one regime after another; every trial of a regime gets its regime's values. Read by the
 # sharing figures, which compare regimes by these rather than by the trials' own batches/s
 # (measured while other trials shared the node).
 CALIB_BATCHES_PER_S = "calib_batches_per_s"

@@ -220,7 +220,7 @@ def time_train_steps(
 
     A trial's own batches/s is measured while other trials may share its node; this is the
     fair measurement, for the caller to run with nothing else running (the sharing study runs
-    it on the driver after every trial finished). Returns CALIB_BATCHES_PER_S and
+    it as one task at a time after every trial finished). Returns CALIB_BATCHES_PER_S and
     CALIB_IMAGES_PER_S.
     """
     if cfg.num_threads is not None:
