@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from analysis import figures as F
 from analysis.aggregate import aggregate
-from analysis.figures import alpha_gamma, ensemble_size, optimizers, search, sharing
+from analysis.figures import alpha_gamma, ensemble_size, optimizers, robustness, search, sharing
 from analysis.figures.style import get_notes
 from analysis.importance import param_importances
 from analysis.load import Experiment
@@ -27,6 +27,8 @@ from core import columns as C
 
 MAX_GROUPS = 12  # heatmaps per metric when further config columns vary
 SUMMARY_METRICS = (*F.HEATMAP_METRICS, C.PARAMS, C.BATCHES_PER_S)
+# Robustness columns of the tables, where the trials measured them.
+ROBUSTNESS_METRICS = F.ROBUSTNESS_TABLE_METRICS
 
 
 @dataclass
@@ -79,6 +81,7 @@ def plan_report(exp: Experiment) -> Plan:
         _sharing(plan, res, varying, exp.meta)
     if wants("search", exp.optuna_db is not None or exp.pareto is not None):
         _search(plan, exp, varying)
+    _robustness(plan, res)
     _seeds(plan, exp, varying)
     _best(plan, exp, varying)
     if is_smoke(exp.meta):
@@ -102,7 +105,8 @@ def is_smoke(meta: dict) -> bool:
 
 def summary_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     """Long table: per varying-config group and metric, mean/std/n and exclusions."""
-    parts = [aggregate(res, varying, m) for m in SUMMARY_METRICS if m in res]
+    metrics = [*SUMMARY_METRICS, *robustness.measured(res, ROBUSTNESS_METRICS)]
+    parts = [aggregate(res, varying, m) for m in metrics if m in res]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -110,6 +114,7 @@ def trials_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
     """One row per trial: config that varies, seed, outcome and the main metrics."""
     cols = [C.TRIAL_ID, *varying, "seed", "outcome", C.STATUS, C.EPOCHS_DONE, C.ERROR]
     cols += [m for m in SUMMARY_METRICS if m in res]
+    cols += robustness.measured(res, ROBUSTNESS_METRICS)
     cols = list(dict.fromkeys(c for c in cols if c in res))
     return res[cols]
 
@@ -137,7 +142,8 @@ def _alpha_gamma(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
         groups = groups[:MAX_GROUPS]
     alphas, gammas = order_values("alpha", res["alpha"]), order_values("gamma", res["gamma"])
     tables = []
-    for metric in F.HEATMAP_METRICS:
+    extra = robustness.measured(res, F.ROBUSTNESS_FIGURE_METRICS)
+    for metric in (*F.HEATMAP_METRICS, *extra):
         if metric not in res:
             plan.skipped.append(f"alpha x gamma heatmap of {metric}: column missing")
             continue
@@ -178,6 +184,22 @@ def _ensemble_size(plan: Plan, res: pd.DataFrame) -> None:
         )
     )
     plan.tables["ensemble_size_lr.csv"] = F.ensemble_size_table(res)
+    if extra := robustness.measured(res, F.ROBUSTNESS_FIGURE_METRICS):
+        plan.pages.append(
+            Page(
+                slug="ensemble_size_robustness",
+                title="Ensemble size x learning rate: robustness",
+                description="corrupted accuracy and ECE, OOD AUROC against ensemble size, one "
+                "line per learning rate, error bars: std across seeds",
+                figures=[
+                    F.ensemble_size_lines(
+                        res, extra, "Ensemble size x learning rate: robustness (mean ± std)"
+                    )
+                ],
+                tables=["ensemble_size_robustness.csv"],
+            )
+        )
+        plan.tables["ensemble_size_robustness.csv"] = F.ensemble_size_table(res, extra)
 
 
 def _optimizers(plan: Plan, exp: Experiment) -> None:
@@ -247,6 +269,39 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str], exp_meta: dict) 
         )
     )
     plan.tables["sharing.csv"] = F.sharing_table(res, others)
+    if extra := robustness.measured(res, F.ROBUSTNESS_FIGURE_METRICS):
+        title = "Sharing regimes: robustness, across seeds"
+        plan.pages.append(
+            Page(
+                slug="sharing_robustness",
+                title="Sharing regimes: robustness",
+                description="corrupted accuracy and ECE, OOD AUROC per regime, box plots "
+                "across seeds",
+                figures=[F.sharing_boxes(res, others, extra, title)],
+                tables=["sharing_robustness.csv"],
+            )
+        )
+        plan.tables["sharing_robustness.csv"] = F.sharing_table(res, others, extra)
+
+
+def _robustness(plan: Plan, res: pd.DataFrame) -> None:
+    """The corruption x severity heatmaps, when some trial measured them."""
+    if not robustness.measured(res, robustness.NEEDS):
+        return
+    figs = [F.corruption_heatmap(res, key) for key in robustness.CELL_KEYS]
+    plan.pages.append(
+        Page(
+            slug="robustness",
+            title="Robustness: corruption x severity",
+            description="accuracy and ECE on the CIFAR-10-C corruptions computed on the fly, "
+            "per corruption and severity, mean over usable trials (hover for std and n)",
+            figures=figs,
+            tables=["robustness.csv"],
+        )
+    )
+    plan.tables["robustness.csv"] = pd.concat(
+        [F.corruption_table(res, key) for key in robustness.CELL_KEYS], ignore_index=True
+    )
 
 
 def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:

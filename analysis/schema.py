@@ -15,6 +15,8 @@ from core.columns import (
     BEST,
     CALIB_BATCHES_PER_S,
     CALIB_IMAGES_PER_S,
+    CORRUPT_KEYS,
+    CORRUPTIONS,
     DIVERGED,
     EARLY_STOPPED,
     EPOCH,
@@ -24,7 +26,11 @@ from core.columns import (
     FINAL_TEST_ACC,
     FINAL_TEST_LOSS,
     IMAGES_PER_S,
+    OOD_KEYS,
+    OOD_SCORES,
     PARAMS,
+    ROBUSTNESS_S,
+    SEVERITIES,
     STATUS,
     TEST,
     TEST_ACC,
@@ -33,6 +39,8 @@ from core.columns import (
     TRAIN,
     TRIAL_ID,
     VAL,
+    corrupt_metric,
+    ood_metric,
 )
 
 __all__ = [
@@ -91,10 +99,28 @@ _COST = {
 }
 
 
+# Labels of the robustness metrics (core.columns.ROBUSTNESS_KEYS).
+_OOD_KEY = {"auroc": "OOD AUROC", "fpr95": "OOD FPR at 95% TPR"}
+_OOD_SCORE = {"msp": "max. softmax prob.", "entropy": "entropy", "mi": "mutual information"}
+_ROBUSTNESS = {
+    **{corrupt_metric(k): f"corrupted {_NAMES[k]}" for k in CORRUPT_KEYS},
+    **{
+        corrupt_metric(k, c, s): f"{_NAMES[k]} under {c.replace('_', ' ')} {s}"
+        for c in CORRUPTIONS
+        for s in SEVERITIES
+        for k in CORRUPT_KEYS
+    },
+    **{ood_metric(k, s): f"{_OOD_KEY[k]} ({_OOD_SCORE[s]})" for k in OOD_KEYS for s in OOD_SCORES},
+    ROBUSTNESS_S: "robustness evaluation time (s)",
+}
+
+
 def metric_label(column: str) -> str:
     """Human label of a metric column, e.g. final_test_acc -> 'final test accuracy'."""
     if column in _COST:
         return _COST[column]
+    if column in _ROBUSTNESS:
+        return _ROBUSTNESS[column]
     parts = column.split("_", 1)
     words = []
     if parts[0] in _PREFIX and len(parts) == 2:

@@ -78,7 +78,60 @@ CURRENT_LR = "current_lr"  # slow-weight learning rate at the end of the epoch
 DIVERGED = "diverged"  # bool: the training loss became NaN/inf in this epoch
 EARLY_STOPPED = "early_stopped"  # bool: patience ran out at this epoch
 EPOCH_INFO = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, CURRENT_LR, DIVERGED, EARLY_STOPPED)
-REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO)  # every key of one epoch's report
+
+# --- Robustness: corrupted test sets and out-of-distribution detection ----------------------------
+# Written by core.train at the end of a trial (and every TrialConfig.robustness_every epochs):
+# core.corruptions makes the corrupted images, core.metrics.evaluation_metrics scores them,
+# core.ood scores the OOD detection. In every other epoch, with robustness off, or for a
+# diverged trial the keys are reported as NaN; the OOD keys are NaN too when the OOD data is
+# missing (or ood_dataset='none'), and mutual information is NaN for one member.
+# The CIFAR-10-C corruptions computed (core.corruptions says which are left out and why), in
+# the benchmark's order, and its five severities.
+CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "zoom_blur",
+    "brightness",
+    "contrast",
+    "pixelate",
+    "jpeg_compression",
+)
+SEVERITIES = (1, 2, 3, 4, 5)
+CORRUPT_KEYS = ("acc", "loss", "ece")  # of EVAL_KEYS, measured on every corrupted set
+CORRUPT = "corrupt"
+
+
+def corrupt_metric(key: str, corruption: str | None = None, severity: int | None = None) -> str:
+    """corrupt_metric('acc') == 'corrupt_acc' (mean over corruptions and severities);
+    corrupt_metric('acc', 'contrast', 3) == 'corrupt_contrast_3_acc' (one cell)."""
+    if corruption is None:
+        return f"{CORRUPT}_{key}"
+    return f"{CORRUPT}_{corruption}_{severity}_{key}"
+
+
+CORRUPT_MEANS = tuple(corrupt_metric(k) for k in CORRUPT_KEYS)  # corrupt_acc, _loss, _ece
+CORRUPT_CELLS = tuple(
+    corrupt_metric(k, c, s) for c in CORRUPTIONS for s in SEVERITIES for k in CORRUPT_KEYS
+)
+# OOD scores (core.ood): maximum softmax probability, predictive entropy of the ensemble
+# prediction, mutual information between members; each scored by AUROC and FPR at 95% TPR.
+OOD_SCORES = ("msp", "entropy", "mi")
+OOD_KEYS = ("auroc", "fpr95")
+
+
+def ood_metric(key: str, score: str) -> str:
+    """ood_metric('auroc', 'msp') == 'ood_auroc_msp'."""
+    return f"ood_{key}_{score}"
+
+
+OOD_METRICS = tuple(ood_metric(k, s) for s in OOD_SCORES for k in OOD_KEYS)
+ROBUSTNESS_S = "robustness_s"  # wall time of the robustness evaluation (not in epoch_s)
+ROBUSTNESS_METRICS = (*CORRUPT_MEANS, *CORRUPT_CELLS, *OOD_METRICS)
+ROBUSTNESS_KEYS = (*ROBUSTNESS_METRICS, ROBUSTNESS_S)
+REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO, *ROBUSTNESS_KEYS)  # every key of one report
 
 # --- Where a trial ran ----------------------------------------------------------------------------
 # Ray Tune adds node_ip to every report by itself; core.trainable's Ray reporter adds node_id
@@ -159,14 +212,22 @@ TEST_ACC_AT_BEST_VAL = "test_acc_at_best_val"
 TEST_LOSS_AT_BEST_VAL = "test_loss_at_best_val"
 AT_BEST_VAL_COLUMNS = (EPOCH_AT_BEST_VAL, TEST_ACC_AT_BEST_VAL, TEST_LOSS_AT_BEST_VAL)
 # Every per-trial column of results.parquet besides KEY_COLUMNS and the config columns.
-RESULTS_COLUMNS = (*OUTCOME_COLUMNS, *SUMMARY_COLUMNS, *AT_BEST_VAL_COLUMNS, *RESULT_COST_COLUMNS)
+# Robustness per trial: each of ROBUSTNESS_KEYS at the last epoch that measured it (the end of
+# the trial), under its own name; NaN when no epoch did.
+RESULTS_COLUMNS = (
+    *OUTCOME_COLUMNS,
+    *SUMMARY_COLUMNS,
+    *AT_BEST_VAL_COLUMNS,
+    *RESULT_COST_COLUMNS,
+    *ROBUSTNESS_KEYS,
+)
 
 # --- results.parquet of the sharing study: throughput timed alone ------------------------------
 # Written by tune_jobs.sharing after every trial finished (the Tuner returned): each regime's
 # training steps timed with nothing else of the study running (core.train.time_train_steps, one
-# Ray task with a trial's resources), one regime after another; every trial of a regime gets its regime's values. Read by the
-# sharing figures, which compare regimes by these rather than by the trials' own batches/s
-# (measured while other trials shared the node).
+# Ray task with a trial's resources), one regime after another; every trial of a regime gets
+# its regime's values. Read by the sharing figures, which compare regimes by these rather than
+# by the trials' own batches/s (measured while other trials shared the node).
 CALIB_BATCHES_PER_S = "calib_batches_per_s"
 CALIB_IMAGES_PER_S = "calib_images_per_s"
 CALIB_COLUMNS = (CALIB_BATCHES_PER_S, CALIB_IMAGES_PER_S)

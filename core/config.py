@@ -30,6 +30,7 @@ __all__ = [
     "DATASETS",
     "DEVICES",
     "ENSEMBLES",
+    "OOD_DATASETS",
     "FAST_WEIGHT_SWEEP",
     "MAX_ENSEMBLE_SIZE",
     "MAX_EPOCHS",
@@ -51,6 +52,7 @@ NORMS = ("batch", "member", "none")
 OPTIMIZERS = ("adam", "sgd", "ivon")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+OOD_DATASETS = ("fashion_mnist", "imagefolder", "none")
 # The study's sweep of fast-weight init values (alpha and gamma each).
 FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
 # Upper bounds no researcher hits legitimately; they turn a typo (an extra digit, a pasted
@@ -241,6 +243,19 @@ class TrialConfig:
     ivon_train_samples: int = knob(1, integer(lo=1, hi=MAX_SAMPLES))
     # IVON: 0 predicts at the mean, k > 0 averages k samples (recipe: 0, or 64)
     ivon_test_samples: int = knob(0, integer(lo=0, hi=MAX_SAMPLES))
+    # --- robustness (core.corruptions, core.ood; measured at the end of the trial) ---
+    # corrupted test sets and OOD detection at the end of every trial
+    robustness: bool = knob(True, flag)
+    # test images per corruption x severity (50 sets), stratified (at most the test set)
+    corruption_subset: int = knob(100, integer(lo=1, hi=MAX_SUBSET))
+    # OOD images scored against the clean test set (at most the OOD set)
+    ood_subset: int = knob(1000, integer(lo=1, hi=MAX_SUBSET))
+    # far-OOD set: fashion_mnist (Debian's dataset-fashion-mnist) | imagefolder | none
+    ood_dataset: str = knob("fashion_mnist", one_of(OOD_DATASETS))
+    # OOD data folder (imagefolder: required; fashion_mnist: overrides the default place)
+    ood_dir: str | None = knob(None, text_or_none)
+    # also every k epochs (0: at the end only)
+    robustness_every: int = knob(0, integer(lo=0, hi=MAX_EPOCHS))
     # --- run ---
     # seeds torch, numpy and the data order
     seed: int = knob(0, integer(lo=0, hi=MAX_SEED))
@@ -286,6 +301,15 @@ class TrialConfig:
                     None,
                     "a root holding train/<class>/ and test/<class>/",
                     "dataset 'imagefolder' needs data_dir set",
+                )
+            )
+        if self.robustness and self.ood_dataset == "imagefolder" and not self.ood_dir:
+            raise ConfigError(
+                refusal(
+                    "ood_dir",
+                    None,
+                    "a folder of OOD image files",
+                    "ood_dataset 'imagefolder' needs ood_dir set",
                 )
             )
         if self.optimizer == "sgd" and self.nesterov and self.momentum <= 0:

@@ -30,10 +30,19 @@ import torch
 
 from core import columns as C
 from core.config import ConfigError, TrialConfig, parse_field
-from core.data import DataBundle, TensorLoader, load_for_config
+from core.corruptions import corrupt
+from core.data import (
+    DataBundle,
+    DataNotFoundError,
+    TensorLoader,
+    load_for_config,
+    load_ood,
+    stratified_subset,
+)
 from core.errors import DataError, refusal
 from core.metrics import evaluation_metrics
 from core.models import count_parameters, model_for_config
+from core.ood import ood_metrics
 from core.optim import (
     build_optimizer,
     load_optimizer_state_dict,
@@ -82,14 +91,88 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, optimizer, loader: TensorLoader, cfg: TrialConfig) -> dict[str, float]:
-    """Metrics of the ensemble on one split: member probabilities gathered, then scored."""
+def predict(
+    model, optimizer, loader: TensorLoader, cfg: TrialConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Member probabilities (M, N, K) in fp32 on the CPU and the labels (N,) of one split."""
     model.eval()
     probs, labels = [], []
     for x, y in loader:
         probs.append(predict_probs(model, optimizer, x, cfg).float().cpu())  # (M, B, K)
         labels.append(y.cpu())
-    return evaluation_metrics(torch.cat(probs, dim=1), torch.cat(labels))
+    return torch.cat(probs, dim=1), torch.cat(labels)
+
+
+def evaluate(model, optimizer, loader: TensorLoader, cfg: TrialConfig) -> dict[str, float]:
+    """Metrics of the ensemble on one split: member probabilities gathered, then scored."""
+    return evaluation_metrics(*predict(model, optimizer, loader, cfg))
+
+
+# Seed of the corruptions' random draws: one for every trial, so all see the same images.
+CORRUPTION_SEED = 0
+
+
+class Robustness:
+    """The robustness evaluation of one trial: a stratified subset of the test set corrupted
+    by every corruption of core.columns.CORRUPTIONS at every severity (made on the trial's
+    device at the first evaluation and kept), and the far-OOD images. The clean test set and
+    its metrics are not touched: the OOD scores of the in-distribution images are those of
+    the clean test evaluation of the same epoch."""
+
+    def __init__(self, cfg: TrialConfig, data: DataBundle, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.common = dict(mean=data.mean, std=data.std, device=device)
+        self.batch_size = max(cfg.batch_size, 1024)
+        idx = stratified_subset(data.test_y, data.num_classes, cfg.corruption_subset, stream=2)
+        self.x = data.test_x[idx].to(device)
+        self.y = data.test_y[idx]
+        self.images: torch.Tensor | None = None  # every cell's corrupted images, in order
+        self.ood_x: torch.Tensor | None = None
+        self.notice: str | None = None
+        if cfg.ood_dataset != "none":
+            try:
+                ood = load_ood(
+                    cfg.ood_dataset, cfg.ood_dir, tuple(data.test_x.shape[2:]), data.test_x.shape[1]
+                )
+            except DataNotFoundError as e:
+                self.notice = f"notice: no OOD metrics for this trial (NaN): {e}"
+                print(self.notice, file=sys.stderr, flush=True)
+            else:
+                # ood_subset images (at most all), the same ones in every trial
+                n = min(len(ood), cfg.ood_subset)
+                g = torch.Generator().manual_seed(CORRUPTION_SEED)
+                pick = torch.sort(torch.randperm(len(ood), generator=g)[:n]).values
+                self.ood_x = ood[pick].to(device)
+
+    def _loader(self, x: torch.Tensor, y: torch.Tensor) -> TensorLoader:
+        return TensorLoader(x, y, self.batch_size, shuffle=False, augment=False, **self.common)
+
+    def measure(self, model, optimizer, test_probs: torch.Tensor) -> dict[str, float]:
+        """Every key of core.columns.ROBUSTNESS_METRICS (NaN where not measurable)."""
+        out: dict[str, float] = {}
+        cells = [(name, sev) for name in C.CORRUPTIONS for sev in C.SEVERITIES]
+        if self.images is None:  # made once per trial, on its device
+            sets = [corrupt(self.x, c, s, seed=CORRUPTION_SEED) for c, s in cells]
+            self.images = torch.cat(sets)
+        # one pass over all cells (large batches: the sets are small), then scored per cell
+        n = len(self.y)
+        probs, _ = predict(
+            model, optimizer, self._loader(self.images, self.y.repeat(len(cells))), self.cfg
+        )
+        for i, (name, sev) in enumerate(cells):
+            scores = evaluation_metrics(probs[:, i * n : (i + 1) * n], self.y)
+            for k in C.CORRUPT_KEYS:
+                out[C.corrupt_metric(k, name, sev)] = scores[k]
+        for k in C.CORRUPT_KEYS:
+            values = [out[C.corrupt_metric(k, c, s)] for c, s in cells]
+            out[C.corrupt_metric(k)] = float(np.mean(values))
+        if self.ood_x is not None:
+            labels = torch.zeros(len(self.ood_x), dtype=torch.int64)
+            ood_probs, _ = predict(model, optimizer, self._loader(self.ood_x, labels), self.cfg)
+            out.update(ood_metrics(test_probs, ood_probs))
+        else:
+            out.update({m: math.nan for m in C.OOD_METRICS})
+        return out
 
 
 def train(
@@ -132,6 +215,7 @@ def train(
             **common,
         )
     optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(train_loader))
+    robustness = Robustness(cfg, data, device) if cfg.robustness else None
 
     start_epoch, best_val, bad_epochs = 1, math.inf, 0
     if resume_state is not None:
@@ -175,12 +259,14 @@ def train(
             C.DIVERGED: diverged,
             C.EARLY_STOPPED: False,
         }
+        test_probs = None
         for split, loader in ((C.TEST, test_loader), (C.VAL, val_loader)):
-            scores = (
-                evaluate(model, optimizer, loader, cfg)
-                if loader is not None and not diverged
-                else {}
-            )
+            scores = {}
+            if loader is not None and not diverged:
+                probs, labels = predict(model, optimizer, loader, cfg)
+                scores = evaluation_metrics(probs, labels)
+                if split == C.TEST:
+                    test_probs = probs
             for k in C.EVAL_KEYS:
                 metrics[C.split_metric(split, k)] = float(scores.get(k, math.nan))
         metrics[C.EPOCH_S] = time.perf_counter() - t0
@@ -191,6 +277,18 @@ def train(
             else:
                 bad_epochs += 1
             metrics[C.EARLY_STOPPED] = cfg.patience is not None and bad_epochs >= cfg.patience
+
+        metrics.update({k: math.nan for k in C.ROBUSTNESS_KEYS})
+        last = epoch == cfg.epochs or metrics[C.EARLY_STOPPED]
+        every = cfg.robustness_every > 0 and epoch % cfg.robustness_every == 0
+        if robustness is not None and not diverged and (last or every):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t1 = time.perf_counter()
+            metrics.update(robustness.measure(model, optimizer, test_probs))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            metrics[C.ROBUSTNESS_S] = time.perf_counter() - t1
 
         state = None
         if not diverged:
@@ -281,6 +379,9 @@ _SHOWN = (
     "val_loss",
     "batches_per_s",
     "epoch_s",
+    "corrupt_acc",
+    "ood_auroc_msp",
+    "robustness_s",
 )
 
 
@@ -320,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(metrics: dict[str, Any], _state: Any) -> None:
         shown = {k: metrics[k] for k in _SHOWN if k in metrics}
+        for k in C.ROBUSTNESS_KEYS:  # measured at the end only: not shown as NaN before
+            if k in shown and math.isnan(shown[k]):
+                del shown[k]
         line = "  ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
         )

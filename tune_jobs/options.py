@@ -45,7 +45,15 @@ from core.errors import refusal
 # benchmarks/smoke_floor.py checks it) but answers no study's question.
 # (alpha_gamma's smoke also raises Adam's lr to 3e-3: the preset cannot, as other studies
 # sweep or bundle lr.)
-SMOKE = {"arch": "simple_cnn", "train_subset": 4000, "test_subset": 500, "epochs": 4}
+SMOKE = {
+    "arch": "simple_cnn",
+    "train_subset": 4000,
+    "test_subset": 500,
+    "epochs": 4,
+    # robustness at smoke size: under 20% of the trial (benchmarks/robustness_cost.py)
+    "corruption_subset": 10,
+    "ood_subset": 100,
+}
 # The CPU preset: each study's answer readable on 2 cores, 3 seeds in about 45 minutes: the
 # small CNN, a stratified 5,000-image training subset (10% of it held out), 6 epochs, 2,000
 # test images; each study runs a reduced grid (README's studies table names it).

@@ -41,6 +41,7 @@ from core.columns import (
     REPORT_KEYS,
     RESULTS_COLUMNS,
     RESULTS_FILE,
+    ROBUSTNESS_KEYS,
     STATUS,
     STATUS_ERROR,
     STATUS_TERMINATED,
@@ -92,9 +93,10 @@ def _history(result: Any) -> pd.DataFrame:
         hist = pd.DataFrame(columns=[EPOCH])
     # A trial retried from a checkpoint can report an epoch twice; the last report wins.
     hist = hist.dropna(subset=[EPOCH]).drop_duplicates(EPOCH, keep="last").sort_values(EPOCH)
-    out = pd.DataFrame(index=hist.index)
-    for col in REPORT_KEYS:
-        out[col] = hist[col] if col in hist else math.nan
+    # Built in one go: some 200 report keys, column by column, fragment the frame.
+    out = pd.DataFrame(
+        {col: hist[col] if col in hist else math.nan for col in REPORT_KEYS}, index=hist.index
+    )
     out[EPOCH] = out[EPOCH].astype(int)
     for col in _FLAGS:  # a report without the flag did not raise it
         out[col] = out[col].astype("boolean").fillna(False).astype(bool)
@@ -167,6 +169,9 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         row[m] = _mean(epochs[m])
     seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
     row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
+    for m in ROBUSTNESS_KEYS:  # measured at the end (or every k epochs): the last measurement
+        finite = pd.to_numeric(epochs[m], errors="coerce").dropna()
+        row[m] = float(finite.iloc[-1]) if len(finite) else math.nan
     return row, history
 
 

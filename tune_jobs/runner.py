@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             with_data, {"cpu": opts.cpus_per_trial, "gpu": gpus_per_trial}
         )
         if opts.resume:
+            clear_killed_run(exp_path)
             tuner = tune.Tuner.restore(
                 exp_path,
                 trainable=trainable,
@@ -244,6 +247,46 @@ def finished_trials(exp_path: str) -> int:
     """
     trials = ExperimentAnalysis(exp_path).trials
     return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+
+
+def clear_killed_run(exp_path: str, timeout_s: float = 60.0, poll_s: float = 0.2) -> None:
+    """Before `--resume`: nothing left of a killed run may write into the resumed study.
+
+    1. The trial actors of a driver that died (SIGKILL, a lost machine) run on until Ray's
+       GCS has noticed the death and stopped them, and until then they may write checkpoints
+       into the trial folders. Wait for every live actor of a dead job to be gone (they are
+       the only writers a killed run leaves; at most `timeout_s`, then refuse).
+    2. Tune writes each trial's result.json and progress.csv into a staging folder in the
+       driver's Ray session and copies it to the storage path now and then. A restored run
+       reuses that folder (Tune names it after the first run's start time), so on a cluster
+       that outlived the killed driver it still holds reports that driver got but never
+       copied; the restored run would copy them into the experiment folder before restoring
+       its trials' files from there, and a report of the killed run would follow the
+       snapshot's last epoch. Remove it: the storage path is the one record of the killed run.
+    """
+    gcs = ray._private.state.state  # the GCS tables; ray.util.state needs the dashboard
+    deadline = time.monotonic() + timeout_s
+    waiting = False
+    while True:
+        dead_jobs = {j["JobID"] for j in gcs.job_table() if j["IsDead"]}
+        alive = gcs.actor_table(None, actor_state_name="ALIVE").values()
+        left = sorted(
+            {a["JobID"] for a in alive if a["JobID"] in dead_jobs and not a["IsDetached"]}
+        )
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise JobError(
+                f"--resume: actors of the ended Ray job(s) {', '.join(left)} are still alive "
+                f"after {timeout_s:.0f} s and may write into {exp_path}; stop them (`ray stop` "
+                "on their node) and run --resume again"
+            )
+        if not waiting:
+            print(f"--resume: waiting for Ray to stop the actors of ended job(s) {', '.join(left)}")
+            waiting = True
+        time.sleep(poll_s)
+    for staging in {t.local_experiment_path for t in ExperimentAnalysis(exp_path).trials}:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneConfig:

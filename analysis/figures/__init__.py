@@ -7,6 +7,12 @@ A figure's page notes (how many trials were excluded and why) are in
 from analysis.figures.alpha_gamma import HEATMAP_METRICS, alpha_gamma_heatmap, alpha_gamma_table
 from analysis.figures.ensemble_size import LINE_METRICS, ensemble_size_lines, ensemble_size_table
 from analysis.figures.optimizers import optimizer_curves, optimizer_table
+from analysis.figures.robustness import (
+    ROBUSTNESS_FIGURE_METRICS,
+    ROBUSTNESS_TABLE_METRICS,
+    corruption_heatmap,
+    corruption_table,
+)
 from analysis.figures.search import importance_figure, pareto_front_figure, pareto_table
 from analysis.figures.seeds_and_best import best_trial_curves, seed_boxes, seed_table
 from analysis.figures.sharing import sharing_boxes, sharing_table
@@ -14,9 +20,13 @@ from analysis.figures.sharing import sharing_boxes, sharing_table
 __all__ = [
     "HEATMAP_METRICS",
     "LINE_METRICS",
+    "ROBUSTNESS_FIGURE_METRICS",
+    "ROBUSTNESS_TABLE_METRICS",
     "alpha_gamma_heatmap",
     "alpha_gamma_table",
     "best_trial_curves",
+    "corruption_heatmap",
+    "corruption_table",
     "ensemble_size_lines",
     "ensemble_size_table",
     "importance_figure",

@@ -45,7 +45,11 @@ def ensemble_size_table(
     return pd.concat([aggregate(df, ["line", "ensemble_size"], m) for m in present])
 
 
-def ensemble_size_lines(results: pd.DataFrame, metrics: Sequence[str] = LINE_METRICS) -> go.Figure:
+def ensemble_size_lines(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = LINE_METRICS,
+    title: str = "Ensemble size x learning rate (mean ± std over seeds)",
+) -> go.Figure:
     """2 x 2 grid (final / average accuracy and loss) of metric vs ensemble size
     (categorical, ascending), one line per learning rate with std error bars across seeds.
     A point with no usable trial is a gap in its line, marked ✕ at the bottom."""
@@ -105,4 +109,4 @@ def ensemble_size_lines(results: pd.DataFrame, metrics: Sequence[str] = LINE_MET
     notes = excluded_notes(all_stats)
     notes += [n for n in dict.fromkeys(asha_note(s) for s in all_stats) if n]
     unique = list(dict.fromkeys(notes))
-    return finish(fig, "Ensemble size x learning rate (mean ± std over seeds)", unique, 800)
+    return finish(fig, title, unique, 800)

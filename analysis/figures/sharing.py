@@ -52,20 +52,30 @@ def regimes(results: pd.DataFrame) -> list[str]:
     return [regime_label(n, e) for n in nets for e in enss if regime_label(n, e) in present]
 
 
-def sharing_table(results: pd.DataFrame, others: Sequence[str] = ()) -> pd.DataFrame:
+def sharing_table(
+    results: pd.DataFrame, others: Sequence[str] = (), metrics: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Per regime (and `others`): mean/std/n of accuracy, parameters and batches/s (timed
-    alone, when the study did so, and the trials' own)."""
+    alone, when the study did so, and the trials' own), or `metrics` (e.g. robustness)."""
     by = ["sharing_network", "sharing_ensemble", *others]
-    metrics = dict.fromkeys([*sharing_metrics(results), BATCHES_PER_S])  # the trials' own too
+    if metrics is None:
+        metrics = list(dict.fromkeys([*sharing_metrics(results), BATCHES_PER_S]))
     return pd.concat([aggregate(results, by, m) for m in metrics if m in results])
 
 
-def sharing_boxes(results: pd.DataFrame, others: Sequence[str] = ()) -> go.Figure:
+def sharing_boxes(
+    results: pd.DataFrame,
+    others: Sequence[str] = (),
+    metrics: Sequence[str] | None = None,
+    title: str = "Sharing regimes (network x ensemble sharing), across seeds",
+) -> go.Figure:
     """Three panels side by side (final test accuracy, distinct parameters, batches/s), one
     box per regime (sharing_network x sharing_ensemble) across seeds, every trial a point.
     `others`: further varying config columns, added to the x labels. Diverged / errored
-    trials are left out of accuracy (params and throughput stay: they are still measured)."""
-    metrics = [m for m in sharing_metrics(results) if m in results]
+    trials are left out of accuracy (params and throughput stay: they are still measured).
+    `metrics`: other panels, e.g. corrupted accuracy and OOD AUROC (default: accuracy,
+    parameters and batches/s, timed alone where the study did so)."""
+    metrics = [m for m in (metrics or sharing_metrics(results)) if m in results]
     fig = make_subplots(
         rows=1,
         cols=len(metrics),
@@ -115,7 +125,7 @@ def sharing_boxes(results: pd.DataFrame, others: Sequence[str] = ()) -> go.Figur
     fig.update_xaxes(tickangle=-30, type="category", categoryorder="array", categoryarray=cats)
     fig.update_layout(boxmode="overlay", legend={"orientation": "h", "y": -0.3})
     unique = list(dict.fromkeys(n for n in notes if n))
-    return finish(fig, "Sharing regimes (network x ensemble sharing), across seeds", unique, 650)
+    return finish(fig, title, unique, 650)
 
 
 def _categories(results: pd.DataFrame, order: list[str], others: list[str]) -> list[str]:

@@ -33,13 +33,18 @@ CIFAR-10 files given for cifar20 and the reverse), data not found a `DataNotFoun
 are a `DataError` with a one-line message, so a command line catches
 ``(core.errors.ConfigError, DataError)`` to print ``error: <message>`` and exit 2.
 
+The far-OOD sets of the robustness evaluation (``load_ood``, module ``ood``): Fashion-MNIST's
+test images from Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``,
+``$ENSEMBLE_FASHION_MNIST_DIR`` or ``ood_dir``), resized to 32 x 32 and replicated to 3
+channels, or any folder of images (``ood_dir``).
+
 Batches come from `TensorLoader`: tensors moved to the device once, shuffling with its own
 generator seeded per (seed, epoch), random 4-pixel-padded crop and horizontal flip done on the
 whole batch as one gather, then float conversion and normalisation.
 
 Modules, one job each, in import order (no cycles; each imports only modules to its left):
 `errors`, `bundle`, `labels`, `locations`, `rng` -> `decode` -> `cache` -> `cifar`,
-`imagefolder` -> `datasets` -> `splits`, `loader`. The names below are the package's public
+`imagefolder` -> `datasets`, `ood` -> `splits`, `loader`. The names below are the package's public
 API; the modules' own names (e.g. `core.data.cache.cache_key`) are for the package and its
 tests.
 """
@@ -61,12 +66,15 @@ from core.data.loader import TensorLoader
 from core.data.locations import (
     ENV_CACHE_DIR,
     ENV_DATA_DIR,
+    ENV_FASHION_MNIST_DIR,
+    FASHION_MNIST_DIR,
     decoded_cache_dir,
     default_data_dir,
     resolve_data_dir,
     user_cache_dir,
 )
-from core.data.splits import load_for_config, split_data
+from core.data.ood import load_ood
+from core.data.splits import load_for_config, split_data, stratified_subset
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -75,6 +83,8 @@ __all__ = [
     "CIFAR100_FINE_TO_COARSE",
     "ENV_CACHE_DIR",
     "ENV_DATA_DIR",
+    "ENV_FASHION_MNIST_DIR",
+    "FASHION_MNIST_DIR",
     "DataBundle",
     "DataError",
     "DataFormatError",
@@ -86,8 +96,10 @@ __all__ = [
     "default_data_dir",
     "load_dataset",
     "load_for_config",
+    "load_ood",
     "resolve_data_dir",
     "scan_imagefolder",
     "split_data",
+    "stratified_subset",
     "user_cache_dir",
 ]

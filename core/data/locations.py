@@ -16,6 +16,8 @@ __all__ = [
     "CIFAR100_NEEDED",
     "ENV_CACHE_DIR",
     "ENV_DATA_DIR",
+    "ENV_FASHION_MNIST_DIR",
+    "FASHION_MNIST_DIR",
     "LOCAL_COPY_HINT",
     "decoded_cache_dir",
     "default_data_dir",
@@ -27,6 +29,11 @@ __all__ = [
 
 ENV_DATA_DIR = "ENSEMBLE_DATA_DIR"
 ENV_CACHE_DIR = "ENSEMBLE_CACHE_DIR"
+# The far-OOD set: Fashion-MNIST where Debian's `dataset-fashion-mnist` package installs it
+# (``apt-get install dataset-fashion-mnist``), or the folder $ENSEMBLE_FASHION_MNIST_DIR names;
+# TrialConfig.ood_dir overrides both.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_FASHION_MNIST_DIR = "ENSEMBLE_FASHION_MNIST_DIR"
 APP_NAME = "ensemble-efficiency"
 
 LOCAL_COPY_HINT = (

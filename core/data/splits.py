@@ -19,7 +19,7 @@ from core.data.datasets import load_dataset
 from core.data.rng import seeded_generator
 from core.errors import ConfigError, refusal
 
-__all__ = ["load_for_config", "split_data"]
+__all__ = ["load_for_config", "split_data", "stratified_subset"]
 
 
 def _balanced_allocation(counts: list[int], n: int) -> list[int]:
@@ -65,6 +65,15 @@ def _stratified_indices(
     return [
         ix[torch.randperm(len(ix), generator=g)[:a]] for ix, a in zip(per_class, alloc, strict=True)
     ]
+
+
+def stratified_subset(y: torch.Tensor, num_classes: int, n: int, stream: int) -> torch.Tensor:
+    """Sorted indices of a stratified subset of min(n, len(y)) examples of labels `y`, drawn with
+    split seed 0 from `stream` (the robustness evaluation's corrupted images use stream 2), so
+    that every trial of a study gets the same subset."""
+    n = min(int(n), int(y.shape[0]))
+    parts = _stratified_indices(y, num_classes, n, seeded_generator(0, stream), "corruption_subset")
+    return torch.sort(torch.cat(parts)).values
 
 
 def split_data(

@@ -60,10 +60,13 @@ def trial(
     params: float = 1e6,
     batches_per_s: float = 50.0,
     study: str = "alpha_gamma",
+    robust: bool = True,
     **config: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One results row and its history rows. outcome: completed | diverged | error |
-    asha_stopped | early_stopped | nan (completed but its metrics are NaN)."""
+    asha_stopped | early_stopped | nan (completed but its metrics are NaN). robust: the last
+    epoch reports the robustness metrics (`robustness_values`; not for diverged, NaN or
+    ASHA-stopped trials)."""
     cfg = config_columns(**config)
     epochs = cfg["epochs"]
     done = epochs_done if epochs_done is not None else (0 if outcome == "error" else epochs)
@@ -86,6 +89,14 @@ def trial(
                 C.CURRENT_LR: cfg["lr"],  # `lr` (the config value) is among cfg too
                 C.DIVERGED: div,
                 C.EARLY_STOPPED: outcome == "early_stopped" and e == done,
+            }
+        )
+        measured = robust and e == done and outcome not in ("diverged", "nan", "asha_stopped")
+        members = cfg["ensemble_size"]
+        robustness = robustness_values(acc, members) if measured else {}
+        row.update({k: robustness.get(k, NAN) for k in C.ROBUSTNESS_KEYS})
+        row.update(
+            {
                 C.NODE: "10.0.0.1",
                 C.NODE_ID: "f00d",
             }
@@ -121,6 +132,8 @@ def trial(
     res[C.BATCHES_PER_S] = batches_per_s if done else NAN
     res[C.IMAGES_PER_S] = batches_per_s * cfg["batch_size"] if done else NAN
     res[C.TOTAL_S] = 10.0 * done if done else NAN
+    for k in C.ROBUSTNESS_KEYS:
+        res[k] = history[-1][k] if history else NAN
     return res, history
 
 
@@ -219,6 +232,28 @@ def std(values: Iterable[float]) -> float:
     v = [x for x in values if not math.isnan(x)]
     m = sum(v) / len(v)
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def robustness_values(acc: float, members: int) -> dict[str, float]:
+    """Robustness metrics of a trial of final test accuracy `acc`: corrupted accuracy
+    acc - 0.05 - 0.04 * severity - 0.01 * (corruption index), loss 1.5 - that, ECE 0.02 *
+    severity; OOD AUROC 0.6 + acc / 4 (MI NaN for one member), FPR95 1 - AUROC."""
+    out: dict[str, float] = {}
+    for i, c in enumerate(C.CORRUPTIONS):
+        for s in C.SEVERITIES:
+            a = acc - 0.05 - 0.04 * s - 0.01 * i
+            cell = {"acc": a, "loss": 1.5 - a, "ece": 0.02 * s}
+            for k in C.CORRUPT_KEYS:
+                out[C.corrupt_metric(k, c, s)] = cell[k]
+    for k in C.CORRUPT_KEYS:
+        cells = [out[C.corrupt_metric(k, c, s)] for c in C.CORRUPTIONS for s in C.SEVERITIES]
+        out[C.corrupt_metric(k)] = sum(cells) / len(cells)
+    for s in C.OOD_SCORES:
+        auroc = NAN if (s == "mi" and members == 1) else 0.6 + acc / 4
+        out[C.ood_metric("auroc", s)] = auroc
+        out[C.ood_metric("fpr95", s)] = 1 - auroc
+    out[C.ROBUSTNESS_S] = 1.5
+    return {k: out[k] for k in C.ROBUSTNESS_KEYS}
 
 
 Builder = Callable[..., tuple[dict[str, Any], list[dict[str, Any]]]]

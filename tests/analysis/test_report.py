@@ -23,6 +23,11 @@ HEATMAP_PAGES = {
         "avg_test_loss",
         "final_test_ece",
         "final_test_disagreement",
+        # robustness metrics, measured by the fabricated trials (fakes.robustness_values)
+        "corrupt_acc",
+        "corrupt_ece",
+        "ood_auroc_msp",
+        "ood_auroc_mi",
     )
 }
 
@@ -48,7 +53,7 @@ def test_index_links_every_page_and_table(ag_report):
     assert {link for link in links if link.endswith(".html")} == pages(report)
     tables = {p.name for p in (report / "tables").glob("*.csv")}
     assert {link.removeprefix("tables/") for link in links if link.endswith(".csv")} == tables
-    assert pages(report) == HEATMAP_PAGES | {"seeds.html", "best_trials.html"}
+    assert pages(report) == HEATMAP_PAGES | {"seeds.html", "best_trials.html", "robustness.html"}
 
 
 def test_only_applicable_figures(ag_report):
@@ -85,14 +90,15 @@ def test_csv_tables_have_the_expected_rows(ag_report, ag_frames):
         "error": 1,
     }
     ag = pd.read_csv(tables / "alpha_gamma.csv")
-    assert len(ag) == 80 * 6  # cells that ran x heatmap metrics
+    assert len(ag) == 80 * 10  # cells that ran x heatmap metrics (6 + 4 of robustness)
     row = ag[(ag["alpha"] == 0.5) & (ag["gamma"] == 0.2) & (ag["metric"] == "final_test_acc")]
     expected = fakes.mean(fakes.ag_acc(0.5, 0.2, s) for s in fakes.AG_SEEDS)
     assert row["mean"].item() == pytest.approx(expected) and row["n"].item() == 3
     div = ag[(ag["alpha"] == -1.0) & (ag["gamma"] == 1.0) & (ag["metric"] == "final_test_acc")]
     assert div["mean"].isna().all() and div["n_diverged"].item() == 3
     summary = pd.read_csv(tables / "summary.csv")
-    assert len(summary) == 80 * 8 and set(summary["metric"]) >= {"params", "final_test_acc"}
+    # 8 metrics + 9 robustness columns (corrupted acc/loss/ECE, AUROC and FPR95 of 3 scores)
+    assert len(summary) == 80 * 17 and set(summary["metric"]) >= {"params", "corrupt_acc"}
 
 
 def test_heatmap_page_notes_unusable_trials(ag_report):
@@ -108,7 +114,13 @@ def test_experiment_folder_untouched_and_report_replaced(tmp_path):
     (exp / "notes.txt").write_text("mine")
     before = snapshot(exp)
     index = build_report(exp)
-    assert pages(index.parent) == {"sharing.html", "seeds.html", "best_trials.html"}
+    assert pages(index.parent) == {
+        "sharing.html",
+        "sharing_robustness.html",
+        "seeds.html",
+        "best_trials.html",
+        "robustness.html",
+    }
     (index.parent / "stale.html").write_text("old")
     build_report(exp)  # an earlier report is replaced as a whole
     assert not (index.parent / "stale.html").exists()
@@ -138,7 +150,12 @@ def test_study_inferred_from_columns_without_study_json(tmp_path):
     exp = fakes.write_experiment(tmp_path / "es", results, history)  # no study.json either
     report = build_report(exp).parent
     # ensemble_size varies (and lr): ensemble-size page; 1 seed: no seed box plot
-    assert pages(report) == {"ensemble_size_lr.html", "best_trials.html"}
+    assert pages(report) == {
+        "ensemble_size_lr.html",
+        "ensemble_size_robustness.html",
+        "best_trials.html",
+        "robustness.html",
+    }
     assert "unknown (figures chosen from the columns)" in (report / "index.html").read_text()
 
 
@@ -157,7 +174,12 @@ def test_search_report_with_too_few_optuna_trials_says_so(tmp_path):
         )
     )
     report = build_report(exp).parent
-    assert pages(report) == {"search_pareto.html", "search_importance.html", "best_trials.html"}
+    assert pages(report) == {
+        "search_pareto.html",
+        "search_importance.html",
+        "best_trials.html",
+        "robustness.html",
+    }
     html = (report / "search_importance.html").read_text()
     assert "too few completed trials (1)" in html
     assert "plotly.min.js" not in html  # no empty chart drawn

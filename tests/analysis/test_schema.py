@@ -13,7 +13,14 @@ from core import columns as C
 from tests.analysis import fakes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "results_schema.md"
-PLACEHOLDERS = {"<k>": C.EVAL_KEYS, "<m>": C.EPOCH_METRICS}
+PLACEHOLDERS = {
+    "<k>": C.EVAL_KEYS,
+    "<m>": C.EPOCH_METRICS,
+    "<c>": C.CORRUPTIONS,
+    "<s>": tuple(str(s) for s in C.SEVERITIES),
+    "<r>": C.CORRUPT_KEYS,
+    "<score>": C.OOD_SCORES,
+}
 DERIVED = {"outcome", "model", "regime"}  # columns analysis.tidy adds
 
 
@@ -42,7 +49,15 @@ def expand(name: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "constant",
-    ["FILES", "EVAL_KEYS", "KEY_COLUMNS", "CONFIG_COLUMNS", "HISTORY_COLUMNS", "CALIB_COLUMNS"],
+    [
+        "FILES",
+        "EVAL_KEYS",
+        "KEY_COLUMNS",
+        "CONFIG_COLUMNS",
+        "HISTORY_COLUMNS",
+        "ROBUSTNESS_KEYS",
+        "CALIB_COLUMNS",
+    ],
 )
 def test_doc_lists_exactly_the_names_of_core_columns(constant):
     listed = [n for name in doc_tables()[constant] for n in expand(name)]
@@ -65,6 +80,7 @@ def test_doc_lists_exactly_the_results_columns():
         "HISTORY_COLUMNS",
         "RESULTS_COLUMNS",
         "CALIB_COLUMNS",
+        "ROBUSTNESS_KEYS",
     }
 
 

@@ -33,7 +33,6 @@ WORKERS = 2  # worker nodes, one CPU each
 STORE = 400 * 2**20  # object store per node: the CIFAR-10 arrays (~185 MB) plus room
 SMOKE_EPOCHS = 2
 POLL_S = 0.1
-QUIET_S = 0.3  # no file of the experiment changed for this long: no copy under way
 
 
 # ----------------------------------------------------------------------------------------
@@ -293,58 +292,93 @@ def test_trial_of_a_removed_node_continues_from_its_checkpoint(
     assert results.set_index("trial_id").loc[victim, "node_id"] == nodes[-1]
 
 
+def staged_results(cluster, exp: Path) -> dict[str, bytes]:
+    """The driver's own copy of each trial's result.json, by trial folder name.
+
+    Tune writes reports into a staging folder in the driver's Ray session (on this machine, the
+    cluster's session) and copies that folder to the storage path now and then; what is
+    staged but not yet copied is what a killed driver leaves behind.
+    """
+    session = Path(cluster.head_node.get_session_dir_path())
+    out = {}
+    for trial in exp.glob("train_*"):
+        for path in session.glob(
+            f"artifacts/*/{exp.name}/driver_artifacts/{trial.name}/result.json"
+        ):
+            out[trial.name] = path.read_bytes()
+    return out
+
+
+def stored_results(exp: Path) -> dict[str, bytes]:
+    """Each trial's result.json in the storage path, by trial folder name."""
+    return {
+        d.name: (d / "result.json").read_bytes() if (d / "result.json").exists() else b""
+        for d in exp.glob("train_*")
+    }
+
+
 def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path, start_job):
-    epochs = 3
+    epochs = 4
     args = job_args(data_dir, tmp_path, cluster, "--epochs", str(epochs))
     proc = start_job("ensemble_size.py", *args)
     exp = tmp_path / "ensemble_size_smoke"
 
-    # Kill once Tune's snapshot (what --resume restores) has a checkpoint of every trial and
-    # some trial is still running. The driver writes reports and snapshot into a staging
-    # folder and copies it to the storage path (in a thread, file by file) when a trial
-    # checkpoints: kill when that copy is complete and quiet, not half-way through it.
-    seen: dict[Path, bytes] = {}
-    quiet_since = time.monotonic()
-
-    def ready_to_kill():
-        nonlocal seen, quiet_since
-        files = {
-            p: p.read_bytes()
-            for p in [*exp.glob("experiment_state-*.json"), *exp.glob("train_*/result.json")]
-        }
-        if files != seen:
-            seen, quiet_since = files, time.monotonic()
-            return False
-        if time.monotonic() - quiet_since < QUIET_S:
-            return False
+    # Kill where the killed run leaves the most behind: Tune's snapshot in the storage path
+    # (what --resume restores) has a checkpoint of every trial, some trial has epochs left,
+    # and the driver holds a report it has not copied to the storage path yet (issue 9, item
+    # 7: a resumed run copied such reports into the experiment folder). The driver is stopped
+    # (SIGSTOP) before the check, so that its copy cannot change the files while they are
+    # read; if the storage path is half-way through a copy, it runs on and we look again.
+    def kill_point():
         try:
             snapshot = {
                 t: (s.get("last_result") or {}).get("epoch", 0)
                 for t, s in experiment_state(exp).items()
             }
         except (ValueError, OSError):  # not written yet (or a half-written JSON)
-            return False
-        got = reports(exp)
-        return (
+            return None
+        got, stored, staged = reports(exp), stored_results(exp), staged_results(cluster, exp)
+        ok = (
             len(snapshot) == 2
             and 1 <= min(snapshot.values()) < epochs
             and all(t in got and got[t][-1]["epoch"] >= e for t, e in snapshot.items())
+            # whole lines, each as the driver wrote it: no copy under way
+            and all(
+                b.endswith(b"\n") and staged.get(n, b"").startswith(b) for n, b in stored.items()
+            )
+            and any(len(staged.get(n, b"")) > len(b) for n, b in stored.items())
         )
+        return (snapshot, staged) if ok else None
 
-    wait_for(ready_to_kill, "every trial checkpointed", proc)
+    def stopped_at_kill_point():
+        if kill_point() is None:
+            return None
+        os.kill(proc.pid, signal.SIGSTOP)
+        found = kill_point()
+        if found is None:
+            os.kill(proc.pid, signal.SIGCONT)
+        return found
+
+    snapshot, staged = wait_for(stopped_at_kill_point, "a report staged but not stored", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    # What the storage path holds now is final: the driver that wrote it is gone.
-    snapshot = {t: s["last_result"]["epoch"] for t, s in experiment_state(exp).items()}
+
+    # The killed run's trials are stopped by Ray once it has noticed the driver's death; until
+    # then they may still write checkpoints. Wait for that (the GCS's tables) before reading.
+    def killed_run_stopped():
+        gcs = cluster.global_state
+        jobs = [j for j in gcs.job_table() if j["DriverPid"] == proc.pid]
+        alive = gcs.actor_table(None, actor_state_name="ALIVE").values()
+        ids = {j["JobID"] for j in jobs}
+        return jobs and all(j["IsDead"] for j in jobs) and not any(a["JobID"] in ids for a in alive)
+
+    wait_for(killed_run_stopped, "the killed run's actors to be stopped")
+    assert {t: s["last_result"]["epoch"] for t, s in experiment_state(exp).items()} == snapshot
     before = reports(exp)
     assert sorted(before) == sorted(snapshot), (snapshot, before)
-    assert all(before[t][-1]["epoch"] >= e >= 1 for t, e in snapshot.items()), (
-        "killed during the driver's copy to the storage path",
-        snapshot,
-        before,
-    )
-    assert min(snapshot.values()) < epochs, "the study finished before the driver was killed"
     assert not (exp / "results.parquet").exists()
+    unstored = {n: staged.get(n, b"")[len(b) :] for n, b in stored_results(exp).items()}
+    assert any(unstored.values())  # the kill point: reports the storage path never got
 
     r = run_job("ensemble_size.py", *args, "--resume", timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -360,17 +394,19 @@ def test_killed_driver_resumes_without_losing_epochs(cluster, data_dir, tmp_path
             row = h.loc[(trial_id, x["epoch"])]
             assert row["test_acc"] == pytest.approx(x["test_acc"], rel=1e-6)
             assert row["train_loss"] == pytest.approx(x["train_loss"], rel=1e-6)
-    # Every trial continued from its checkpoint in the snapshot, not from scratch: the epochs
-    # up to it were reported once, and the first report after the resume is the next epoch,
-    # made by a restored trial (its iteration count since restore starts again at 1).
+    # One writer after the other: each trial's reports are what the storage path held at the
+    # kill, unchanged, then those of the trial restored from the snapshot's checkpoint (its
+    # iteration count since restore starts again at 1), from the epoch after that checkpoint
+    # to the last. Nothing of the killed run that the storage path did not hold appears.
     after = reports(exp)
     for trial_id, done in snapshot.items():
         lines = after[trial_id]
+        assert lines[: len(before[trial_id])] == before[trial_id], (before[trial_id], lines)
+        resumed = [
+            (x["epoch"], x["iterations_since_restore"]) for x in lines[len(before[trial_id]) :]
+        ]
+        assert resumed == [(e, e - done) for e in range(done + 1, epochs + 1)], (done, lines)
         assert [x["epoch"] for x in lines[:done]] == list(range(1, done + 1)), lines
-        assert [x["epoch"] for x in lines].count(1) == 1
-        if done < epochs:
-            first = lines[len(before[trial_id])]
-            assert first["epoch"] == done + 1 and first["iterations_since_restore"] == 1, lines
 
 
 # ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ SMALL = dict(
     epochs=1,
     batch_size=64,
     num_threads=2,
+    robustness=False,  # tests/core/test_robustness.py runs it
 )
 
 

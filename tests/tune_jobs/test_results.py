@@ -24,9 +24,22 @@ STUDY = "alpha_gamma"
 BASE = {"arch": "simple_cnn", "ensemble": "batch", "ensemble_size": 2, "epochs": 3}
 
 
-def report(epoch: int, acc: float, *, val: bool = False, diverged: bool = False, **over) -> dict:
-    """One epoch's report as core.trainable.fit makes it (diverged: metrics NaN), plus what
-    Ray Tune adds to every report."""
+def robustness(epoch: int) -> dict:
+    """Robustness keys as measured at `epoch`: 0.001 * (key index) + epoch."""
+    return {k: 0.001 * i + epoch for i, k in enumerate(C.ROBUSTNESS_KEYS)}
+
+
+def report(
+    epoch: int,
+    acc: float,
+    *,
+    val: bool = False,
+    diverged: bool = False,
+    robust: bool = False,
+    **over,
+) -> dict:
+    """One epoch's report as core.trainable.fit makes it (diverged: metrics NaN; robust: the
+    robustness keys measured, else NaN), plus what Ray Tune adds to every report."""
     rep = {"epoch": epoch, "train_loss": 2.0 - acc, "train_acc": acc + 0.05}
     for split, shift in (("test", 0.0), ("val", 0.01)):
         vals = {
@@ -50,6 +63,7 @@ def report(epoch: int, acc: float, *, val: bool = False, diverged: bool = False,
         early_stopped=False,
         node_id="node-a",
     )
+    rep.update(robustness(epoch) if robust else {k: NAN for k in C.ROBUSTNESS_KEYS})
     if diverged:
         for k in ("train_loss", "train_acc", *C.TEST_METRICS, *C.VAL_METRICS):
             rep[k] = NAN
@@ -86,7 +100,8 @@ def fabricated() -> list[Result]:
     return [
         result(
             "t_normal",
-            [report(e, 0.5 + 0.1 * e, val=True) for e in (1, 2, 3)],
+            # robustness measured every 2 epochs: epoch 2 is the last measurement
+            [report(e, 0.5 + 0.1 * e, val=True, robust=e == 2) for e in (1, 2, 3)],
             {**BASE, "alpha": None, "gamma": -0.5, "val_fraction": 0.1, "extra": {"tag": "a"}},
         ),
         result(
@@ -168,7 +183,7 @@ def test_results_columns_are_the_contract(frames):
 
 def test_normal_trial_every_value(frames):
     results, history = frames
-    reports = [report(e, 0.5 + 0.1 * e, val=True) for e in (1, 2, 3)]
+    reports = [report(e, 0.5 + 0.1 * e, val=True, robust=e == 2) for e in (1, 2, 3)]
     r = row(results, "t_normal")
     assert_values(
         r,
@@ -195,6 +210,8 @@ def test_normal_trial_every_value(frames):
         },
     )
     assert pd.isna(r["error"])  # None, or NaN in a pandas string column
+    for k, v in robustness(2).items():  # the last measurement, under the key's own name
+        assert r[k] == pytest.approx(v), k
     # config: every field, None alpha as NaN, extra flattened
     assert math.isnan(r["alpha"]) and r["gamma"] == -0.5 and r["extra_tag"] == "a"
     assert r["arch"] == "simple_cnn" and r["ensemble_size"] == 2 and r["val_fraction"] == 0.1

@@ -1,0 +1,237 @@
+"""core.corruptions: every corruption's parameter measured from its output, identity at
+severity 0, determinism, and bit-exact agreement with the published code's libraries where
+they are installed (PIL for pixelate and JPEG, scipy for zoom blur)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import columns as C
+from core.corruptions import PARAMS, corrupt, corruption_generator
+from core.errors import ConfigError
+
+
+def images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random images (blurs and JPEG need structure), uint8 (n, 3, 32, 32)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 8, 8, generator=g)
+    x = torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False)
+    return (x * 200 + 28).round().to(torch.uint8)
+
+
+def gray(n: int = 32, value: int = 128) -> torch.Tensor:
+    return torch.full((n, 3, 32, 32), value, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_severity_zero_is_identity_and_dtype_shape_device_kept(name):
+    x = images(8)
+    assert torch.equal(corrupt(x, name, 0), x)
+    for s in C.SEVERITIES:
+        y = corrupt(x, name, s)
+        assert y.dtype == torch.uint8 and y.shape == x.shape and y.device == x.device
+
+
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_same_seed_same_images_and_severities_differ(name):
+    x = images(16)
+    outs = [corrupt(x, name, s) for s in C.SEVERITIES]
+    for s, y in zip(C.SEVERITIES, outs, strict=True):
+        assert torch.equal(corrupt(x, name, s), y)
+    for a, b in zip(outs, outs[1:], strict=False):
+        assert not torch.equal(a, b)
+    assert not torch.equal(outs[2], x)
+
+
+def test_the_published_parameters():
+    assert PARAMS["gaussian_noise"] == (0.04, 0.06, 0.08, 0.09, 0.10)
+    assert PARAMS["shot_noise"] == (500, 250, 100, 75, 50)
+    assert PARAMS["impulse_noise"] == (0.01, 0.02, 0.03, 0.05, 0.07)
+    assert PARAMS["contrast"] == (0.75, 0.5, 0.4, 0.3, 0.15)
+    assert PARAMS["brightness"] == (0.05, 0.1, 0.15, 0.2, 0.3)
+    assert PARAMS["pixelate"] == (0.95, 0.9, 0.85, 0.75, 0.65)
+    assert PARAMS["jpeg_compression"] == (80, 65, 58, 50, 40)
+    assert tuple(PARAMS) == C.CORRUPTIONS
+
+
+def test_generators_differ_by_seed_corruption_and_severity():
+    draw = [
+        torch.rand(4, generator=corruption_generator(*k))
+        for k in ((0, "contrast", 1), (1, "contrast", 1), (0, "shot_noise", 1), (0, "contrast", 2))
+    ]
+    assert all(not torch.equal(draw[0], d) for d in draw[1:])
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_gaussian_noise_variance(severity):
+    c = PARAMS["gaussian_noise"][severity - 1]
+    x = gray(64)
+    # the truncation to uint8 lowers every value by half a level on average
+    diff = corrupt(x, "gaussian_noise", severity).double() / 255 - (128 - 0.5) / 255
+    assert abs(diff.std().item() - c) < 0.03 * c
+    assert abs(diff.mean().item()) < 0.002
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_shot_noise_is_poisson(severity):
+    c = PARAMS["shot_noise"][severity - 1]
+    x = gray(64)
+    y = corrupt(x, "shot_noise", severity).double() / 255
+    lam = 128 / 255 * c  # Poisson(lam) / c: variance lam / c^2
+    assert abs(y.var().item() - lam / c**2) < 0.05 * lam / c**2
+    assert abs(y.mean().item() - 128 / 255) < 0.01
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_impulse_noise_share_of_salt_and_pepper(severity):
+    c = PARAMS["impulse_noise"][severity - 1]
+    x = gray(128)
+    y = corrupt(x, "impulse_noise", severity)
+    salt, pepper = (y == 255).double().mean().item(), (y == 0).double().mean().item()
+    n = y.numel()
+    tol = 4 * math.sqrt(c / 2 / n)
+    assert abs(salt - c / 2) < tol and abs(pepper - c / 2) < tol
+    assert ((y == 128) | (y == 255) | (y == 0)).all()
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_contrast_scales_the_std_by_c(severity):
+    c = PARAMS["contrast"][severity - 1]
+    x = images(32)
+    y = corrupt(x, "contrast", severity).double()
+    ratio = y.std(dim=(2, 3)) / x.double().std(dim=(2, 3))
+    assert (ratio - c).abs().max().item() < 0.02 + 1.0 / x.double().std(dim=(2, 3)).min()
+    # the per-channel mean is kept (up to the truncation to uint8: -0.5 on average)
+    assert (y.mean(dim=(2, 3)) - x.double().mean(dim=(2, 3)) + 0.5).abs().max() < 0.6
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_brightness_shifts_v_by_c(severity):
+    c = PARAMS["brightness"][severity - 1]
+    x = images(32) // 2  # V <= 0.5: never clipped
+    y = corrupt(x, "brightness", severity)
+    v_x = x.double().amax(1) / 255
+    v_y = y.double().amax(1) / 255
+    assert ((v_y - v_x) - c).abs().max().item() < 1.01 / 255
+    # hue kept: the channel order of every pixel is the same
+    colourful = x.amax(1) > x.amin(1) + 3
+    assert torch.equal(x.argmax(1)[colourful], y.argmax(1)[colourful])
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_pixelate_equals_pil_box_resizing(severity):
+    c = PARAMS["pixelate"][severity - 1]
+    x = images(16)
+    y = corrupt(x, "pixelate", severity)
+    for img, out in zip(x, y, strict=True):
+        pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+        pil = pil.resize((int(32 * c),) * 2, Image.BOX).resize((32, 32), Image.BOX)
+        assert np.array_equal(np.asarray(pil), out.permute(1, 2, 0).numpy())
+
+
+def test_pixelate_block_structure():
+    # severity 5: 32 -> 20 -> 32 pixels, so at most 20 distinct columns of values per row
+    x = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(1))
+    x = x.to(torch.uint8)
+    y = corrupt(x, "pixelate", 5)
+    distinct = (y[..., 1:] != y[..., :-1]).any(dim=(1, 2)).sum(-1)  # column changes per image
+    assert (distinct <= 20 + 12).all() and (distinct >= 19).all()
+
+
+def _pil_jpeg(img: torch.Tensor, q: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(buf))
+
+
+def test_jpeg_quality_monotone_in_severity_and_equal_to_pil_and_torchvision():
+    x = images(16)
+    psnr = []
+    for s in C.SEVERITIES:
+        y = corrupt(x, "jpeg_compression", s)
+        mse = (y.double() - x.double()).square().mean().item()
+        psnr.append(10 * math.log10(255**2 / mse))
+        q = PARAMS["jpeg_compression"][s - 1]
+        for img, out in zip(x[:4], y[:4], strict=True):
+            assert np.array_equal(_pil_jpeg(img, q), out.permute(1, 2, 0).numpy())
+    assert all(a > b for a, b in zip(psnr, psnr[1:], strict=False)), psnr
+    tv = pytest.importorskip("torchvision.io")
+    y = corrupt(x, "jpeg_compression", 3)
+    via_tv = torch.stack(tv.decode_jpeg(tv.encode_jpeg(list(x), quality=58)))
+    assert (via_tv == y).double().mean().item() > 0.99
+
+
+def test_zoom_blur_equals_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+
+    def clipped_zoom(img, z):  # make_cifar_c.clipped_zoom
+        h = img.shape[0]
+        ch = int(np.ceil(h / z))
+        top = (h - ch) // 2
+        img = ndimage.zoom(img[top : top + ch, top : top + ch], (z, z, 1), order=1)
+        trim = (img.shape[0] - h) // 2
+        return img[trim : trim + h, trim : trim + h]
+
+    x = images(6)
+    for s, c in zip(C.SEVERITIES, PARAMS["zoom_blur"], strict=True):
+        y = corrupt(x, "zoom_blur", s)
+        for img, out in zip(x, y, strict=True):
+            a = (img.permute(1, 2, 0).numpy() / 255.0).astype(np.float32)
+            acc = np.zeros_like(a)
+            factors = np.arange(1, c, 0.01)
+            for z in factors:
+                acc += clipped_zoom(a, z)
+            ref = np.uint8(np.clip((a + acc) / (len(factors) + 1), 0, 1) * 255)
+            assert np.array_equal(ref, out.permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("name", ["defocus_blur", "glass_blur", "zoom_blur"])
+def test_blurs_keep_a_constant_image_and_smooth_more_with_severity(name):
+    # a constant image stays constant (one level lower where the kernel's float sum is below 1:
+    # the published code truncates too)
+    flat = corrupt(gray(2, 100), name, 3)
+    assert flat.min() == flat.max() and int(flat[0, 0, 0, 0]) in (99, 100)
+    x = torch.randint(0, 256, (8, 3, 32, 32), generator=torch.Generator().manual_seed(2))
+    x = x.to(torch.uint8)
+    rough = []
+    for s in C.SEVERITIES:
+        y = corrupt(x, name, s).double()
+        rough.append((y[..., 1:] - y[..., :-1]).abs().mean().item())
+    assert rough[-1] < rough[0] < (x.double()[..., 1:] - x.double()[..., :-1]).abs().mean()
+
+
+def test_glass_blur_swaps_pull_from_up_left_neighbours():
+    # severity 1: sigma 0.05 is a 1-tap blur (identity), so only the pixel pulls remain; a pixel
+    # at (h, w), h, w >= 2, takes one of (h-1|h, w-1|w): never a value from below or right
+    x = torch.arange(32 * 32).view(1, 1, 32, 32).expand(1, 3, 32, 32) % 251
+    x = x.to(torch.uint8).contiguous()
+    y = corrupt(x, "glass_blur", 1)[0, 0].to(torch.int64)
+    src = x[0, 0].to(torch.int64)
+    assert torch.equal(y[:2], src[:2]) and torch.equal(y[:, :2], src[:, :2])
+    for h in range(2, 32):
+        for w in range(2, 32):
+            around = {int(src[h - a, w - b]) for a in (0, 1) for b in (0, 1)}
+            assert int(y[h, w]) in around
+    assert (y != src).double().mean() > 0.5
+
+
+def test_refusals():
+    with pytest.raises(ConfigError, match="corruption='snow'"):
+        corrupt(images(1), "snow", 1)
+    with pytest.raises(ConfigError, match="severity=6"):
+        corrupt(images(1), "contrast", 6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_gives_the_same_images_as_the_cpu():
+    x = images(16)
+    for name in C.CORRUPTIONS:
+        y = corrupt(x.cuda(), name, 3)
+        assert y.device.type == "cuda"
+        assert (y.cpu().int() - corrupt(x, name, 3).int()).abs().max() <= 1

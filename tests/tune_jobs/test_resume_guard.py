@@ -1,0 +1,58 @@
+"""`--resume` clears what a killed run left (issue 9, item 7), with Ray's GCS tables faked."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from tune_jobs import runner
+from tune_jobs.options import JobError
+
+
+class FakeGcs:
+    """A killed job (01000000) whose trial actor stays alive for `alive_polls` polls."""
+
+    def __init__(self, alive_polls: float):
+        self.alive_polls, self.polls = alive_polls, 0
+
+    def job_table(self):
+        return [{"JobID": "01000000", "IsDead": True}, {"JobID": "02000000", "IsDead": False}]
+
+    def actor_table(self, actor_id, actor_state_name=None):
+        assert actor_id is None and actor_state_name == "ALIVE"
+        self.polls += 1
+        live = {"b": {"JobID": "02000000", "IsDetached": False}}  # a live job's: not waited for
+        live["d"] = {"JobID": "01000000", "IsDetached": True}  # detached: outlives its job
+        if self.polls <= self.alive_polls:
+            live["a"] = {"JobID": "01000000", "IsDetached": False}
+        return live
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    """A stale staging folder that ExperimentAnalysis names for every trial."""
+    folder = tmp_path / "driver_artifacts"
+    (folder / "train_x").mkdir(parents=True)
+    (folder / "train_x" / "result.json").write_text('{"epoch": 3}\n')
+    trial = SimpleNamespace(local_experiment_path=str(folder))
+    monkeypatch.setattr(runner, "ExperimentAnalysis", lambda path: SimpleNamespace(trials=[trial]))
+    return folder
+
+
+def test_resume_waits_for_the_killed_jobs_actors_then_drops_the_staging(
+    staging, monkeypatch, capsys
+):
+    gcs = FakeGcs(alive_polls=3)
+    monkeypatch.setattr(runner.ray._private.state, "state", gcs)
+    runner.clear_killed_run("/exp", poll_s=0)
+    assert gcs.polls == 4
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "01000000" in out and "02000000" not in out
+    assert not staging.exists()
+
+
+def test_resume_refuses_while_the_killed_jobs_actors_live(staging, monkeypatch):
+    monkeypatch.setattr(runner.ray._private.state, "state", FakeGcs(alive_polls=float("inf")))
+    with pytest.raises(JobError, match="01000000.*still alive") as e:
+        runner.clear_killed_run("/exp", timeout_s=0, poll_s=0)
+    assert "\n" not in str(e.value) and "/exp" in str(e.value)
+    assert staging.exists()  # nothing touched
