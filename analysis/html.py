@@ -116,7 +116,7 @@ def index_html(
 def facts_of(meta: dict[str, object], results: pd.DataFrame, study: str | None) -> dict:
     """Key facts for the index table."""
     facts: dict[str, object] = {"study": study or "unknown (figures chosen from the columns)"}
-    for key in ("name", "dataset", "smoke"):
+    for key in ("name", "dataset", "preset", "smoke"):
         if key in meta:
             facts[key] = meta[key]
     facts["trials"] = len(results)

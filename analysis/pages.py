@@ -78,13 +78,29 @@ def plan_report(exp: Experiment) -> Plan:
     if wants("optimizers", "optimizer" in varying):
         _optimizers(plan, exp)
     if wants("sharing", "sharing_network" in varying or "sharing_ensemble" in varying):
-        _sharing(plan, res, varying)
+        _sharing(plan, res, varying, exp.meta)
     if wants("search", exp.optuna_db is not None or exp.pareto is not None):
         _search(plan, exp, varying)
     _robustness(plan, res)
     _seeds(plan, exp, varying)
     _best(plan, exp, varying)
+    if is_smoke(exp.meta):
+        for page in plan.pages:
+            page.notes.insert(0, SMOKE_NOTE)
     return plan
+
+
+# A smoke study (study.json's `smoke`): every page and the index say what it is.
+SMOKE_NOTE = (
+    "This is a smoke study: a pipeline check (the small CNN, a few thousand training images, a "
+    "few epochs, a reduced grid) that shows the study runs and its files and figures are "
+    "complete. It learns a little, but its numbers answer none of the study's questions: run "
+    "the cpu or full preset for that."
+)
+
+
+def is_smoke(meta: dict) -> bool:
+    return bool(meta.get("smoke")) or meta.get("preset") == "smoke"
 
 
 def summary_table(res: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
@@ -219,7 +235,24 @@ def _not_in_history(exp: Experiment) -> list[str]:
     return [f"{k} trial(s) have no epochs in {C.HISTORY_FILE} ({why}): not drawn"]
 
 
-def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
+def _throughput_note(meta: dict, res: pd.DataFrame) -> str:
+    """How the sharing page's batches/s was measured."""
+    if sharing.timed_alone(res):
+        how = meta.get("throughput", "timed alone, after every trial finished")
+        return (
+            f"batches/s is each regime's training loop, {how}: no other trial of the study "
+            "ran meanwhile. The trials' own batches/s (also in sharing.csv) shared the node "
+            "with other trials and is not compared"
+        )
+    return (
+        "batches/s is each trial's training-loop throughput averaged over its epochs, "
+        "measured while other trials may run on the same node: regimes compare fairly "
+        "only when the study ran one trial per node (--max-concurrent = nodes and "
+        "whole-node resources)"
+    )
+
+
+def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str], exp_meta: dict) -> None:
     if miss := _missing(res, sharing.NEEDS):
         plan.skipped.append(f"sharing regimes: results lack column(s) {miss}")
         return
@@ -230,12 +263,7 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
             title="Sharing regimes",
             description="final test accuracy, distinct parameters and batches/s per regime "
             "(sharing_network x sharing_ensemble), box plots across seeds",
-            notes=[
-                "batches/s is each trial's training-loop throughput averaged over its epochs, "
-                "measured while other trials may run on the same node: regimes compare fairly "
-                "only when the study ran one trial per node (--max-concurrent = nodes and "
-                "whole-node resources)"
-            ],
+            notes=[_throughput_note(exp_meta, res)],
             figures=[F.sharing_boxes(res, others)],
             tables=["sharing.csv"],
         )

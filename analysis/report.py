@@ -11,7 +11,7 @@ from plotly.offline import get_plotlyjs
 from analysis.errors import ReportInputError
 from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
 from analysis.load import load_experiment
-from analysis.pages import outcome_counts, plan_report
+from analysis.pages import SMOKE_NOTE, is_smoke, outcome_counts, plan_report
 from analysis.tidy import OUTCOME_TEXT
 
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
@@ -61,8 +61,12 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     for page in plan.pages:
         (out / f"{page.slug}.html").write_text(page_html(page), encoding="utf-8")
     notes = list(exp.notes) + [f"not drawn: {s}" for s in plan.skipped]
+    if is_smoke(exp.meta):
+        notes.insert(0, SMOKE_NOTE)
     outcomes = {OUTCOME_TEXT[k]: v for k, v in outcome_counts(exp.results).items()}
     title = f"Report: {exp.meta.get('name', exp.path.name)}"
+    if is_smoke(exp.meta):
+        title += " (smoke study: a pipeline check)"
     index = out / "index.html"
     index.write_text(
         index_html(

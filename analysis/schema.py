@@ -13,6 +13,8 @@ from core.columns import (
     AVG,
     BATCHES_PER_S,
     BEST,
+    CALIB_BATCHES_PER_S,
+    CALIB_IMAGES_PER_S,
     CORRUPT_KEYS,
     CORRUPTIONS,
     DIVERGED,
@@ -92,6 +94,8 @@ _COST = {
     IMAGES_PER_S: "images/s",
     EPOCH_S: "seconds per epoch",
     TOTAL_S: "training time (s)",
+    CALIB_BATCHES_PER_S: "batches/s (timed alone)",
+    CALIB_IMAGES_PER_S: "images/s (timed alone)",
 }
 
 

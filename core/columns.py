@@ -222,7 +222,17 @@ RESULTS_COLUMNS = (
     *ROBUSTNESS_KEYS,
 )
 
+# --- results.parquet of the sharing study: throughput timed alone ------------------------------
+# Written by tune_jobs.sharing after every trial finished (the Tuner returned): each regime's
+# training steps timed with nothing else of the study running (core.train.time_train_steps, one
+# Ray task with a trial's resources), one regime after another; every trial of a regime gets
+# its regime's values. Read by the sharing figures, which compare regimes by these rather than
+# by the trials' own batches/s (measured while other trials shared the node).
+CALIB_BATCHES_PER_S = "calib_batches_per_s"
+CALIB_IMAGES_PER_S = "calib_images_per_s"
+CALIB_COLUMNS = (CALIB_BATCHES_PER_S, CALIB_IMAGES_PER_S)
+
 # --- Cost metrics ---------------------------------------------------------------------------------
 # Measurements of cost, in either table: valid even when a trial diverged (analysis keeps them
 # for diverged trials, unlike accuracy or loss).
-COST_METRICS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, TOTAL_S)
+COST_METRICS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, TOTAL_S, *CALIB_COLUMNS)

@@ -310,6 +310,61 @@ def train(
     return history
 
 
+def time_train_steps(
+    cfg: TrialConfig, data: DataBundle | None = None, steps: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Training throughput of cfg's model timed on its own: `warmup` steps, then `steps` timed
+    steps of the training loop (loader, augmentation and train step) on the training split.
+
+    A trial's own batches/s is measured while other trials may share its node; this is the
+    fair measurement, for the caller to run with nothing else running (the sharing study runs
+    it as one task at a time after every trial finished). Returns CALIB_BATCHES_PER_S and
+    CALIB_IMAGES_PER_S.
+    """
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_for_config(cfg, data)
+    model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
+    loader = TensorLoader(
+        data.train_x,
+        data.train_y,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+    )
+    optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(loader))
+    model.train()
+
+    def batches():
+        epoch = 0
+        while True:
+            epoch += 1
+            loader.set_epoch(epoch)
+            yield from loader
+
+    source = batches()
+    for _ in range(warmup):
+        x, y = next(source)
+        train_step(model, optimizer, x, y, cfg, scheduler)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seen, t0 = 0, time.perf_counter()
+    for _ in range(steps):
+        x, y = next(source)
+        train_step(model, optimizer, x, y, cfg, scheduler)
+        seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    return {C.CALIB_BATCHES_PER_S: steps / elapsed, C.CALIB_IMAGES_PER_S: seen / elapsed}
+
+
 # ----------------------------------------------------------------------------------------------
 # the command line
 # ----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import click
 
 from core.errors import ConfigError, DataError
 from tune_jobs.options import (
+    PRESETS,
     JobError,
     JobOptions,
     NothingToResume,
@@ -79,7 +80,7 @@ def command(
         try:
             study = _make_study(make_study, opts, {k: values[k] for k in extra_names}, extra)
             if opts.name is None:
-                opts.name = study.name + ("_smoke" if opts.smoke else "")
+                opts.name = study.name + ("" if opts.preset == "full" else f"_{opts.preset}")
             check_study(study, opts)
             from tune_jobs.runner import run_study
 
@@ -102,6 +103,7 @@ def command(
         callback=run,
         params=[*job_option_params(), *extra],
         help=_help_text(doc),
+        epilog=presets_help(),
         context_settings={"max_content_width": 100},
     )
 
@@ -151,3 +153,10 @@ def _help_text(doc: str | None) -> str | None:
         return None
     paragraphs = inspect.cleandoc(doc).split("\n\n")
     return "\n\n".join("\b\n" + p if p.lstrip().startswith("python ") else p for p in paragraphs)
+
+
+def presets_help() -> str:
+    """The presets, one line each, under `--help` (click keeps a paragraph that starts with \\b)."""
+    width = max(map(len, PRESETS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in PRESETS.items()]
+    return "\b\nPresets (--preset):\n" + "\n".join(lines)

@@ -10,10 +10,11 @@ from tune_jobs.options import JobOptions, Study, grid, with_seeds
 
 SIZES = tuple(range(2, 10))
 LRS = (0.02, 0.002, 0.0002)
+GRIDS = {"full": (SIZES, LRS), "cpu": ((2, 4, 6, 8), LRS), "smoke": ((2, 4), (0.002,))}
 
 
 def make_study(opts: JobOptions) -> Study:
-    sizes, lrs = ((2, 4), (0.002,)) if opts.smoke else (SIZES, LRS)
+    sizes, lrs = GRIDS[opts.preset]
     space = opts.base(
         arch="vgg11",
         ensemble="batch",

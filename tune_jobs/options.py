@@ -37,16 +37,35 @@ from core.columns import (
 from core.config import DATASETS, MAX_EPOCHS, TrialConfig, parse_field
 from core.errors import refusal
 
-# The smoke preset: minutes on 2 CPU cores, the same files as a full run.
+# Presets: the scale a study runs at. `full` is each study's own (the student study's VGG11,
+# the whole training set, 10-15 epochs: GPU clusters); the others fix config fields on top of
+# the study's defaults (and each study script may reduce its grid for them, see README).
+# The smoke preset: a pipeline check of about two minutes on 2 CPU cores, the same files as a
+# full run, that learns (its best alpha_gamma trial >= 30% test accuracy on the real CIFAR-10:
+# benchmarks/smoke_floor.py checks it) but answers no study's question.
+# (alpha_gamma's smoke also raises Adam's lr to 3e-3: the preset cannot, as other studies
+# sweep or bundle lr.)
 SMOKE = {
     "arch": "simple_cnn",
-    "train_subset": 500,
-    "test_subset": 250,
-    "epochs": 2,
+    "train_subset": 4000,
+    "test_subset": 500,
+    "epochs": 4,
     # robustness at smoke size: under 20% of the trial (benchmarks/robustness_cost.py)
     "corruption_subset": 10,
     "ood_subset": 100,
 }
+# The CPU preset: each study's answer readable on 2 cores, 3 seeds in about 45 minutes: the
+# small CNN, a stratified 5,000-image training subset (10% of it held out), 6 epochs, 2,000
+# test images; each study runs a reduced grid (README's studies table names it).
+CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs": 6}
+PRESETS = {
+    "full": "each study's own scale (VGG11, the whole training set, 10-15 epochs): GPU clusters",
+    "cpu": "simple_cnn, 5,000 training images, 6 epochs, a reduced grid: 3 seeds in ~45 min "
+    "on 2 CPUs",
+    "smoke": "a pipeline check of ~2 min on 2 CPUs (simple_cnn, 4,000 images, 4 epochs, a "
+    "2x2 grid): it learns, but answers nothing",
+}
+PRESET_CONFIG: dict[str, dict[str, Any]] = {"full": {}, "cpu": CPU, "smoke": SMOKE}
 # Every study holds out this share of the training set (stratified) as its validation split:
 # selection (ASHA, the Optuna objective, "best" in the progress table and the report) reads
 # validation metrics only, never the test set. `--set val_fraction=...` changes it.
@@ -103,9 +122,8 @@ class JobOptions:
     """The options every study script takes; `tune_jobs.cli` makes one command-line option of
     each field (`--field-name`, or `flag` from the field's metadata) with the field's help."""
 
-    smoke: bool = _option(
-        False, "Tiny subset, simple_cnn, 2 epochs, reduced grid: minutes on 2 CPUs."
-    )
+    preset: str = _option("full", f"The study's scale, one of {list(PRESETS)} (see below).")
+    smoke: bool = _option(False, "Alias of --preset smoke: a pipeline check of ~2 min on 2 CPUs.")
     dataset: str = _option("cifar10", f"One of {list(DATASETS)}.")
     data_dir: str | None = _option(None, "Dataset root (else $ENSEMBLE_DATA_DIR, else download).")
     epochs: int | None = _option(None, "Epochs per trial (default: the study's).")
@@ -130,8 +148,25 @@ class JobOptions:
         (), "Fix a config field, e.g. --set norm=member (repeatable).", flag="--set"
     )
 
+    def __post_init__(self) -> None:
+        # --smoke is --preset smoke; `smoke` stays true of a smoke study either way.
+        if self.smoke and self.preset == "full":
+            self.preset = "smoke"
+        self.smoke = self.smoke or self.preset == "smoke"
+
     def check(self) -> None:
         """Option errors that need no Ray: one message naming option, value and what is allowed."""
+        if self.preset not in PRESETS:
+            raise JobError(refusal("--preset", self.preset, list(PRESETS)))
+        if self.smoke and self.preset != "smoke":
+            raise JobError(
+                refusal(
+                    "--smoke",
+                    True,
+                    f"--preset {self.preset} alone",
+                    why=f"--smoke is --preset smoke, which contradicts --preset {self.preset}",
+                )
+            )
         if self.dataset not in DATASETS:
             raise JobError(refusal("--dataset", self.dataset, DATASETS))
         check_int("--seeds", self.seeds, 1, MAX_SEEDS)
@@ -165,10 +200,9 @@ class JobOptions:
 
     def base(self, **study: Any) -> dict[str, Any]:
         """The fixed part of every trial's config: the validation split (VAL_FRACTION), study
-        defaults, then smoke preset, then CLI."""
+        defaults, then the preset (`PRESET_CONFIG`), then CLI."""
         cfg = {"val_fraction": VAL_FRACTION, **study}
-        if self.smoke:
-            cfg.update(SMOKE)
+        cfg.update(PRESET_CONFIG.get(self.preset, {}))
         if self.epochs is not None:
             cfg["epochs"] = self.epochs
         cfg.update(self.parsed_overrides())
@@ -344,7 +378,10 @@ class Study:
     mode: str | list[str] = "max"
     num_samples: int = 1
     make_search_alg: Callable[[Path], Any] | None = None  # gets the local experiment folder
-    after: Callable[[Path, Any], None] | None = None  # extra files once results are written
+    # Extra files once results are written: after(exp_dir, results, run_alone), where
+    # run_alone(fn, *args) runs fn as one task with a trial's resources (CPUs, GPUs) on the
+    # cluster, now idle (the Tuner returned), and returns its result.
+    after: Callable[[Path, Any, Callable[..., Any]], None] | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into study.json
     # The script's own options as given (`--num-samples` -> 20); tune_jobs.cli fills it in.
     # They are recorded with the JobOptions that define the study and compared on --resume.
@@ -477,6 +514,7 @@ def study_record(
         "name": opts.experiment_name,
         "dataset": opts.dataset,
         "smoke": opts.smoke,
+        "preset": opts.preset,
         "metric": study.metric,
         "mode": study.mode,
         STUDY_SELECTION_METRIC: selection(study)[0],
@@ -511,7 +549,7 @@ def write_study_json(
 # The JobOptions fields that change what a study computes: recorded when it starts and compared
 # on --resume. The others (resources, concurrency, retries, address, storage, name) may differ.
 DEFINING_OPTIONS = (
-    "smoke",
+    "preset",  # --smoke is --preset smoke
     "dataset",
     "data_dir",
     "epochs",
@@ -592,7 +630,10 @@ def check_resume(saved: dict[str, Any], study: Study, opts: JobOptions) -> None:
     must be the ones saved (each difference is named), and so must the parameter space."""
     if STUDY_OPTIONS not in saved:  # a study recorded before options were: nothing to compare
         return
-    diffs = option_differences(saved[STUDY_OPTIONS], defining_options(study, opts))
+    then = dict(saved[STUDY_OPTIONS])
+    if "--smoke" in then:  # recorded before presets: --smoke was the only one
+        then.setdefault(flag_of("preset"), "smoke" if then.pop("--smoke") else "full")
+    diffs = option_differences(then, defining_options(study, opts))
     if not diffs:
         then = {k: v for k, v in saved.get(STUDY_SPACE, {}).items() if k not in RESOURCE_KEYS}
         now = {k: v for k, v in plain(study.space).items() if k not in RESOURCE_KEYS}

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         write_study_json(local_dir, study, opts)
         results_path, history_path, results = write_results(result_grid, study.name, local_dir)
         if study.after is not None:
-            study.after(local_dir, results)
+            study.after(local_dir, results, alone(opts.cpus_per_trial, gpus_per_trial))
         if is_uri(root):
             upload(local_dir, exp_path)
         failed = errored_trials(result_grid, exp_path)
@@ -166,6 +167,16 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     return local_dir
+
+
+def alone(cpus: float, gpus: float) -> Callable[..., Any]:
+    """`run_alone(fn, *args)`: fn as one Ray task with a trial's resources, waited for; called
+    after the Tuner returned, one at a time, so that nothing else of the study runs."""
+
+    def run_alone(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return ray.get(ray.remote(num_cpus=cpus, num_gpus=gpus)(fn).remote(*args, **kwargs))
+
+    return run_alone
 
 
 def error_message(error: BaseException) -> str:

@@ -90,7 +90,7 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
             study_name=exp_dir.name,
         )
 
-    def after(exp_dir: Path, results: pd.DataFrame) -> None:
+    def after(exp_dir: Path, results: pd.DataFrame, _run_alone=None) -> None:
         if len(names) > 1:
             front = pareto_front(results, names)
             front.to_parquet(exp_dir / "pareto_front.parquet", index=False)

@@ -11,20 +11,41 @@ student study did.
     python tune_jobs/sharing.py --smoke --data-dir ../shared/data/cifar10
 """
 
-from core.config import valid_sharing_regimes
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.columns import CALIB_COLUMNS, RESULTS_FILE
+from core.config import TrialConfig, valid_sharing_regimes
 from tune_jobs.cli import cli
-from tune_jobs.options import JobOptions, Study, grid, with_seeds
+from tune_jobs.options import JobOptions, Study, grid, grid_configs, with_seeds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CIFAR20 = {"grad_clip": 1.0, "patience": 5, "val_fraction": 0.1}
 # Smoke: one regime of each kind (neither, network only, ensemble only, both).
 SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all", "all")}
+# CPU preset: none, early and all on each axis (deep, between early and all, left out).
+CPU_REGIMES = {(n, e) for n in ("none", "early", "all") for e in ("none", "early", "all")}
+REGIMES = {"smoke": SMOKE_REGIMES, "cpu": CPU_REGIMES}
+# CPU preset: 4 members (8 take ~60 s per epoch of 4,500 images on a busy 2-core machine: 27
+# trials would take well over 45 minutes).
+CPU_MEMBERS = 4
+# Throughput timed alone, after every trial finished: warm-up steps, then timed steps per regime.
+CALIB_WARMUP, CALIB_STEPS = 3, 20
+REGIME_KEYS = ("sharing_network", "sharing_ensemble")
 
 
-def regimes(arch: str, smoke: bool = False) -> list[dict[str, str]]:
+def regimes(arch: str, preset: str = "full") -> list[dict[str, str]]:
+    keep = REGIMES.get(preset)
     return [
         {"sharing_network": n, "sharing_ensemble": e}
         for n, e in valid_sharing_regimes(arch, "batch")
-        if not smoke or (n, e) in SMOKE_REGIMES
+        if keep is None or (n, e) in keep
     ]
 
 
@@ -32,7 +53,7 @@ def make_study(opts: JobOptions) -> Study:
     space = opts.base(
         arch="vgg11_share",
         ensemble="batch",
-        ensemble_size=8,
+        ensemble_size=CPU_MEMBERS if opts.preset == "cpu" else 8,
         alpha=0.5,
         gamma=0.5,
         optimizer="adam",
@@ -41,8 +62,55 @@ def make_study(opts: JobOptions) -> Study:
     )
     if opts.dataset == "cifar20":
         space |= CIFAR20
-    space["sharing"] = grid(regimes(space["arch"], opts.smoke))
-    return Study("sharing", with_seeds(space, opts.seeds))
+    space["sharing"] = grid(regimes(space["arch"], opts.preset))
+    space = with_seeds(space, opts.seeds)
+
+    def after(exp_dir: Path, results: pd.DataFrame, run_alone: Callable[..., Any]) -> None:
+        calibrate(exp_dir, results, space, run_alone)
+
+    info = {
+        "throughput": f"timed alone: after every trial finished, each regime's training loop "
+        f"({CALIB_WARMUP} warm-up + {CALIB_STEPS} timed steps, seed 0) as one task with a "
+        "trial's resources, one regime after another"
+    }
+    return Study("sharing", space, after=after, info=info)
+
+
+def calibrate(
+    exp_dir: Path, results: pd.DataFrame, space: dict, run_alone: Callable[..., Any] | None = None
+) -> pd.DataFrame:
+    """Time each regime's training steps alone and add CALIB_COLUMNS to results.parquet.
+
+    A trial's own batches/s shares the node with whatever else runs there (measured 0.73 vs
+    1.87 batches/s for one config): the runner calls this after the Tuner returned, so nothing
+    else of the study runs; regimes are timed one after another, each as one task with a
+    trial's resources (`run_alone`, the runner's; None: in this process), and every trial of a
+    regime gets its regime's values."""
+    from core.data import load_dataset
+    from core.train import time_train_steps
+
+    regimes_cfg: dict[tuple[str, str], TrialConfig] = {}
+    for cfg in grid_configs(space):
+        cfg = TrialConfig.from_dict({**cfg, "seed": 0})
+        regimes_cfg.setdefault((cfg.sharing_network, cfg.sharing_ensemble), cfg)
+    data = None
+    timed: dict[tuple[str, str], dict[str, float]] = {}
+    t0 = time.perf_counter()
+    for key, cfg in regimes_cfg.items():
+        if data is None:
+            data = load_dataset(cfg.dataset, cfg.data_dir)  # split by each regime's call
+        args = (cfg, data, CALIB_STEPS, CALIB_WARMUP)
+        timed[key] = run_alone(time_train_steps, *args) if run_alone else time_train_steps(*args)
+    keys = list(zip(*(results[k] for k in REGIME_KEYS), strict=True))
+    for col in CALIB_COLUMNS:
+        results[col] = [timed.get(k, {}).get(col, float("nan")) for k in keys]
+    results.to_parquet(exp_dir / RESULTS_FILE, index=False)
+    print(
+        f"throughput timed alone: {len(timed)} regime(s) in {time.perf_counter() - t0:.0f} s "
+        f"({CALIB_STEPS} steps each), written to {exp_dir / RESULTS_FILE}",
+        flush=True,
+    )
+    return results
 
 
 if __name__ == "__main__":

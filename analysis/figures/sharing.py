@@ -19,11 +19,29 @@ from analysis.tidy import (
     regime_label,
     sort_frame,
 )
-from core.columns import BATCHES_PER_S, FINAL_TEST_ACC, PARAMS, TRIAL_ID
+from core.columns import (
+    BATCHES_PER_S,
+    CALIB_BATCHES_PER_S,
+    FINAL_TEST_ACC,
+    PARAMS,
+    TRIAL_ID,
+)
 
 SHARING_METRICS = (FINAL_TEST_ACC, PARAMS, BATCHES_PER_S)
 # Results columns the boxes need (analysis.pages checks them).
 NEEDS = ("sharing_network", "sharing_ensemble", *SHARING_METRICS)
+
+
+def timed_alone(results: pd.DataFrame) -> bool:
+    """Whether the study timed each regime alone after its trials (calib_batches_per_s)."""
+    return CALIB_BATCHES_PER_S in results and bool(results[CALIB_BATCHES_PER_S].notna().any())
+
+
+def sharing_metrics(results: pd.DataFrame) -> tuple[str, ...]:
+    """The panels: accuracy, parameters and throughput, timed alone where the study did so
+    (the trials' own batches/s shared the node with other trials), else the trials' own."""
+    speed = CALIB_BATCHES_PER_S if timed_alone(results) else BATCHES_PER_S
+    return (FINAL_TEST_ACC, PARAMS, speed)
 
 
 def regimes(results: pd.DataFrame) -> list[str]:
@@ -35,26 +53,29 @@ def regimes(results: pd.DataFrame) -> list[str]:
 
 
 def sharing_table(
-    results: pd.DataFrame, others: Sequence[str] = (), metrics: Sequence[str] = SHARING_METRICS
+    results: pd.DataFrame, others: Sequence[str] = (), metrics: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Per regime (and `others`): mean/std/n of accuracy, parameters and batches/s (or
-    `metrics`, e.g. the robustness metrics)."""
+    """Per regime (and `others`): mean/std/n of accuracy, parameters and batches/s (timed
+    alone, when the study did so, and the trials' own), or `metrics` (e.g. robustness)."""
     by = ["sharing_network", "sharing_ensemble", *others]
+    if metrics is None:
+        metrics = list(dict.fromkeys([*sharing_metrics(results), BATCHES_PER_S]))
     return pd.concat([aggregate(results, by, m) for m in metrics if m in results])
 
 
 def sharing_boxes(
     results: pd.DataFrame,
     others: Sequence[str] = (),
-    metrics: Sequence[str] = SHARING_METRICS,
+    metrics: Sequence[str] | None = None,
     title: str = "Sharing regimes (network x ensemble sharing), across seeds",
 ) -> go.Figure:
     """Three panels side by side (final test accuracy, distinct parameters, batches/s), one
     box per regime (sharing_network x sharing_ensemble) across seeds, every trial a point.
     `others`: further varying config columns, added to the x labels. Diverged / errored
     trials are left out of accuracy (params and throughput stay: they are still measured).
-    `metrics`: other panels, e.g. corrupted accuracy and OOD AUROC."""
-    metrics = [m for m in metrics if m in results]
+    `metrics`: other panels, e.g. corrupted accuracy and OOD AUROC (default: accuracy,
+    parameters and batches/s, timed alone where the study did so)."""
+    metrics = [m for m in (metrics or sharing_metrics(results)) if m in results]
     fig = make_subplots(
         rows=1,
         cols=len(metrics),

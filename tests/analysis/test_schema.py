@@ -49,7 +49,15 @@ def expand(name: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "constant",
-    ["FILES", "EVAL_KEYS", "KEY_COLUMNS", "CONFIG_COLUMNS", "HISTORY_COLUMNS", "ROBUSTNESS_KEYS"],
+    [
+        "FILES",
+        "EVAL_KEYS",
+        "KEY_COLUMNS",
+        "CONFIG_COLUMNS",
+        "HISTORY_COLUMNS",
+        "ROBUSTNESS_KEYS",
+        "CALIB_COLUMNS",
+    ],
 )
 def test_doc_lists_exactly_the_names_of_core_columns(constant):
     listed = [n for name in doc_tables()[constant] for n in expand(name)]
@@ -71,6 +79,7 @@ def test_doc_lists_exactly_the_results_columns():
         "CONFIG_COLUMNS",
         "HISTORY_COLUMNS",
         "RESULTS_COLUMNS",
+        "CALIB_COLUMNS",
         "ROBUSTNESS_KEYS",
     }
 
@@ -80,7 +89,8 @@ def test_the_groups_of_core_columns_are_consistent():
     assert C.TEST_METRICS[:2] == ("test_acc", "test_loss") and C.FINAL_TEST_ACC == "final_test_acc"
     assert len(set(C.REPORT_KEYS)) == len(C.REPORT_KEYS)
     assert len(set(C.RESULTS_COLUMNS)) == len(C.RESULTS_COLUMNS)
-    assert set(C.COST_METRICS) <= set(C.HISTORY_COLUMNS) | set(C.RESULTS_COLUMNS)
+    written = set(C.HISTORY_COLUMNS) | set(C.RESULTS_COLUMNS) | set(C.CALIB_COLUMNS)
+    assert set(C.COST_METRICS) <= written
     # no name means two things: contract columns never collide with config fields
     assert not set(C.CONFIG_COLUMNS) & (set(C.HISTORY_COLUMNS) | set(C.RESULTS_COLUMNS))
     assert not set(C.KEY_COLUMNS) & set(C.CONFIG_COLUMNS)

@@ -123,6 +123,8 @@ def data_dir() -> Path:
 def job_args(data_dir: Path, storage: Path, cluster, *extra: str) -> list[str]:
     return [
         "--smoke",
+        # The suite's sizes (the preset's own learn, ~2 min); a later --epochs in `extra` wins.
+        *("--set", "train_subset=500", "--set", "test_subset=250", "--epochs", "2"),
         "--data-dir",
         str(data_dir),
         "--storage-path",

@@ -8,6 +8,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
+# The suite's own smoke sizes: the smoke preset learns (4,000 images, 4 epochs, ~2 min; its
+# accuracy floor is benchmarks/smoke_floor.py's), the tests check the pipeline at a smaller size.
+CI_SIZES = ("--set", "train_subset=500", "--set", "test_subset=250", "--epochs", "2")
 
 
 def run_job(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -35,7 +38,13 @@ def alpha_gamma_smoke_run(
     """One real alpha/gamma smoke study: its folder and the finished process (its output)."""
     storage = tmp_path_factory.mktemp("ray_results")
     r = run_job(
-        "alpha_gamma.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(storage)
+        "alpha_gamma.py",
+        "--smoke",
+        *CI_SIZES,
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(storage),
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return storage / "alpha_gamma_smoke", r

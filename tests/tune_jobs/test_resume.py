@@ -19,7 +19,7 @@ from core.columns import RESULTS_FILE, STATUS, STUDY_FILE, TRIAL_ID
 from tune_jobs import alpha_gamma
 from tune_jobs.options import JobOptions, resume_command, write_study_json
 
-from .conftest import REPO, run_job
+from .conftest import CI_SIZES, REPO, run_job
 
 RAY_BANNER = "Started a local Ray instance"  # ray.init prints it; a refusal comes before
 
@@ -69,8 +69,8 @@ def test_resume_with_changed_options_is_refused_naming_each(finished):
     r = run_job(*args, "--resume", "--epochs", "4", "--set", "lr=0.5", "--no-smoke")
     assert r.returncode == 2
     assert r.stderr == (
-        "error: --resume: options differ from the saved study: --no-smoke (saved: --smoke), "
-        "--epochs 4 (saved: not set), --set lr=0.5 (saved: not set); resume with the same "
+        "error: --resume: options differ from the saved study: --preset full (saved: --preset "
+        "smoke), --epochs 4 (saved: not set), --set lr=0.5 (saved: not set); resume with the same "
         "options, or start a new --name\n"
     )
     assert r.stdout == "" and no_ray(r)
@@ -151,18 +151,18 @@ def test_a_smoke_run_prints_the_table_and_the_project_lines_only(alpha_gamma_smo
     assert f"results: {exp / RESULTS_FILE}" in r.stdout
     assert f"report:  python -m analysis {exp}" in r.stdout
     record = json.loads((exp / STUDY_FILE).read_text())
-    assert record["state"] == "finished" and record["options"]["--smoke"] is True
+    assert record["state"] == "finished" and record["options"]["--preset"] == "smoke"
 
 
 @pytest.mark.slow
 def test_resume_of_the_real_finished_study(alpha_gamma_smoke, cifar10_dir):
     exp = alpha_gamma_smoke
     before = snapshot(exp)
-    args = ["--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(exp.parent)]
+    args = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(exp.parent)]
     r = run_job("alpha_gamma.py", *args, "--resume", "--epochs", "4", "--set", "lr=0.5")
     assert r.returncode == 2 and no_ray(r)
     assert r.stderr == (
-        "error: --resume: options differ from the saved study: --epochs 4 (saved: not set), "
+        "error: --resume: options differ from the saved study: --epochs 4 (saved: --epochs 2), "
         "--set lr=0.5 (saved: not set); resume with the same options, or start a new --name\n"
     )
     r = run_job("alpha_gamma.py", *args, "--resume")
@@ -212,7 +212,7 @@ def test_an_interrupted_study_its_report_and_a_changed_resume(tmp_path, cifar10_
     assert record["state"] == "interrupted"
     command = record["resume_command"]
     assert f"continue it with: {command}" in printed
-    assert command.startswith("python tune_jobs/alpha_gamma.py --smoke --data-dir ")
+    assert command.startswith("python tune_jobs/alpha_gamma.py --preset smoke --data-dir ")
     assert command.endswith(f"--resume --name alpha_gamma_smoke --storage-path {storage}")
     assert not (exp / RESULTS_FILE).exists()
 

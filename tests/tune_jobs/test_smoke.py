@@ -7,16 +7,18 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
 
+from core.columns import CALIB_COLUMNS
 from core.config import TrialConfig
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
 from tune_jobs.options import JobOptions, grid_configs
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
 
-from .conftest import REPO, run_job
+from .conftest import CI_SIZES, REPO, run_job
 
 pytestmark = pytest.mark.slow
 CONFIG_COLUMNS = [
@@ -90,6 +92,7 @@ def test_ensemble_size_smoke(tmp_path, cifar10_dir):
     r = run_job(
         "ensemble_size.py",
         "--smoke",
+        *CI_SIZES,
         "--data-dir",
         str(cifar10_dir),
         "--storage-path",
@@ -108,7 +111,13 @@ def test_ensemble_size_smoke(tmp_path, cifar10_dir):
 
 def test_optimizers_smoke(tmp_path, cifar10_dir):
     r = run_job(
-        "optimizers.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)
+        "optimizers.py",
+        "--smoke",
+        *CI_SIZES,
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(tmp_path),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     results, history = check_tables(tmp_path / "optimizers_smoke", optimizers, "optimizers")
@@ -121,18 +130,32 @@ def test_optimizers_smoke(tmp_path, cifar10_dir):
 
 def test_sharing_smoke(tmp_path, cifar10_dir):
     r = run_job(
-        "sharing.py", "--smoke", "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)
+        "sharing.py",
+        "--smoke",
+        *CI_SIZES,
+        "--data-dir",
+        str(cifar10_dir),
+        "--storage-path",
+        str(tmp_path),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     results, _ = check_tables(tmp_path / "sharing_smoke", sharing, "sharing")
     params = results.set_index(["sharing_network", "sharing_ensemble"])["params"]
     assert params[("all", "all")] < params[("early", "none")] < params[("none", "none")]
+    # Throughput timed alone, per regime, once every trial had finished (the Tuner returned:
+    # after Ray's last progress table), so no other trial shared the machine.
+    for col in CALIB_COLUMNS:
+        assert np.isfinite(results[col]).all() and (results[col] > 0).all(), col
+    assert r.stdout.rindex("== Status ==") < r.stdout.index("throughput timed alone: 4 regime(s)")
+    info = json.loads((tmp_path / "sharing_smoke" / "study.json").read_text())
+    assert info["throughput"].startswith("timed alone: after every trial finished")
 
 
 def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
     r = run_job(
         "search.py",
         "--smoke",
+        *CI_SIZES,
         "--data-dir",
         str(cifar10_dir),
         "--storage-path",
@@ -176,6 +199,7 @@ def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir)
 def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
     args = [
         "--smoke",
+        *CI_SIZES,
         "--data-dir",
         str(cifar10_dir),
         "--storage-path",
@@ -224,3 +248,7 @@ def test_report_from_a_real_smoke_study(alpha_gamma_smoke, tmp_path):
     assert not any("sharing" in p or "pareto" in p for p in pages)  # other studies' figures
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
     assert len(pd.read_csv(out / "tables" / "trials.csv")) == 4  # one row per trial
+    # A smoke study's report says, on its index and every page, that it is a pipeline check.
+    assert "smoke study: a pipeline check" in index
+    for p in pages:
+        assert "This is a smoke study: a pipeline check" in (out / p).read_text()

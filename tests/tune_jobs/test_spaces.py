@@ -85,8 +85,31 @@ def test_smoke_presets_are_small():
     for module in (alpha_gamma, ensemble_size, optimizers, sharing):
         cfgs = configs(module, smoke=True)
         assert {c.arch for c in cfgs} == {"simple_cnn"}
-        assert all(c.epochs <= 2 and c.train_subset <= 500 for c in cfgs)
+        assert all(c.epochs <= 4 and c.train_subset <= 4000 and c.test_subset <= 500 for c in cfgs)
         assert len(cfgs) <= 6
+
+
+def test_presets_scale_each_study():
+    """--preset cpu: simple_cnn on a stratified subset, a reduced grid; --smoke is --preset
+    smoke; full keeps the student study's VGG11 on the whole training set."""
+    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 6, "sharing": 9}
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+        name = module.__name__.rsplit(".", 1)[1]
+        cfgs = configs(module, preset="cpu")
+        assert len(cfgs) == cells[name], name
+        assert {(c.arch, c.train_subset, c.epochs) for c in cfgs} == {("simple_cnn", 5000, 6)}
+        if module is sharing:
+            assert {c.ensemble_size for c in cfgs} == {sharing.CPU_MEMBERS}
+        full = configs(module)
+        assert {c.train_subset for c in full} == {None} and "simple_cnn" not in {
+            c.arch for c in full
+        }
+        smoke = module.make_study(JobOptions(smoke=True)).space
+        assert smoke == module.make_study(JobOptions(preset="smoke")).space
+    with pytest.raises(JobError, match="--preset"):
+        JobOptions(preset="huge").check()
+    with pytest.raises(JobError, match="--smoke"):
+        JobOptions(preset="cpu", smoke=True).check()
 
 
 def test_search_refuses_replicates():
