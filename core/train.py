@@ -175,6 +175,20 @@ class Robustness:
         return out
 
 
+def _setup(
+    cfg: TrialConfig, data: DataBundle | None
+) -> tuple[torch.device, DataBundle, torch.nn.Module]:
+    """Threads, device, seeds, the trial's data split and its model: what training and the
+    throughput timing both start from."""
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_for_config(cfg, data)
+    model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
+    return device, data, model
+
+
 def train(
     cfg: TrialConfig,
     data: DataBundle | None = None,
@@ -182,13 +196,7 @@ def train(
     resume_state: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train one trial; returns the list of per-epoch metric dicts it reported."""
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_for_config(cfg, data)
-
-    model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
+    device, data, model = _setup(cfg, data)
     n_params = count_parameters(model)
 
     common = dict(mean=data.mean, std=data.std, device=device)
@@ -321,12 +329,7 @@ def time_train_steps(
     it as one task at a time after every trial finished). Returns CALIB_BATCHES_PER_S and
     CALIB_IMAGES_PER_S.
     """
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_for_config(cfg, data)
-    model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
+    device, data, model = _setup(cfg, data)
     loader = TensorLoader(
         data.train_x,
         data.train_y,
