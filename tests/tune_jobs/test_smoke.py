@@ -123,7 +123,7 @@ def test_optimizers_smoke(tmp_path, cifar10_dir):
     results, history = check_tables(tmp_path / "optimizers_smoke", optimizers, "optimizers")
     assert set(zip(results["ensemble"], results["optimizer"], strict=True)) == {
         (e, o) for e in ("single", "batch") for o in ("adam", "sgd", "ivon")
-    }
+    } | {("deep", "adam")}
     # Train and validation curves every epoch.
     assert history["val_acc"].notna().all() and history["train_acc"].notna().all()
 

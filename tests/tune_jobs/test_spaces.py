@@ -46,12 +46,12 @@ def test_ensemble_size_grid_is_24_cells_with_fixed_batch_size():
     assert {(c.alpha, c.gamma) for c in cfgs} == {(0.5, 0.5)}
 
 
-def test_optimizers_grid_is_6_cells():
+def test_optimizers_grid_is_6_cells_and_a_deep_ensemble():
     cfgs = configs(optimizers)
-    assert len(cfgs) == 6
+    assert len(cfgs) == 7
     assert {(c.ensemble, c.ensemble_size, c.optimizer) for c in cfgs} == {
         (e, m, o) for e, m in (("single", 1), ("batch", 8)) for o in ("adam", "sgd", "ivon")
-    }
+    } | {("deep", 8, "adam")}
     assert {(c.alpha, c.gamma, c.epochs, c.arch) for c in cfgs} == {(1.0, 0.2, 15, "vgg11")}
     assert all(c.val_fraction > 0 for c in cfgs)  # validation curves every epoch
 
@@ -86,13 +86,13 @@ def test_smoke_presets_are_small():
         cfgs = configs(module, smoke=True)
         assert {c.arch for c in cfgs} == {"simple_cnn"}
         assert all(c.epochs <= 4 and c.train_subset <= 4000 and c.test_subset <= 500 for c in cfgs)
-        assert len(cfgs) <= 6
+        assert len(cfgs) <= 7
 
 
 def test_presets_scale_each_study():
     """--preset cpu: simple_cnn on a stratified subset, a reduced grid; --smoke is --preset
     smoke; full keeps the student study's VGG11 on the whole training set."""
-    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 6, "sharing": 9}
+    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 7, "sharing": 9}
     for module in (alpha_gamma, ensemble_size, optimizers, sharing):
         name = module.__name__.rsplit(".", 1)[1]
         cfgs = configs(module, preset="cpu")
@@ -100,6 +100,10 @@ def test_presets_scale_each_study():
         assert {(c.arch, c.train_subset, c.epochs) for c in cfgs} == {("simple_cnn", 5000, 6)}
         if module is sharing:
             assert {c.ensemble_size for c in cfgs} == {sharing.CPU_MEMBERS}
+            # early and deep on each axis, so that claim 4 can compare them
+            assert {(c.sharing_network, c.sharing_ensemble) for c in cfgs} == {
+                (n, e) for n in ("none", "early", "deep") for e in ("none", "early", "deep")
+            }
         full = configs(module)
         assert {c.train_subset for c in full} == {None} and "simple_cnn" not in {
             c.arch for c in full
