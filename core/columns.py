@@ -25,6 +25,8 @@ FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
 # reported metric ASHA, the searcher and the report rank by (a validation metric), and its mode.
 STUDY_SELECTION_METRIC = "selection_metric"
 STUDY_SELECTION_MODE = "selection_mode"
+# The epochs at which every trial also measures its robustness (ASHA's rungs; [] without ASHA).
+STUDY_ROBUSTNESS_EPOCHS = "robustness_epochs"
 
 # --- The study record: keys of study.json besides what it says about the study --------------------
 # Written by tune_jobs when a study starts (state running), is interrupted and ends (finished);

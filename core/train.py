@@ -22,7 +22,7 @@ import random
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -194,8 +194,11 @@ def train(
     data: DataBundle | None = None,
     reporter: Reporter | None = None,
     resume_state: dict[str, Any] | None = None,
+    robustness_epochs: Collection[int] = (),
 ) -> list[dict[str, Any]]:
-    """Train one trial; returns the list of per-epoch metric dicts it reported."""
+    """Train one trial; returns the list of per-epoch metric dicts it reported. Robustness is
+    measured at the last epoch, every `cfg.robustness_every` epochs and at `robustness_epochs`
+    (a study's ASHA rungs, where a trial may be stopped)."""
     device, data, model = _setup(cfg, data)
     n_params = count_parameters(model)
 
@@ -234,6 +237,7 @@ def train(
         start_epoch = resume_state["epoch"] + 1
         best_val, bad_epochs = resume_state["best_val"], resume_state["bad_epochs"]
 
+    rungs = set(robustness_epochs)
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.epochs + 1):
         train_loader.set_epoch(epoch)
@@ -289,7 +293,7 @@ def train(
         metrics.update({k: math.nan for k in C.ROBUSTNESS_KEYS})
         last = epoch == cfg.epochs or metrics[C.EARLY_STOPPED]
         every = cfg.robustness_every > 0 and epoch % cfg.robustness_every == 0
-        if robustness is not None and not diverged and (last or every):
+        if robustness is not None and not diverged and (last or every or epoch in rungs):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t1 = time.perf_counter()

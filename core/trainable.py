@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Collection
 from typing import Any
 
 import ray
@@ -38,11 +39,17 @@ def load_checkpoint_state(checkpoint) -> dict[str, Any]:
         return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
 
 
-def ray_trainable(config: dict[str, Any], data: DataBundle | None = None) -> None:
+def ray_trainable(
+    config: dict[str, Any],
+    data: DataBundle | None = None,
+    robustness_epochs: Collection[int] = (),
+) -> None:
     """Ray Tune function trainable: one trial from a config dict, resumable from checkpoints.
 
     `data` is the full dataset loaded once on the driver and shared with every trial through
     `tune.with_parameters`; each trial applies its own subset/validation split.
+    `robustness_epochs`: the study's epochs at which robustness is also measured (ASHA's rungs:
+    `tune_jobs.options.robustness_epochs`), the same for every trial.
     """
     # Ray Train logs "Checkpoint successfully created at: ..." at INFO for every epoch's
     # checkpoint, in this (the trial's) process: its logger at WARNING keeps its warnings only.
@@ -50,4 +57,10 @@ def ray_trainable(config: dict[str, Any], data: DataBundle | None = None) -> Non
     cfg = TrialConfig.from_dict(config)
     checkpoint = tune.get_checkpoint()
     resume_state = load_checkpoint_state(checkpoint) if checkpoint else None
-    train(cfg, data=data, reporter=_ray_reporter, resume_state=resume_state)
+    train(
+        cfg,
+        data=data,
+        reporter=_ray_reporter,
+        resume_state=resume_state,
+        robustness_epochs=robustness_epochs,
+    )

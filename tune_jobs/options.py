@@ -27,6 +27,7 @@ from core.columns import (
     STATE_FINISHED,
     STUDY_FILE,
     STUDY_OPTIONS,
+    STUDY_ROBUSTNESS_EPOCHS,
     STUDY_SELECTION_METRIC,
     STUDY_SELECTION_MODE,
     STUDY_SPACE,
@@ -503,6 +504,30 @@ def uses_asha(study: Study, opts: JobOptions) -> bool:
     return study.asha if opts.asha is None else opts.asha
 
 
+def study_epochs(study: Study) -> int:
+    """The most epochs any trial of the study plans (ASHA's max_t)."""
+    return max(c.get("epochs", TrialConfig.epochs) for c in grid_configs(study.space))
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> tuple[int, ...]:
+    """The epochs before the last at which ASHA may stop a trial: Ray's one-bracket rungs
+    (ray.tune.schedulers.async_hyperband._Bracket, s = 0: grace * factor^k for k below
+    int(log(max_t / grace) / log(factor) + 1)), each decided at the first epoch that reaches
+    it. The trials measure their robustness there too, so that a trial ASHA stops has it from
+    the epoch it stopped at (tests/tune_jobs check this against Ray's own bracket)."""
+    grace = min(grace_period, max_t)
+    n = int(math.log(max_t / grace) / math.log(reduction_factor) + 1)
+    epochs = {math.ceil(grace * reduction_factor**k) for k in range(n)}
+    return tuple(sorted(e for e in epochs if e < max_t))
+
+
+def robustness_epochs(study: Study, opts: JobOptions) -> tuple[int, ...]:
+    """The epochs at which every trial also measures its robustness: ASHA's rungs, or none."""
+    if not uses_asha(study, opts):
+        return ()
+    return asha_rungs(opts.grace_period, opts.reduction_factor, study_epochs(study))
+
+
 def study_record(
     study: Study, opts: JobOptions, state: str = STATE_FINISHED, **more: Any
 ) -> dict[str, Any]:
@@ -519,6 +544,7 @@ def study_record(
         "mode": study.mode,
         STUDY_SELECTION_METRIC: selection(study)[0],
         STUDY_SELECTION_MODE: selection(study)[1],
+        STUDY_ROBUSTNESS_EPOCHS: list(robustness_epochs(study, opts)),
         **study.info,
     }
     if study.make_search_alg is not None:

@@ -36,7 +36,6 @@ from core.columns import (
     STUDY_STATE,
     TRIALS_FINISHED,
 )
-from core.config import TrialConfig
 from core.data import load_dataset
 from core.errors import refusal
 from core.trainable import ray_trainable
@@ -48,9 +47,10 @@ from tune_jobs.options import (
     StudyFailed,
     StudyInterrupted,
     check_resume,
-    grid_configs,
     is_uri,
     resume_command,
+    robustness_epochs,
+    study_epochs,
     swept_keys,
     uses_asha,
     write_study_json,
@@ -116,7 +116,10 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             else Path(os.path.expanduser("~/ray_results")) / opts.experiment_name
         )
         local_dir.mkdir(parents=True, exist_ok=True)
-        with_data = tune.with_parameters(ray_trainable, data=data)
+        # ASHA stops trials at its rungs only: robustness is measured there too (and at the end).
+        with_data = tune.with_parameters(
+            ray_trainable, data=data, robustness_epochs=robustness_epochs(study, opts)
+        )
         # Tune names trials and their folders after the trainable: keep them train_<id>.
         with_data.__name__ = "train"
         trainable = tune.with_resources(
@@ -292,7 +295,7 @@ def clear_killed_run(exp_path: str, timeout_s: float = 60.0, poll_s: float = 0.2
 def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneConfig:
     """Metric, scheduler (ASHA if the study uses it) and searcher."""
     multi = isinstance(study.metric, list)
-    epochs = max(c.get("epochs", TrialConfig.epochs) for c in grid_configs(study.space))
+    epochs = study_epochs(study)
     scheduler = None
     if uses_asha(study, opts):
         scheduler = ASHAScheduler(

@@ -88,3 +88,13 @@ def test_single_network_has_no_mutual_information(cifar10, ood_config):
     (last,) = train(TrialConfig.from_dict(cfg), data=cifar10)
     assert math.isnan(last[C.ood_metric("auroc", "mi")])
     assert math.isfinite(last[C.ood_metric("auroc", "msp")])
+
+
+def test_robustness_is_also_measured_at_the_given_epochs(cifar10, ood_config):
+    """A study's ASHA rungs (`robustness_epochs`): measured there and at the end, not between,
+    so that a trial stopped at a rung has its robustness from that epoch."""
+    cfg = TrialConfig.from_dict({**SMOKE, **ood_config, "epochs": 3, "train_subset": 200})
+    history = train(cfg, data=cifar10, robustness_epochs=(1,))
+    measured = [math.isfinite(h[C.corrupt_metric("acc")]) for h in history]
+    assert measured == [True, False, True]
+    assert [math.isfinite(h[C.ROBUSTNESS_S]) for h in history] == measured
