@@ -235,3 +235,42 @@ def test_cuda_gives_the_same_images_as_the_cpu():
         y = corrupt(x.cuda(), name, 3)
         assert y.device.type == "cuda"
         assert (y.cpu().int() - corrupt(x, name, 3).int()).abs().max() <= 1
+
+
+# Prints one digest of every corruption x severity of `images(16)`, as a trial process would
+# make them (its own interpreter, torch thread count and RNG state).
+DIGEST_SCRIPT = """
+import hashlib, sys, torch
+sys.path.insert(0, {root!r})
+from tests.core.test_corruptions import images
+from core import columns as C
+from core.corruptions import corrupt
+torch.set_num_threads({threads})
+torch.manual_seed({noise})  # the global RNG must not matter: corruptions use their own
+h = hashlib.sha256()
+for name in C.CORRUPTIONS:
+    for s in C.SEVERITIES:
+        h.update(corrupt(images(16), name, s, seed=0).numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_every_process_makes_the_same_corrupted_images():
+    """Every trial of a study runs in its own process (a Ray worker, with its own thread count):
+    all of them must score the same corrupted images, bit for bit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", DIGEST_SCRIPT.format(root=root, threads=t, noise=n)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.strip()
+        for t, n in ((1, 0), (2, 12345))
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 64
