@@ -1,7 +1,7 @@
 """Cost of the robustness evaluation (corrupted test sets + OOD detection) of a smoke trial.
 
-Runs the smoke preset's trial (tune_jobs.options.SMOKE: simple_cnn, 500 training and 250 test
-images, 2 epochs, corruption_subset 10, ood_subset 100) with robustness off and on, alternating,
+Runs the smoke preset's trial (tune_jobs.options.SMOKE: simple_cnn, 4,000 training and 500 test
+images, 4 epochs, corruption_subset 10, ood_subset 100) with robustness off and on, alternating,
 `--repeats` times each, and prints the median wall times and the ratio
 robustness_s / (trial time without robustness). The issue's target: under 20%.
 

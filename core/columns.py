@@ -79,7 +79,22 @@ EPOCH_S = "epoch_s"  # wall time of the epoch (training and evaluation)
 CURRENT_LR = "current_lr"  # slow-weight learning rate at the end of the epoch
 DIVERGED = "diverged"  # bool: the training loss became NaN/inf in this epoch
 EARLY_STOPPED = "early_stopped"  # bool: patience ran out at this epoch
-EPOCH_INFO = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, CURRENT_LR, DIVERGED, EARLY_STOPPED)
+# Cost per trial (core.cost): training FLOPs per image (counted once), the FLOP/s the training
+# loop achieved (that times images_per_s) and the epoch's peak memory.
+TRAIN_FLOPS_PER_IMAGE = "train_flops_per_image"
+FLOP_PER_S = "flop_per_s"
+PEAK_MEMORY_MB = "peak_memory_mb"
+EPOCH_COST = (TRAIN_FLOPS_PER_IMAGE, FLOP_PER_S, PEAK_MEMORY_MB)
+EPOCH_INFO = (
+    PARAMS,
+    BATCHES_PER_S,
+    IMAGES_PER_S,
+    *EPOCH_COST,
+    EPOCH_S,
+    CURRENT_LR,
+    DIVERGED,
+    EARLY_STOPPED,
+)
 
 # --- Robustness: corrupted test sets and out-of-distribution detection ----------------------------
 # Written by core.train at the end of a trial (and every TrialConfig.robustness_every epochs):
@@ -201,8 +216,9 @@ SUMMARY_COLUMNS = tuple(summary_column(p, m) for m in EPOCH_METRICS for p in SUM
 FINAL_TEST_ACC = summary_column(FINAL, TEST_ACC)
 FINAL_TEST_LOSS = summary_column(FINAL, TEST_LOSS)
 TOTAL_S = "total_s"  # sum of epoch_s
-# Cost of a trial: means over its epochs (params, throughput) and total_s.
-RESULT_COST_COLUMNS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, TOTAL_S)
+# Cost of a trial: means over its epochs (params, throughput, FLOPs, FLOP/s), the peak memory's
+# maximum, and total_s.
+RESULT_COST_COLUMNS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, *EPOCH_COST, TOTAL_S)
 # Selection: trials are ranked by a validation metric only, never a test one (ASHA, the search,
 # the report). The report ranks by SELECTION_COLUMN (the validation accuracy at the trial's last
 # epoch, what ASHA and Optuna saw last); the honest test figure of a trial is its test metric
@@ -237,4 +253,12 @@ CALIB_COLUMNS = (CALIB_BATCHES_PER_S, CALIB_IMAGES_PER_S)
 # --- Cost metrics ---------------------------------------------------------------------------------
 # Measurements of cost, in either table: valid even when a trial diverged (analysis keeps them
 # for diverged trials, unlike accuracy or loss).
-COST_METRICS = (PARAMS, BATCHES_PER_S, IMAGES_PER_S, EPOCH_S, TOTAL_S, *CALIB_COLUMNS)
+COST_METRICS = (
+    PARAMS,
+    BATCHES_PER_S,
+    IMAGES_PER_S,
+    *EPOCH_COST,
+    EPOCH_S,
+    TOTAL_S,
+    *CALIB_COLUMNS,
+)

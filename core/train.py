@@ -31,6 +31,7 @@ import torch
 from core import columns as C
 from core.config import ConfigError, TrialConfig, parse_field
 from core.corruptions import corrupt
+from core.cost import peak_memory_mb, reset_peak_memory, train_flops_per_image
 from core.data import (
     DataBundle,
     DataNotFoundError,
@@ -201,6 +202,7 @@ def train(
     (a study's ASHA rungs, where a trial may be stopped)."""
     device, data, model = _setup(cfg, data)
     n_params = count_parameters(model)
+    flops = train_flops_per_image(model, cfg, tuple(data.train_x.shape[1:]), data.num_classes)
 
     common = dict(mean=data.mean, std=data.std, device=device)
     train_loader = TensorLoader(
@@ -245,6 +247,7 @@ def train(
         loss_sum, correct, seen, n_batches, diverged = 0.0, 0, 0, 0, False
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        reset_peak_memory(device)
         t0 = time.perf_counter()
         for x, y in train_loader:
             loss, logits = train_step(model, optimizer, x, y, cfg, scheduler)
@@ -267,6 +270,9 @@ def train(
             C.PARAMS: n_params,
             C.BATCHES_PER_S: n_batches / train_s if train_s > 0 else math.nan,
             C.IMAGES_PER_S: seen / train_s if train_s > 0 else math.nan,
+            C.TRAIN_FLOPS_PER_IMAGE: flops,
+            C.FLOP_PER_S: flops * seen / train_s if train_s > 0 else math.nan,
+            C.PEAK_MEMORY_MB: peak_memory_mb(device),
             C.CURRENT_LR: optimizer.param_groups[0]["lr"],
             C.DIVERGED: diverged,
             C.EARLY_STOPPED: False,

@@ -29,6 +29,7 @@ from core.columns import (
     ERROR,
     ERROR_CHARS,
     FINAL,
+    FLOP_PER_S,
     HISTORY_COLUMNS,
     HISTORY_FILE,
     IMAGES_PER_S,
@@ -37,6 +38,7 @@ from core.columns import (
     NODE,
     NODE_ID,
     PARAMS,
+    PEAK_MEMORY_MB,
     RAY_NODE_IP,
     REPORT_KEYS,
     RESULTS_COLUMNS,
@@ -51,6 +53,7 @@ from core.columns import (
     TEST_LOSS,
     TEST_LOSS_AT_BEST_VAL,
     TOTAL_S,
+    TRAIN_FLOPS_PER_IMAGE,
     TRIAL_ID,
     VAL_ACC,
     extra_column,
@@ -165,8 +168,10 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         row[summary_column(BEST, m)] = float(best) if len(finite) else math.nan
         row[summary_column(AVG, m)] = float(finite.mean()) if len(finite) else math.nan
     row.update(at_best_val(epochs))
-    for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S):
+    for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S, TRAIN_FLOPS_PER_IMAGE, FLOP_PER_S):
         row[m] = _mean(epochs[m])
+    peak = pd.to_numeric(epochs[PEAK_MEMORY_MB], errors="coerce").dropna()
+    row[PEAK_MEMORY_MB] = float(peak.max()) if len(peak) else math.nan
     seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
     row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
     for m in ROBUSTNESS_KEYS:  # measured at the end (or every k epochs): the last measurement

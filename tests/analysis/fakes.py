@@ -85,6 +85,9 @@ def trial(
                 C.PARAMS: params,
                 C.BATCHES_PER_S: batches_per_s,
                 C.IMAGES_PER_S: batches_per_s * cfg["batch_size"],
+                C.TRAIN_FLOPS_PER_IMAGE: params * 6.0,
+                C.FLOP_PER_S: params * 6.0 * batches_per_s * cfg["batch_size"],
+                C.PEAK_MEMORY_MB: 500.0 + params / 1e4,
                 C.EPOCH_S: 10.0,
                 C.CURRENT_LR: cfg["lr"],  # `lr` (the config value) is among cfg too
                 C.DIVERGED: div,
@@ -131,6 +134,9 @@ def trial(
     res[C.PARAMS] = params if done else NAN
     res[C.BATCHES_PER_S] = batches_per_s if done else NAN
     res[C.IMAGES_PER_S] = batches_per_s * cfg["batch_size"] if done else NAN
+    res[C.TRAIN_FLOPS_PER_IMAGE] = params * 6.0 if done else NAN
+    res[C.FLOP_PER_S] = params * 6.0 * batches_per_s * cfg["batch_size"] if done else NAN
+    res[C.PEAK_MEMORY_MB] = 500.0 + params / 1e4 if done else NAN
     res[C.TOTAL_S] = 10.0 * done if done else NAN
     for k in C.ROBUSTNESS_KEYS:
         res[k] = history[-1][k] if history else NAN

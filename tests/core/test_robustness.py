@@ -10,8 +10,10 @@ from PIL import Image
 
 from core import columns as C
 from core.config import TrialConfig
+from core.cost import train_flops_per_image
 from core.data import FASHION_MNIST_DIR, load_dataset
 from core.data.ood import FASHION_MNIST_TEST
+from core.models import model_for_config
 from core.train import train
 
 CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
@@ -98,3 +100,10 @@ def test_robustness_is_also_measured_at_the_given_epochs(cifar10, ood_config):
     measured = [math.isfinite(h[C.corrupt_metric("acc")]) for h in history]
     assert measured == [True, False, True]
     assert [math.isfinite(h[C.ROBUSTNESS_S]) for h in history] == measured
+    # The cost columns of every epoch (core.cost): FLOPs counted once, FLOP/s from images/s.
+    model = model_for_config(cfg, 10, 3)
+    flops = train_flops_per_image(model, cfg, (3, 32, 32), 10)
+    for h in history:
+        assert h[C.TRAIN_FLOPS_PER_IMAGE] == flops
+        assert h[C.FLOP_PER_S] == pytest.approx(flops * h[C.IMAGES_PER_S], rel=1e-6)
+        assert h[C.PEAK_MEMORY_MB] > 0

@@ -57,6 +57,9 @@ def report(
         params=1000,
         batches_per_s=10.0 * epoch,
         images_per_s=1280.0 * epoch,
+        train_flops_per_image=6000.0,
+        flop_per_s=6000.0 * 1280.0 * epoch,
+        peak_memory_mb=100.0 + epoch,
         epoch_s=2.0 * epoch,
         current_lr=1e-3,
         diverged=diverged,
@@ -199,6 +202,9 @@ def test_normal_trial_every_value(frames):
             "params": 1000.0,
             "batches_per_s": 20.0,
             "images_per_s": 2560.0,
+            "train_flops_per_image": 6000.0,
+            "flop_per_s": 6000.0 * 2560.0,  # the mean over epochs
+            "peak_memory_mb": 103.0,  # the maximum over epochs
             "total_s": 12.0,
             "final_test_acc": 0.8,
             "best_test_acc": 0.8,
