@@ -597,6 +597,14 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "claim5_table": claim5_table,
     "claim5_verdicts": claim5_verdicts,
 }
+# The study each claim's blocks are made from.
+STUDY_OF = {
+    "claim1": "optimizers",
+    "claim2": "alpha_gamma",
+    "claim3": "ensemble_size",
+    "claim4": "sharing",
+    "claim5": "optimizers",
+}
 # The static picture of each study: the report page it is a screenshot of.
 PICTURE_PAGES = {
     "optimizers": "optimizers",
@@ -614,14 +622,16 @@ def blocks_of(text: str) -> dict[str, str]:
 def available(root: Path = FINDINGS) -> dict[str, Callable[[Path], str]]:
     """The blocks whose study has committed results (a study not yet run has none)."""
     have = {s for s in STUDIES if (root / s / C.RESULTS_FILE).is_file()}
-    study_of = {
-        "claim1": "optimizers",
-        "claim2": "alpha_gamma",
-        "claim3": "ensemble_size",
-        "claim4": "sharing",
-        "claim5": "optimizers",
-    }
-    return {k: f for k, f in BLOCKS.items() if study_of[k.split("_")[0]] in have}
+    return {k: f for k, f in BLOCKS.items() if STUDY_OF[k.split("_")[0]] in have}
+
+
+def block(name: str, root: Path = FINDINGS, make: dict | None = None) -> str:
+    """Block `name`: made from the data, or a line saying that its study has not run yet."""
+    make = available(root) if make is None else make
+    if name in make:
+        return make[name](root)
+    study = STUDY_OF[name.split("_")[0]]
+    return f"_Not yet run: `bash findings/run.sh {study}` makes findings/{study}/._\n"
 
 
 def render(text: str, root: Path = FINDINGS) -> str:
@@ -634,8 +644,7 @@ def render(text: str, root: Path = FINDINGS) -> str:
             raise KeyError(
                 f"docs/findings.md has a block {name!r} that analysis.findings does not make"
             )
-        body = make[name](root) if name in make else m.group(2)
-        return f"<!-- findings:{name} -->\n{body}<!-- /findings -->"
+        return f"<!-- findings:{name} -->\n{block(name, root, make)}<!-- /findings -->"
 
     return BLOCK.sub(fill, text)
 
