@@ -11,8 +11,9 @@ from plotly.offline import get_plotlyjs
 from analysis.errors import ReportInputError
 from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
 from analysis.load import load_experiment
+from analysis.overview import overview_of
 from analysis.pages import SMOKE_NOTE, is_smoke, outcome_counts, plan_report
-from analysis.tidy import OUTCOME_TEXT
+from analysis.tidy import OUTCOME_TEXT, varying_columns
 
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
 
@@ -53,6 +54,9 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     out = Path(out_dir) if out_dir is not None else exp.path / "report"
     _check_out(out, exp.path)
     plan = plan_report(exp)  # every figure built before anything is written
+    overview = overview_of(exp.results, varying_columns(exp.results), exp.meta)
+    if not overview.best.empty:
+        plan.tables["best_configurations.csv"] = overview.best
     _fresh_out(out)
     (out / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
     (out / TABLE_DIR).mkdir()
@@ -73,6 +77,7 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
             title,
             facts_of(exp.meta, exp.results, exp.study),
             outcomes,
+            overview,
             plan.pages,
             list(plan.tables),
             notes,

@@ -49,13 +49,19 @@ def fmt_metric(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def finish(fig: go.Figure, title: str, notes: Sequence[str] = (), height: int = 600) -> go.Figure:
-    """Common layout; `notes` go to layout.meta['notes'] (the report prints them)."""
+def finish(
+    fig: go.Figure, title: str, notes: Sequence[str] = (), height: int = 600, subtitle: str = ""
+) -> go.Figure:
+    """Common layout; `notes` go to layout.meta['notes'] (the report prints them); `subtitle`
+    is drawn under the title (what the figure counts, or a caveat that must travel with it)."""
+    head: dict[str, Any] = {"text": title, "x": 0.01, "xanchor": "left"}
+    if subtitle:
+        head["subtitle"] = {"text": subtitle}
     fig.update_layout(
         template=TEMPLATE,
-        title={"text": title, "x": 0.01, "xanchor": "left"},
+        title=head,
         height=height,
-        margin={"l": 80, "r": 40, "t": 80, "b": 80},
+        margin={"l": 80, "r": 40, "t": 110 if subtitle else 80, "b": 80},
         hoverlabel={"align": "left"},
         meta={"notes": [n for n in notes if n]},
     )
