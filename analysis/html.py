@@ -207,6 +207,53 @@ def index_html(
     return _doc(title, "\n".join(body), plotly=bool(headlines))
 
 
+def comparison_html(
+    title: str,
+    table: pd.DataFrame,
+    folders: Sequence[str],
+    figures: Sequence[go.Figure],
+    tables: Sequence[str],
+    notes: Sequence[str],
+) -> str:
+    """The index of a comparison (analysis.compare): one row per experiment, the figures."""
+    head = (
+        "<tr><th>experiment</th><th>study</th><th>trials (usable)</th><th>seeds</th>"
+        "<th>best configuration (by selection)</th><th>its selection mean</th>"
+        "<th>its val-selected test accuracy ↑</th><th>val-selected test accuracy, all "
+        "usable trials ↑</th></tr>"
+    )
+    rows = []
+    for _, r in table.iterrows():
+        best_n = f" (n={int(r['best_n'])})" if r["best_n"] else ""
+        rows.append(
+            f"<tr><td>{_e(r['experiment'])}</td><td>{_e(r['study'])}</td>"
+            f'<td class="num">{int(r["trials"])} ({int(r["usable"])})</td>'
+            f'<td class="num">{int(r["seeds"])}</td><td>{_e(r["best_configuration"])}</td>'
+            f'<td class="num">{mean_sd(r["best_selection_mean"], float("nan"))}</td>'
+            f'<td class="num">{mean_sd(r["best_test_mean"], r["best_test_sd"])}{best_n}</td>'
+            f'<td class="num">{mean_sd(r["test_mean"], r["test_sd"])}</td></tr>'
+        )
+    where = "".join(f"<li><code>{_e(f)}</code></li>" for f in folders)
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        _notes(notes),
+        f'<table class="experiments">{head}{"".join(rows)}</table>',
+        '<p class="desc">mean ± sd; the best configuration is the one whose mean selection '
+        "metric (validation) is highest, and its test accuracy is read at each trial's best "
+        "validation epoch: nothing here is selected on the test set.</p>",
+    ]
+    body += [_figure_div(fig, f"compare-{k}") for k, fig in enumerate(figures)]
+    body += [
+        "<h2>Experiments</h2>",
+        f"<ul>{where}</ul>",
+        '<p class="desc">each has its own report: <code>python -m analysis &lt;folder&gt;</code>'
+        "</p>",
+        "<h2>Tables</h2>",
+        _table_links(tables),
+    ]
+    return _doc(title, "\n".join(body), plotly=bool(figures))
+
+
 def facts_of(meta: dict[str, object], results: pd.DataFrame, study: str | None) -> dict:
     """Key facts for the index table."""
     facts: dict[str, object] = {"study": study or "unknown (figures chosen from the columns)"}

@@ -18,7 +18,7 @@ from analysis.tidy import OUTCOME_TEXT, varying_columns
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
 
 
-def _check_out(out: Path, experiment: Path) -> None:
+def check_out(out: Path, experiment: Path) -> None:
     """Refuse an output folder that is, or contains, the experiment folder, or that exists
     with files not written by this module."""
     out_r, exp_r = out.resolve(), experiment.resolve()
@@ -37,7 +37,7 @@ def _check_out(out: Path, experiment: Path) -> None:
             )
 
 
-def _fresh_out(out: Path) -> None:
+def fresh_out(out: Path) -> None:
     """Empty report folder with its marker (an earlier report is removed as a whole)."""
     if out.exists():
         shutil.rmtree(out)
@@ -52,12 +52,12 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     the report folder is written; it is replaced only if an earlier report wrote it."""
     exp = load_experiment(experiment_dir)
     out = Path(out_dir) if out_dir is not None else exp.path / "report"
-    _check_out(out, exp.path)
+    check_out(out, exp.path)
     plan = plan_report(exp)  # every figure built before anything is written
     overview = overview_of(exp.results, varying_columns(exp.results), exp.meta)
     if not overview.best.empty:
         plan.tables["best_configurations.csv"] = overview.best
-    _fresh_out(out)
+    fresh_out(out)
     (out / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
     (out / TABLE_DIR).mkdir()
     for name, table in plan.tables.items():

@@ -77,6 +77,7 @@ def parallel_coordinates(
                 "colorbar": {"title": {"text": metric_label(metric), "side": "right"}},
             },
             labelangle=-20,
+            domain={"x": [0, 0.9]},  # the colour bar right of the last axis' tick labels
         )
     )
     left_out = len(results) - len(ok)
