@@ -109,8 +109,7 @@ def build_comparison(
         raise ReportInputError(f"experiment folder(s) {dupes} given more than once")
     exps = [load_experiment(p) for p in paths]
     out = Path(out_dir) if out_dir is not None else default_out(paths)
-    for exp in exps:
-        check_out(out, exp.path)
+    check_out(out, *(e.path for e in exps))
     labels = labels_of(exps)
     table = pd.DataFrame([experiment_row(lab, e) for lab, e in zip(labels, exps, strict=True)])
     figures = [main_metric_boxes([(lab, e.results) for lab, e in zip(labels, exps, strict=True)])]

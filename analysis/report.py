@@ -18,11 +18,11 @@ from analysis.tidy import OUTCOME_TEXT, varying_columns
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
 
 
-def check_out(out: Path, experiment: Path) -> None:
-    """Refuse an output folder that is, or contains, the experiment folder, or that exists
+def check_out(out: Path, *experiments: Path) -> None:
+    """Refuse an output folder that is, or contains, an experiment folder, or that exists
     with files not written by this module."""
-    out_r, exp_r = out.resolve(), experiment.resolve()
-    if out_r == exp_r or out_r in exp_r.parents:
+    out_r = out.resolve()
+    if any(out_r == e.resolve() or out_r in e.resolve().parents for e in experiments):
         raise ReportInputError(
             f"output folder {str(out)!r} is (or contains) the experiment folder; "
             "choose a folder inside or beside it, e.g. the default <experiment>/report"
