@@ -87,14 +87,16 @@ def ranked_configurations(results: pd.DataFrame, varying: list[str], sel: Select
 
 
 def error_messages(results: pd.DataFrame) -> pd.DataFrame:
-    """Each distinct error message of the errored trials with its count (most frequent first)."""
+    """Each distinct error message of the errored trials with its count (most frequent first,
+    ties alphabetically)."""
     errored = results[results["outcome"].eq(ERROR)]
     if C.ERROR in errored:
         messages = errored[C.ERROR].fillna("(no message recorded)").astype(str)
     else:
         messages = pd.Series("(no message recorded)", index=errored.index)
-    counts = messages.value_counts(sort=True)
-    return pd.DataFrame({"error": counts.index, "trials": counts.to_numpy()})
+    counts = messages.value_counts()
+    out = pd.DataFrame({"error": counts.index, "trials": counts.to_numpy()})
+    return out.sort_values(["trials", "error"], ascending=[False, True], ignore_index=True)
 
 
 @dataclass
