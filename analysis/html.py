@@ -29,7 +29,7 @@ nav a, li a { color: #1f5fa8; }
 .figure { margin: 1rem 0 2rem; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: .2rem .6rem; }
 .desc { color: #555; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 """
 
 
