@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.definitions import HIGHER, NEITHER, better
+
 TEMPLATE = "plotly_white"
 UNUSABLE_COLOR = "#c0392b"  # diverged / errored markers
 MISSING_FILL = "#ececec"  # background of a cell without a usable value
@@ -32,12 +34,15 @@ def color(i: int) -> str:
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.endswith(("_acc", "member_acc", "_per_s"))
+    """From the metric's definition (analysis.definitions); throughput (…_per_s) is better
+    higher too. OOD AUROC is better higher: a suffix rule on '_acc' alone got it backwards."""
+    return better(metric) == HIGHER or metric.endswith("_per_s")
 
 
 def colorscale(metric: str) -> str:
-    """Bright = good: Viridis for accuracies, reversed for losses / ECE; neutral otherwise."""
-    if metric.endswith("disagreement") or metric.endswith("_kl"):
+    """Bright = good: Viridis where higher is better, reversed where lower is; Cividis for the
+    diversity metrics (disagreement, KL), where neither direction is better."""
+    if better(metric) == NEITHER:
         return "Cividis"
     return "Viridis" if higher_is_better(metric) else "Viridis_r"
 

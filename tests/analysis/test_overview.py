@@ -21,6 +21,7 @@ from analysis.definitions import (
     definition_of,
 )
 from analysis.figures import alpha_gamma_heatmap
+from analysis.figures.style import colorscale
 from analysis.overview import (
     Selection,
     best_configurations,
@@ -44,6 +45,15 @@ def test_definitions_cover_every_evaluation_key_and_the_robustness_metrics():
     assert definition_of(C.corrupt_metric("acc")).name == "corrupted accuracy"
     assert better(C.FINAL_TEST_LOSS) == LOWER and better("final_val_kl") == NEITHER
     assert definition_of(C.PARAMS) is None
+
+
+def test_colour_scales_follow_the_definitions():
+    """Bright = better wherever a direction is defined: OOD AUROC used to be reversed."""
+    assert colorscale(C.ood_metric("auroc", "msp")) == "Viridis"
+    assert colorscale(C.ood_metric("fpr95", "msp")) == "Viridis_r"
+    assert colorscale(C.corrupt_metric("acc")) == "Viridis"
+    assert colorscale(C.FINAL_TEST_LOSS) == "Viridis_r"
+    assert colorscale("final_test_disagreement") == "Cividis"
 
 
 def test_best_configurations_mean_sd_over_seeds(ag_results):
