@@ -132,3 +132,28 @@ def asha_note(stats: pd.DataFrame, mark: str = "") -> str | None:
         f"{k} trial{'s' if k != 1 else ''} stopped early by ASHA "
         f"(their last reported value is kept{mark}{extra})"
     )
+
+
+# Seeds and colour contrast. A heatmap's colour scale stretches over whatever range its cells
+# span; when that range is smaller than the seed-to-seed spread, the contrast is noise. The
+# range is left as it is (the cells print their values) and the subtitle says so instead.
+ONE_SEED = "one seed per configuration: differences between configurations are untested"
+
+
+def spread_caveat(stats: pd.DataFrame) -> str | None:
+    """For an `aggregate` frame drawn as colours: ONE_SEED when no group has two usable
+    trials; 'colour range 0.004 < median seed sd 0.010: ...' when the means span less than
+    the median sd of the groups; else None."""
+    ok = stats[stats["n"] > 0]
+    if ok.empty:
+        return None
+    if int(ok["n"].max()) < 2:
+        return ONE_SEED
+    span = float(ok["mean"].max() - ok["mean"].min())
+    sd = float(ok["std"].median())
+    if span < sd:
+        return (
+            f"colour range {span:.3g} < median seed sd {sd:.3g}: "
+            "the colour contrast is within seed noise"
+        )
+    return None

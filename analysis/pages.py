@@ -17,15 +17,18 @@ import plotly.graph_objects as go
 from analysis import figures as F
 from analysis.aggregate import aggregate
 from analysis.figures import alpha_gamma, ensemble_size, optimizers, robustness, search, sharing
+from analysis.figures.parcoords import parallel_coordinates
 from analysis.figures.style import get_notes
-from analysis.importance import param_importances
+from analysis.importance import MIN_TRIALS, param_importances
 from analysis.load import Experiment
+from analysis.overview import Selection, selection_of
 from analysis.schema import metric_label
-from analysis.tidy import OUTCOME_TEXT, OUTCOMES, fmt_value, group_label, order_values
+from analysis.tidy import OUTCOME_TEXT, OUTCOMES, fmt_value, group_label, is_usable, order_values
 from analysis.tidy import varying_columns as _varying
 from core import columns as C
 
 MAX_GROUPS = 12  # heatmaps per metric when further config columns vary
+BEST_TRIALS = 5  # learning curves of the best trials drawn
 SUMMARY_METRICS = (*F.HEATMAP_METRICS, C.PARAMS, C.BATCHES_PER_S)
 # Robustness columns of the tables, where the trials measured them.
 ROBUSTNESS_METRICS = F.ROBUSTNESS_TABLE_METRICS
@@ -40,6 +43,7 @@ class Page:
     notes: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)  # CSV names (keys of Plan.tables)
     message: str | None = None  # shown instead of a figure (e.g. too few trials)
+    headline: bool = False  # its first figure is drawn on the overview (index.html) too
 
     def all_notes(self) -> list[str]:
         notes = list(self.notes)
@@ -81,6 +85,7 @@ def plan_report(exp: Experiment) -> Plan:
         _sharing(plan, res, varying, exp.meta)
     if wants("search", exp.optuna_db is not None or exp.pareto is not None):
         _search(plan, exp, varying)
+    _parallel(plan, res, varying, selection_of(exp.meta))
     _robustness(plan, res)
     _seeds(plan, exp, varying)
     _best(plan, exp, varying)
@@ -156,6 +161,7 @@ def _alpha_gamma(plan: Plan, res: pd.DataFrame, varying: list[str]) -> None:
                 figures=figs,
                 notes=list(notes),
                 tables=["alpha_gamma.csv"],
+                headline=metric == F.HEATMAP_METRICS[0],
             )
         )
         tables.append(
@@ -181,6 +187,7 @@ def _ensemble_size(plan: Plan, res: pd.DataFrame) -> None:
             "one line per learning rate, error bars: std across seeds",
             figures=[F.ensemble_size_lines(res)],
             tables=["ensemble_size_lr.csv"],
+            headline=True,
         )
     )
     plan.tables["ensemble_size_lr.csv"] = F.ensemble_size_table(res)
@@ -219,6 +226,7 @@ def _optimizers(plan: Plan, exp: Experiment) -> None:
             figures=[F.optimizer_curves(exp.history)],
             notes=notes,
             tables=["optimizers.csv"],
+            headline=True,
         )
     )
     plan.tables["optimizers.csv"] = F.optimizer_table(exp.history)
@@ -266,6 +274,7 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str], exp_meta: dict) 
             notes=[_throughput_note(exp_meta, res)],
             figures=[F.sharing_boxes(res, others)],
             tables=["sharing.csv"],
+            headline=True,
         )
     )
     plan.tables["sharing.csv"] = F.sharing_table(res, others)
@@ -318,25 +327,56 @@ def _search(plan: Plan, exp: Experiment, varying: list[str]) -> None:
                 "Pareto-optimal trials highlighted",
                 figures=[F.pareto_front_figure(res, exp.pareto, varying)],
                 tables=["pareto.csv"],
+                headline=True,
             )
         )
         plan.tables["pareto.csv"] = F.pareto_table(res, exp.pareto)
     imp = param_importances(res, exp.optuna_db, exp.meta)
-    page = Page(
-        slug="search_importance",
-        title="Search: parameter importances",
-        description="how much each searched parameter matters for final validation accuracy "
-        "(the objective)",
-        notes=list(imp.notes),
-    )
     if imp.values is None:
-        page.message = page.notes.pop() if page.notes else "no parameter importances"
-    else:
-        page.figures.append(F.importance_figure(imp.values, imp.method))
-        table = imp.values.rename("importance").rename_axis("parameter").reset_index()
-        plan.tables["importances.csv"] = table.assign(method=imp.method)
-        page.tables.append("importances.csv")
-    plan.pages.append(page)
+        # No page (and no link) without importances: the index says why instead (the notes
+        # name the threshold, importance.MIN_TRIALS completed or usable trials).
+        plan.skipped.append(f"parameter importances: {imp.notes[-1]}")
+        return
+    table = imp.values.rename("importance").rename_axis("parameter").reset_index()
+    plan.tables["importances.csv"] = table.assign(method=imp.method)
+    plan.pages.append(
+        Page(
+            slug="search_importance",
+            title="Search: parameter importances",
+            description="how much each searched parameter matters for final validation "
+            f"accuracy (the objective); drawn from {MIN_TRIALS} trials on",
+            notes=list(imp.notes),
+            figures=[F.importance_figure(imp.values, imp.method)],
+            tables=["importances.csv"],
+        )
+    )
+
+
+def _parallel(plan: Plan, res: pd.DataFrame, varying: list[str], sel: Selection) -> None:
+    """Parallel coordinates over every swept knob, for every study that sweeps one."""
+    what = "parallel coordinates of the swept knobs"
+    if not varying:
+        plan.skipped.append(f"{what}: no config column varies between trials")
+        return
+    if sel.column not in res or not is_usable(res, sel.column).any():
+        plan.skipped.append(
+            f"{what}: no trial has a usable {metric_label(sel.column)} (the selection metric; "
+            "trials are never coloured by a test metric in its place)"
+        )
+        return
+    plan.pages.append(
+        Page(
+            slug="parallel_coordinates",
+            title="Every swept knob: parallel coordinates",
+            description=f"one line per trial across the {len(varying)} swept config columns, "
+            f"coloured by {metric_label(sel.column)} (the selection metric); drag along an "
+            "axis to filter",
+            figures=[parallel_coordinates(res, varying, sel.column, sel.maximise)],
+            notes=[sel.note] if sel.note else [],
+            tables=["trials.csv"],
+            headline=True,
+        )
+    )
 
 
 def _seeds(plan: Plan, exp: Experiment, varying: list[str]) -> None:
@@ -370,14 +410,17 @@ def _best(plan: Plan, exp: Experiment, varying: list[str]) -> None:
             "trials are ranked by validation accuracy only"
         )
         return
+    k = min(BEST_TRIALS, int(is_usable(exp.results, C.SELECTION_COLUMN).sum()))
     plan.pages.append(
         Page(
             slug="best_trials",
             title="Learning curves of the best trials",
-            description="test accuracy and loss against epoch of the top 5 trials, ranked by "
-            f"{metric_label(C.SELECTION_COLUMN)} (selection never reads the test set)",
+            description=f"test accuracy and loss against epoch of the top {k} trials, ranked "
+            f"by {metric_label(C.SELECTION_COLUMN)} (selection never reads the test set)",
             figures=[
-                F.best_trial_curves(exp.results, exp.history, varying, metric=C.SELECTION_COLUMN)
+                F.best_trial_curves(
+                    exp.results, exp.history, varying, k=BEST_TRIALS, metric=C.SELECTION_COLUMN
+                )
             ],
             tables=["trials.csv"],
         )

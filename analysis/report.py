@@ -11,17 +11,18 @@ from plotly.offline import get_plotlyjs
 from analysis.errors import ReportInputError
 from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
 from analysis.load import load_experiment
+from analysis.overview import overview_of
 from analysis.pages import SMOKE_NOTE, is_smoke, outcome_counts, plan_report
-from analysis.tidy import OUTCOME_TEXT
+from analysis.tidy import OUTCOME_TEXT, varying_columns
 
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)
 
 
-def _check_out(out: Path, experiment: Path) -> None:
-    """Refuse an output folder that is, or contains, the experiment folder, or that exists
+def check_out(out: Path, *experiments: Path) -> None:
+    """Refuse an output folder that is, or contains, an experiment folder, or that exists
     with files not written by this module."""
-    out_r, exp_r = out.resolve(), experiment.resolve()
-    if out_r == exp_r or out_r in exp_r.parents:
+    out_r = out.resolve()
+    if any(out_r == e.resolve() or out_r in e.resolve().parents for e in experiments):
         raise ReportInputError(
             f"output folder {str(out)!r} is (or contains) the experiment folder; "
             "choose a folder inside or beside it, e.g. the default <experiment>/report"
@@ -36,7 +37,7 @@ def _check_out(out: Path, experiment: Path) -> None:
             )
 
 
-def _fresh_out(out: Path) -> None:
+def fresh_out(out: Path) -> None:
     """Empty report folder with its marker (an earlier report is removed as a whole)."""
     if out.exists():
         shutil.rmtree(out)
@@ -51,9 +52,12 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     the report folder is written; it is replaced only if an earlier report wrote it."""
     exp = load_experiment(experiment_dir)
     out = Path(out_dir) if out_dir is not None else exp.path / "report"
-    _check_out(out, exp.path)
+    check_out(out, exp.path)
     plan = plan_report(exp)  # every figure built before anything is written
-    _fresh_out(out)
+    overview = overview_of(exp.results, varying_columns(exp.results), exp.meta)
+    if not overview.best.empty:
+        plan.tables["best_configurations.csv"] = overview.best
+    fresh_out(out)
     (out / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
     (out / TABLE_DIR).mkdir()
     for name, table in plan.tables.items():
@@ -73,6 +77,7 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
             title,
             facts_of(exp.meta, exp.results, exp.study),
             outcomes,
+            overview,
             plan.pages,
             list(plan.tables),
             notes,

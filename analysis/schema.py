@@ -20,6 +20,7 @@ from core.columns import (
     DIVERGED,
     EARLY_STOPPED,
     EPOCH,
+    EPOCH_AT_BEST_VAL,
     EPOCH_S,
     EPOCHS_DONE,
     FINAL,
@@ -36,7 +37,9 @@ from core.columns import (
     STATUS,
     TEST,
     TEST_ACC,
+    TEST_ACC_AT_BEST_VAL,
     TEST_LOSS,
+    TEST_LOSS_AT_BEST_VAL,
     TOTAL_S,
     TRAIN,
     TRAIN_FLOPS_PER_IMAGE,
@@ -121,8 +124,18 @@ _ROBUSTNESS = {
 }
 
 
+# The test metrics at each trial's best validation epoch (what a val-selected trial scores).
+_AT_BEST_VAL = {
+    EPOCH_AT_BEST_VAL: "epoch of the best validation accuracy",
+    TEST_ACC_AT_BEST_VAL: "val-selected test accuracy",
+    TEST_LOSS_AT_BEST_VAL: "val-selected test loss (NLL)",
+}
+
+
 def metric_label(column: str) -> str:
     """Human label of a metric column, e.g. final_test_acc -> 'final test accuracy'."""
+    if column in _AT_BEST_VAL:
+        return _AT_BEST_VAL[column]
     if column in _COST:
         return _COST[column]
     if column in _ROBUSTNESS:

@@ -75,6 +75,7 @@ def tidy_results(results: pd.DataFrame) -> pd.DataFrame:
     df = results.copy()
     num = df.select_dtypes(include="number").columns
     df[num] = df[num].replace([np.inf, -np.inf], np.nan)
+    df = df.copy()  # consolidated again: the assignment above leaves one block per column
     df["outcome"] = trial_outcome(df)
     if "ensemble" in df:
         with_arch = "arch" in df and df["arch"].nunique(dropna=False) > 1
@@ -94,6 +95,7 @@ def tidy_history(history: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     hist[C.TRIAL_ID] = hist[C.TRIAL_ID].astype(str)
     num = hist.select_dtypes(include="number").columns
     hist[num] = hist[num].replace([np.inf, -np.inf], np.nan)
+    hist = hist.copy()  # consolidated again (see tidy_results)
     per_trial = [c for c in (*C.CONFIG_COLUMNS, "outcome", "model", "regime") if c in res]
     # Per-trial columns come from results (one source of truth); per-epoch ones from history.
     keep = [c for c in hist.columns if c not in per_trial or c == C.TRIAL_ID]

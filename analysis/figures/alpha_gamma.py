@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.aggregate import aggregate, asha_note, excluded_note
+from analysis.aggregate import aggregate, asha_note, excluded_note, spread_caveat
 from analysis.figures.style import colorscale, finish, fmt_metric, hatch_shapes
 from analysis.schema import metric_label
 from analysis.tidy import fmt_value, order_values
@@ -164,4 +164,5 @@ def alpha_gamma_heatmap(
     title = f"{label}: alpha x gamma" + (f" ({subtitle})" if subtitle else "")
     if seeds > 1:
         title += f" — mean over up to {seeds} seeds"
-    return finish(fig, title, [n for n in notes if n], height=760)
+    caveat = spread_caveat(stats) or ""
+    return finish(fig, title, [n for n in notes if n], height=760, subtitle=caveat)

@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.definitions import HIGHER, NEITHER, better
+
 TEMPLATE = "plotly_white"
 UNUSABLE_COLOR = "#c0392b"  # diverged / errored markers
 MISSING_FILL = "#ececec"  # background of a cell without a usable value
@@ -32,12 +34,15 @@ def color(i: int) -> str:
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.endswith(("_acc", "member_acc", "_per_s"))
+    """From the metric's definition (analysis.definitions); throughput (…_per_s) is better
+    higher too. OOD AUROC is better higher: a suffix rule on '_acc' alone got it backwards."""
+    return better(metric) == HIGHER or metric.endswith("_per_s")
 
 
 def colorscale(metric: str) -> str:
-    """Bright = good: Viridis for accuracies, reversed for losses / ECE; neutral otherwise."""
-    if metric.endswith("disagreement") or metric.endswith("_kl"):
+    """Bright = good: Viridis where higher is better, reversed where lower is; Cividis for the
+    diversity metrics (disagreement, KL), where neither direction is better."""
+    if better(metric) == NEITHER:
         return "Cividis"
     return "Viridis" if higher_is_better(metric) else "Viridis_r"
 
@@ -49,13 +54,19 @@ def fmt_metric(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def finish(fig: go.Figure, title: str, notes: Sequence[str] = (), height: int = 600) -> go.Figure:
-    """Common layout; `notes` go to layout.meta['notes'] (the report prints them)."""
+def finish(
+    fig: go.Figure, title: str, notes: Sequence[str] = (), height: int = 600, subtitle: str = ""
+) -> go.Figure:
+    """Common layout; `notes` go to layout.meta['notes'] (the report prints them); `subtitle`
+    is drawn under the title (what the figure counts, or a caveat that must travel with it)."""
+    head: dict[str, Any] = {"text": title, "x": 0.01, "xanchor": "left"}
+    if subtitle:
+        head["subtitle"] = {"text": subtitle}
     fig.update_layout(
         template=TEMPLATE,
-        title={"text": title, "x": 0.01, "xanchor": "left"},
+        title=head,
         height=height,
-        margin={"l": 80, "r": 40, "t": 80, "b": 80},
+        margin={"l": 80, "r": 40, "t": 110 if subtitle else 80, "b": 80},
         hoverlabel={"align": "left"},
         meta={"notes": [n for n in notes if n]},
     )

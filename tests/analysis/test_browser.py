@@ -1,4 +1,5 @@
-"""The alpha/gamma heatmap page in headless Chromium: drawn, offline, screenshot saved.
+"""Report pages in headless Chromium (the alpha/gamma heatmap page, the overview, the parallel
+coordinates): drawn, offline, screenshots saved under test-artifacts/.
 
 No-network check: Chromium writes a NetLog (--log-net-log) of every URL request the network
 stack starts. Files loaded from file:// (the page, plotly.min.js) never enter it; a request
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from analysis import build_report
 from tests.analysis import fakes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +134,102 @@ def test_heatmap_page_renders_offline(chromium, ag_report, tmp_path):
     yellow = sum(n for n, (r, g, b) in colours if r > 200 and g > 200 and b < 80)
     purple = sum(n for n, (r, g, b) in colours if r > 50 and r < 100 and g < 40 and b > 80)
     assert yellow > 2000 and purple > 2000
+
+
+def screenshot_colours(
+    shot: Path, size: tuple[int, int], width: int | None = None
+) -> list[tuple[int, tuple]]:
+    """The colours of a saved screenshot (checked to be a real PNG of `size`), of its left
+    `width` pixels when given."""
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(shot) as img:
+        rgb = img.convert("RGB")
+        assert rgb.size == size
+        if width is not None:
+            rgb = rgb.crop((0, 0, width, size[1]))
+        colours = rgb.getcolors(maxcolors=1 << 22)
+    assert colours is not None
+    return colours
+
+
+def viridis_ends(colours: list[tuple[int, tuple]]) -> tuple[int, int]:
+    """Pixels near Viridis' yellow (best) and purple (worst) ends."""
+    yellow = sum(n for n, (r, g, b) in colours if r > 200 and g > 200 and b < 80)
+    purple = sum(n for n, (r, g, b) in colours if 50 < r < 100 and g < 40 and b > 80)
+    return yellow, purple
+
+
+def parcoords_axis_titles(dom: str) -> list[str]:
+    return re.findall(r'<text class="axis-title"[^>]*>([^<]*)</text>', dom)
+
+
+def test_overview_page_renders_offline(chromium, ag_report, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "overview.png"
+    shot.unlink(missing_ok=True)
+    size = (1300, 2000)
+    dom, requests = run_chromium(
+        chromium,
+        ag_report,
+        tmp_path,
+        f"--window-size={size[0]},{size[1]}",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        budget_ms=8000,
+    )
+    assert requests == []  # the overview's figures use the folder's plotly.min.js only
+
+    # both headline figures drawn: the heatmap (cells annotated as on its own page) ...
+    assert 'class="heatmaplayer mlayer"' in dom
+    assert dom.count('class="heatmap-label"') == 79
+    # ... and the parallel coordinates: SVG axes (alpha, gamma, the metric) over WebGL lines
+    assert dom.count('class="parcoords"') == 1
+    assert parcoords_axis_titles(dom) == ["alpha", "gamma", "final validation accuracy"]
+    assert dom.count('class="gl-canvas gl-canvas-context"') == 1
+    # the tables and the links below the figures
+    assert '<table class="best">' in dom and '<table class="definitions">' in dom
+    assert 'href="parallel_coordinates.html"' in dom
+
+    colours = screenshot_colours(shot, size)
+    assert len(colours) > 200
+    yellow, purple = viridis_ends(colours)
+    assert yellow > 2000 and purple > 2000
+
+
+def test_parallel_coordinates_page_renders_offline(chromium, tmp_path):
+    results, history = fakes.search_frames()
+    exp = fakes.write_experiment(tmp_path / "search", results, history, study="search")
+    page = build_report(exp).parent / "parallel_coordinates.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "parallel_coordinates.png"
+    shot.unlink(missing_ok=True)
+    size = (1200, 800)
+    dom, requests = run_chromium(
+        chromium,
+        page,
+        tmp_path,
+        f"--window-size={size[0]},{size[1]}",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        budget_ms=8000,
+    )
+    assert requests == []
+    assert 'class="main-svg"' in dom and dom.count('class="parcoords"') == 1
+    assert parcoords_axis_titles(dom) == [
+        "alpha",
+        "optimizer",
+        "lr (log)",
+        "final validation accuracy",
+    ]
+    # the categorical knob's tick text, drawn by the browser
+    ticks = re.findall(r'<g class="tick"[^>]*>.*?<text[^>]*>([^<]*)</text>', dom)
+    assert {"adam", "sgd", "0.0001"} <= set(ticks)
+    assert "8 trials drawn across 3 swept knobs" in dom
+
+    # the lines were painted (WebGL): thin, blended lines of both halves of Viridis left of
+    # the colour bar (which is SVG, x > 1050 at this window size); the axes and their text
+    # are grey or slate blue (green not above red, or red not above green)
+    colours = screenshot_colours(shot, size, width=1000)
+    greenish = sum(n for n, (r, g, b) in colours if g > r + 40 and g > b)
+    purplish = sum(n for n, (r, g, b) in colours if b > g + 30 and r > g)
+    assert greenish > 300 and purplish > 300

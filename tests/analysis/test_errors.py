@@ -76,7 +76,7 @@ def test_only_errored_trials_still_report(tmp_path):
     results, history = fakes.frames(rows)
     exp = fakes.write_experiment(tmp_path / "e", results, history)
     index = build_report(exp)  # no crash; the index says what happened
-    assert "errored</td><td>2" in index.read_text()
+    assert 'errored</td><td class="num">2' in index.read_text()
 
 
 def test_cli_error_exit_code_2_message_no_traceback(tmp_path):
