@@ -1,7 +1,7 @@
 """Optuna search through Ray Tune over alpha, gamma, ensemble size, lr, optimizer and sharing.
 
 TPE by default on validation accuracy (10% of train held out; test accuracy is reported,
-never optimised). `--objectives accuracy,params` (or `accuracy,throughput`)
+never optimised). `--objectives accuracy,params` (or `accuracy,throughput`, `accuracy,flops`)
 runs a multi-objective NSGA-II search and writes the Pareto front. The Optuna study lives in
 `optuna.db` (SQLite) in the experiment folder so it can be inspected later
 (`optuna-dashboard sqlite:///.../optuna.db`).
@@ -21,6 +21,7 @@ from core.columns import (
     PARAMS,
     STATUS,
     STATUS_TERMINATED,
+    TRAIN_FLOPS_PER_IMAGE,
 )
 from core.pareto import pareto_mask
 from tune_jobs.cli import cli, option
@@ -32,6 +33,7 @@ OBJECTIVES = {
     "accuracy": ("val_acc", "max"),  # validation: the test set never enters selection
     "params": ("params", "min"),
     "throughput": ("batches_per_s", "max"),
+    "flops": (TRAIN_FLOPS_PER_IMAGE, "min"),  # training FLOPs per image (core.cost)
 }
 
 
@@ -40,8 +42,8 @@ def parse_objectives(text: str) -> list[str]:
     bad = [n for n in names if n not in OBJECTIVES]
     if bad or not names or names[0] != "accuracy" or len(names) > 2 or len(set(names)) < len(names):
         raise JobError(
-            f"--objectives={text!r}: allowed are 'accuracy', 'accuracy,params' and "
-            "'accuracy,throughput'"
+            f"--objectives={text!r}: allowed are 'accuracy', 'accuracy,params', "
+            "'accuracy,throughput' and 'accuracy,flops'"
         )
     return names
 
@@ -49,7 +51,12 @@ def parse_objectives(text: str) -> list[str]:
 def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Rows of completed, finite trials that no other such trial dominates."""
     # The results column of each objective's reported metric (accuracy: its final value).
-    cols = {"accuracy": FINAL_VAL_ACC, "params": PARAMS, "throughput": BATCHES_PER_S}
+    cols = {
+        "accuracy": FINAL_VAL_ACC,
+        "params": PARAMS,
+        "throughput": BATCHES_PER_S,
+        "flops": TRAIN_FLOPS_PER_IMAGE,
+    }
     ok = results[(results[STATUS] == STATUS_TERMINATED) & ~results[DIVERGED].astype(bool)]
     mask = pareto_mask(ok[[cols[o] for o in objectives]], [OBJECTIVES[o][1] for o in objectives])
     return ok[mask]
@@ -118,7 +125,7 @@ if __name__ == "__main__":
                 "objectives",
                 "accuracy",
                 str,
-                "accuracy (TPE) | accuracy,params | accuracy,throughput (NSGA-II)",
+                "accuracy (TPE) | accuracy,params | accuracy,throughput | accuracy,flops (NSGA-II)",
             ),
             option("num_samples", 20, int, "Trials the search runs."),
         ],

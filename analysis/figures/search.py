@@ -17,8 +17,10 @@ from core.columns import (
     IMAGES_PER_S,
     PARAMS,
     PARETO_FILE,
+    PEAK_MEMORY_MB,
     SELECTION_COLUMN,
     TEST_ACC_AT_BEST_VAL,
+    TRAIN_FLOPS_PER_IMAGE,
     TRIAL_ID,
 )
 from core.pareto import pareto_mask
@@ -27,12 +29,20 @@ from core.pareto import pareto_mask
 ACC = SELECTION_COLUMN
 REPORTED = (FINAL_TEST_ACC, TEST_ACC_AT_BEST_VAL)  # test columns the table shows too
 # (cost column, True when larger is better); throughput is batches/s (the search study's
-# 'throughput' objective), images/s only when batches/s is absent.
-COSTS = ((PARAMS, False), (BATCHES_PER_S, True), (IMAGES_PER_S, True))
+# 'throughput' objective), images/s only when batches/s is absent; training FLOPs per image
+# and peak memory where the results have them (core.cost).
+COSTS = (
+    (PARAMS, False),
+    (TRAIN_FLOPS_PER_IMAGE, False),
+    (PEAK_MEMORY_MB, False),
+    (BATCHES_PER_S, True),
+    (IMAGES_PER_S, True),
+)
 
 
 def cost_columns(results: pd.DataFrame) -> list[tuple[str, bool]]:
-    """Cost axes to plot: params, and throughput (batches/s, else images/s) when reported."""
+    """Cost axes to plot: params, FLOPs per image, peak memory, and throughput (batches/s,
+    else images/s), each when reported."""
     out = []
     for col, larger in COSTS:
         if col in results and results[col].notna().any():

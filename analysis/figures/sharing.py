@@ -24,6 +24,7 @@ from core.columns import (
     CALIB_BATCHES_PER_S,
     FINAL_TEST_ACC,
     PARAMS,
+    TRAIN_FLOPS_PER_IMAGE,
     TRIAL_ID,
 )
 
@@ -38,10 +39,12 @@ def timed_alone(results: pd.DataFrame) -> bool:
 
 
 def sharing_metrics(results: pd.DataFrame) -> tuple[str, ...]:
-    """The panels: accuracy, parameters and throughput, timed alone where the study did so
-    (the trials' own batches/s shared the node with other trials), else the trials' own."""
+    """The panels: accuracy, parameters, training FLOPs per image (where reported) and
+    throughput, timed alone where the study did so (the trials' own batches/s shared the node
+    with other trials), else the trials' own."""
     speed = CALIB_BATCHES_PER_S if timed_alone(results) else BATCHES_PER_S
-    return (FINAL_TEST_ACC, PARAMS, speed)
+    flops = TRAIN_FLOPS_PER_IMAGE in results and bool(results[TRAIN_FLOPS_PER_IMAGE].notna().any())
+    return (FINAL_TEST_ACC, PARAMS, *([TRAIN_FLOPS_PER_IMAGE] if flops else []), speed)
 
 
 def regimes(results: pd.DataFrame) -> list[str]:

@@ -62,7 +62,9 @@ def plotted_ids(fig, axis: str) -> set[str]:
 def test_pareto_front_highlights_exactly_the_non_dominated(search_results):
     fig = pareto_front_figure(search_results)
     assert front_ids(fig, "x") == fakes.PARAMS_FRONT
-    assert front_ids(fig, "x2") == fakes.THROUGHPUT_FRONT
+    # FLOPs per image and peak memory grow with the parameters in the fakes: the same front
+    assert front_ids(fig, "x2") == front_ids(fig, "x3") == fakes.PARAMS_FRONT
+    assert front_ids(fig, "x4") == fakes.THROUGHPUT_FRONT
     # the diverged (7) and errored (8) trials are not plotted at all
     usable = {f"search_{k}" for k in range(10)} - {"search_7", "search_8"}
     assert plotted_ids(fig, "x") == usable
@@ -74,7 +76,8 @@ def test_pareto_front_highlights_exactly_the_non_dominated(search_results):
     assert {ids[k] for k in by_params} == fakes.PARAMS_FRONT
     assert {ids[k] for k in by_speed} == fakes.THROUGHPUT_FRONT
     assert "distinct parameters" in fig.layout.xaxis.title.text
-    assert "batches/s" in fig.layout.xaxis2.title.text
+    assert "batches/s" in fig.layout.xaxis4.title.text
+    assert "FLOPs" in fig.layout.xaxis2.title.text and "memory" in fig.layout.xaxis3.title.text
 
 
 def test_pareto_front_from_the_study_file_when_present(search_results):

@@ -19,8 +19,8 @@ from tune_jobs.options import (
 )
 
 GRIDS = (alpha_gamma, ensemble_size, optimizers, sharing)
-SEARCHES = ("accuracy", "accuracy,params", "accuracy,throughput")
-COSTS = {C.PARAMS, C.BATCHES_PER_S}
+SEARCHES = ("accuracy", "accuracy,params", "accuracy,throughput", "accuracy,flops")
+COSTS = {C.PARAMS, C.BATCHES_PER_S, C.TRAIN_FLOPS_PER_IMAGE}  # never a test metric
 
 
 def every_study():
