@@ -170,6 +170,14 @@ def test_optimizers_smoke(tmp_path, cifar10_dir, monkeypatch):
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert {"ensemble", "ensemble_size", "optimizer", "lr", "val acc", "test acc"} <= set(columns)
     assert "cell" not in columns and "{'ensemble'" not in r.stdout
+    # Refreshed every 5 s at most while trials report (Ray's default: every 30 s); the last
+    # table, at the end, comes when the study ends.
+    times = [
+        int(h) * 3600 + int(m) * 60 + float(sec)
+        for h, m, sec in re.findall(r"running for (\d+):(\d+):([\d.]+)\)", r.stdout)
+    ]
+    gaps = [b - a for a, b in zip(times[:-1], times[1:], strict=True)][:-1]
+    assert gaps and min(gaps) >= 4.9 and min(gaps) < 30, gaps
 
     # TensorBoard: one event file per trial, the project's metric names stepped by epoch, and
     # the hyperparameters as the bundle's fields.
