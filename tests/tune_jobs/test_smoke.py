@@ -269,6 +269,13 @@ def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
     )
     info = json.loads((exp / "study.json").read_text())
     assert info["objectives"] == ["accuracy", "params"]
+    # TensorBoard's hparams of a search: the fields Optuna suggested, the sharing pair as its
+    # two fields.
+    for trial_dir in exp.glob("train_*"):
+        (events,) = trial_dir.glob("events.out.tfevents.*")
+        _, hparams = read_events(events)
+        suggested = {"optimizer", "lr", "alpha", "gamma", "ensemble_size"}
+        assert suggested | {"sharing_network", "sharing_ensemble"} == set(hparams)
 
 
 def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir):
