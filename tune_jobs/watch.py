@@ -8,6 +8,7 @@ study's `cell`, the sharing study's `sharing`) is shown as the fields it sets.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shlex
@@ -70,7 +71,7 @@ def hparams(trial: Any, fields: Sequence[str]) -> dict[str, Any]:
     None (a fast-weight init switched off) is left out: TensorBoard has no missing value."""
     cfg = TrialConfig.from_dict(trial.config)
     if not fields:
-        names = {f.name for f in cfg.__dataclass_fields__.values()}
+        names = {f.name for f in dataclasses.fields(TrialConfig)}
         paths = flatten_dict(dict(trial.evaluated_params or {}), delimiter="/")
         fields = [p.rsplit("/", 1)[-1] for p in paths if p.rsplit("/", 1)[-1] in names]
     values = {f: getattr(cfg, f) for f in dict.fromkeys(fields)}
