@@ -40,6 +40,7 @@ __all__ = [
     "SHARING",
     "ConfigError",
     "TrialConfig",
+    "allowed_values",
     "check_field",
     "check_model",
     "parse_field",
@@ -82,6 +83,7 @@ def one_of(allowed: Collection[Any]) -> Check:
         if value not in allowed:
             raise ConfigError(refusal(name, value, list(allowed)))
 
+    check.allowed = lambda: "one of " + ", ".join(map(str, allowed))  # type: ignore[attr-defined]
     return check
 
 
@@ -106,6 +108,7 @@ def integer(lo: int | None = None, hi: int | None = None, optional: bool = False
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(refusal(name, value, phrase))
 
+    check.allowed = phrase  # type: ignore[attr-defined]
     return check
 
 
@@ -139,6 +142,7 @@ def number(
         if bad:
             raise ConfigError(refusal(name, value, f"in {rng}"))
 
+    check.allowed = f"a number in {rng}" + " or None" * optional  # type: ignore[attr-defined]
     return check
 
 
@@ -158,6 +162,12 @@ def flag(name: str, value: Any) -> None:
 def text_or_none(name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise ConfigError(refusal(name, value, "a path or None"))
+
+
+# What each check allows, in words (`allowed_values`: a command's --help lists it).
+fast_weight_init.allowed = FAST_WEIGHT_ALLOWED  # type: ignore[attr-defined]
+flag.allowed = "True or False"  # type: ignore[attr-defined]
+text_or_none.allowed = "a path or None"  # type: ignore[attr-defined]
 
 
 def tags(name: str, value: Any) -> None:
@@ -335,6 +345,12 @@ class TrialConfig:
                     "early stopping watches the validation loss",
                 )
             )
+
+
+def allowed_values(name: str) -> str:
+    """What field `name` allows, in words: the phrase its check refuses with."""
+    allowed = getattr(_FIELDS[name].metadata["check"], "allowed", "")
+    return allowed() if callable(allowed) else allowed
 
 
 def check_field(name: str, value: Any) -> None:

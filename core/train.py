@@ -9,13 +9,13 @@ the next epoch.
 
     python -m core.train --arch simple_cnn --epochs 1
 
-Every `TrialConfig` field is an option (`--ensemble-size 8`, `--alpha none`); the run prints
-one line of metrics per epoch and exits non-zero on a bad config value.
+Every `TrialConfig` field is an option (`--ensemble-size 8`, `--alpha none`; `--help` lists
+each with its allowed values); the run prints one line of metrics per epoch, and a misspelled
+option or a bad value is refused in one line with exit status 2 (core.cli).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import random
@@ -25,11 +25,13 @@ import typing
 from collections.abc import Callable, Collection
 from typing import Any
 
+import click
 import numpy as np
 import torch
 
 from core import columns as C
-from core.config import ConfigError, TrialConfig, parse_field
+from core.cli import Command, help_text, refuse
+from core.config import ConfigError, TrialConfig, allowed_values, parse_field
 from core.corruptions import corrupt
 from core.cost import peak_memory_mb, reset_peak_memory, train_flops_per_image
 from core.data import (
@@ -382,39 +384,47 @@ def time_train_steps(
 # the command line
 # ----------------------------------------------------------------------------------------------
 _SHOWN = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "test_acc",
-    "test_loss",
-    "test_ece",
-    "val_acc",
-    "val_loss",
-    "batches_per_s",
-    "epoch_s",
-    "corrupt_acc",
-    "ood_auroc_msp",
-    "robustness_s",
+    C.EPOCH,
+    C.TRAIN_LOSS,
+    C.TRAIN_ACC,
+    C.TEST_ACC,
+    C.TEST_LOSS,
+    C.split_metric(C.TEST, "ece"),
+    C.VAL_ACC,
+    C.VAL_LOSS,
+    C.BATCHES_PER_S,
+    C.EPOCH_S,
+    C.corrupt_metric("acc"),
+    C.ood_metric("auroc", "msp"),
+    C.ROBUSTNESS_S,
 )
+_HELP = """Train one trial without Ray and print one line of metrics per epoch. Every TrialConfig
+field is an option, parsed like a study's --set field=value (`none` where None is allowed).
+
+python -m core.train --arch simple_cnn --epochs 2 --train-subset 2000
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m core.train", description=__doc__.split("\n\n", 2)[2]
-    )
-    hints = typing.get_type_hints(TrialConfig)
-    for f in dataclasses.fields(TrialConfig):
-        if f.name == "extra":
-            continue
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=str,
+def command() -> click.Command:
+    """`python -m core.train`: one option per TrialConfig field (`--ensemble-size 8`, `--alpha
+    none`), its allowed values and default in `--help`; the study scripts' conventions
+    (core.cli): a typo gets a suggestion, a refused value one line and exit status 2."""
+    params = [
+        click.Option(
+            ["--" + f.name.replace("_", "-"), f.name],
+            type=str,  # parsed like --set field=value (core.config.parse_field): one path
             default=None,
-            metavar=_metavar(hints[f.name]),
-            help=f"default: {f.default!r}",
+            metavar=_metavar(hints),
+            help=f"{allowed_values(f.name)}; default {f.default!r}",
         )
-    return p
+        for f, hints in _option_fields()
+    ]
+    return Command(name="python -m core.train", callback=_run, params=params, help=help_text(_HELP))
+
+
+def _option_fields() -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(TrialConfig)
+    return [(f, hints[f.name]) for f in dataclasses.fields(TrialConfig) if f.name != "extra"]
 
 
 def _metavar(tp: Any) -> str:
@@ -422,15 +432,13 @@ def _metavar(tp: Any) -> str:
     return "|".join(getattr(a, "__name__", str(a)) for a in args).upper()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = _parser().parse_args(argv)
+def _run(**given: str | None) -> None:
     try:
-        values = {k: parse_field(k, v) for k, v in vars(ns).items() if v is not None}
+        values = {k: parse_field(k, v) for k, v in given.items() if v is not None}
         cfg = TrialConfig.from_dict(values)
         select_device(cfg.device)  # a device this machine lacks: refused before any work
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        refuse(str(e))
 
     def report(metrics: dict[str, Any], _state: Any) -> None:
         shown = {k: metrics[k] for k in _SHOWN if k in metrics}
@@ -440,16 +448,19 @@ def main(argv: list[str] | None = None) -> int:
         line = "  ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
         )
-        flags = [k for k in ("diverged", "early_stopped") if metrics.get(k)]
+        flags = [k for k in (C.DIVERGED, C.EARLY_STOPPED) if metrics.get(k)]
         print(line + ("  " + " ".join(flags) if flags else ""), flush=True)
 
     print(f"trial: {_params_line(cfg)}", flush=True)
     try:
         train(cfg, reporter=report)
     except (ConfigError, DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        refuse(str(e))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (exits: 0, or 2 on a refusal)."""
+    command().main(args=argv, prog_name="python -m core.train")
 
 
 def _params_line(cfg: TrialConfig) -> str:
@@ -460,4 +471,4 @@ def _params_line(cfg: TrialConfig) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,15 +12,14 @@ and torch, so that importing a study script loads neither: the runner is importe
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import sys
-import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
+from core.cli import Command, help_text, refuse, strip_none
 from core.errors import ConfigError, DataError
 from tune_jobs.options import (
     PRESETS,
@@ -44,7 +43,7 @@ def job_option_params() -> list[click.Option]:
     params = []
     for f in dataclasses.fields(JobOptions):
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
-        kind = _strip_none(hints[f.name])
+        kind = strip_none(hints[f.name])
         settings: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
         if kind is bool:
             decls = [f"{flag}/--no-{flag.removeprefix('--')}", f.name]
@@ -86,8 +85,7 @@ def command(
 
             run_study(study, opts)
         except (JobError, ConfigError, DataError, FileNotFoundError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
+            refuse(str(e))
         except StudyFailed as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -98,13 +96,12 @@ def command(
             click.echo(str(e))
             sys.exit(0)
 
-    return click.Command(
+    return Command(
         name=None,
         callback=run,
         params=[*job_option_params(), *extra],
-        help=_help_text(doc),
-        epilog=presets_help(),
-        context_settings={"max_content_width": 100},
+        help=help_text(doc),
+        sections={"Presets (--preset)": list(PRESETS.items())},
     )
 
 
@@ -137,26 +134,3 @@ def cli(
 ) -> None:
     """Run a study script's command line (the script's docstring as `doc` heads `--help`)."""
     command(make_study, extra, doc).main()
-
-
-def _strip_none(hint: Any) -> Any:
-    """`int | None` -> `int`."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        (kind,) = [a for a in typing.get_args(hint) if a is not type(None)]
-        return kind
-    return hint
-
-
-def _help_text(doc: str | None) -> str | None:
-    """Click rewraps paragraphs; the example command lines of a docstring stay as written."""
-    if doc is None:
-        return None
-    paragraphs = inspect.cleandoc(doc).split("\n\n")
-    return "\n\n".join("\b\n" + p if p.lstrip().startswith("python ") else p for p in paragraphs)
-
-
-def presets_help() -> str:
-    """The presets, one line each, under `--help` (click keeps a paragraph that starts with \\b)."""
-    width = max(map(len, PRESETS))
-    lines = [f"  {name:<{width}}  {text}" for name, text in PRESETS.items()]
-    return "\b\nPresets (--preset):\n" + "\n".join(lines)

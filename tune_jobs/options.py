@@ -9,6 +9,7 @@ that is what lets a bad option be refused in a moment, before Ray starts.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import json
 import math
@@ -93,6 +94,15 @@ ADDRESS_ALLOWED = (
     "or no --address for a local Ray"
 )
 CONNECT_TIMEOUT_S = 3.0  # a head node answers in milliseconds
+# MLflow tracking stores the job can log to (Ray's MLflowLoggerCallback on the driver): a local
+# file store (MLflow >= 3.7 keeps it in maintenance mode; the runner opts in to it), SQLite, a
+# tracking server, Databricks.
+MLFLOW_SCHEMES = ("file", "sqlite", "http", "https", "databricks")
+MLFLOW_ALLOWED = (
+    "file:///absolute/folder, sqlite:///path/mlflow.db, http(s)://host:port of a tracking "
+    "server, or databricks"
+)
+MLFLOW_INSTALL = 'pip install -e ".[mlflow]"'
 
 
 class JobError(Exception):
@@ -145,6 +155,11 @@ class JobOptions:
     grace_period: int = _option(2, "ASHA: epochs before a trial can be stopped.")
     reduction_factor: float = _option(3.0, "ASHA: keep 1/factor of trials at each rung.")
     max_failures: int = _option(3, "Retries of a failed trial from its last checkpoint.")
+    mlflow_uri: str | None = _option(
+        None,
+        "Also log every trial to this MLflow tracking URI (file:///folder, sqlite:///file.db, "
+        "http://host:port); needs the mlflow extra.",
+    )
     overrides: tuple[str, ...] = _option(
         (), "Fix a config field, e.g. --set norm=member (repeatable).", flag="--set"
     )
@@ -196,6 +211,8 @@ class JobOptions:
         if not is_uri(self.storage_path):
             check_storage_path(self.storage_path)
         check_address(self.address)
+        if self.mlflow_uri is not None:
+            check_mlflow_uri(self.mlflow_uri)
         if self.address is None:  # a local Ray: trials run on this machine's CPUs
             check_cpus(self.cpus_per_trial, local_cpus(), "this machine")
 
@@ -312,7 +329,9 @@ def check_address(address: str | None) -> None:
         raise JobError(refusal("--address", address, ADDRESS_ALLOWED, why=why)) from None
 
 
-def check_storage_path(path: str) -> None:
+def check_storage_path(
+    path: str, option: str = "--storage-path", allowed: str = STORAGE_ALLOWED
+) -> None:
     """A local `--storage-path` must be a folder this process can create folders in, or a
     path whose nearest existing parent is one (Ray creates the rest).
 
@@ -326,13 +345,36 @@ def check_storage_path(path: str) -> None:
     if not probe.is_dir():
         where = "is" if probe == root else "is under"
         found = f"{where} {str(probe)!r}, a file, not a folder"
-        raise JobError(refusal("--storage-path", path, STORAGE_ALLOWED, why=found))
+        raise JobError(refusal(option, path, allowed, why=found))
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".storage-check-", dir=probe))
     except OSError as e:
         where = "" if probe == root else f" ({str(probe)!r}, the nearest existing folder)"
         found = f"cannot create a folder there{where}: {e.strerror}"
-        raise JobError(refusal("--storage-path", path, STORAGE_ALLOWED, why=found)) from None
+        raise JobError(refusal(option, path, allowed, why=found)) from None
+
+
+def check_mlflow_uri(uri: str) -> None:
+    """`--mlflow-uri`: a tracking URI of a scheme MLflow serves (a local store's folder must
+    be creatable), and the mlflow package installed; checked before Ray starts, without
+    importing mlflow (a second's import)."""
+    scheme, sep, rest = uri.partition(":")
+    if not sep or scheme not in MLFLOW_SCHEMES:
+        why = f"not a URI of {list(MLFLOW_SCHEMES)}"
+        raise JobError(refusal("--mlflow-uri", uri, MLFLOW_ALLOWED, why=why))
+    if scheme in ("file", "sqlite"):
+        path = rest.removeprefix("//")
+        if not path.startswith("/"):
+            why = f"{scheme}: needs an absolute path ({scheme}:///folder)"
+            raise JobError(refusal("--mlflow-uri", uri, MLFLOW_ALLOWED, why=why))
+        folder = path if scheme == "file" else str(Path(path).parent)
+        check_storage_path(folder, "--mlflow-uri", MLFLOW_ALLOWED)
+    if scheme in ("http", "https") and not rest.removeprefix("//").strip("/"):
+        why = "no host"
+        raise JobError(refusal("--mlflow-uri", uri, MLFLOW_ALLOWED, why=why))
+    if importlib.util.find_spec("mlflow") is None:
+        why = "the mlflow package is not installed"
+        raise JobError(refusal("--mlflow-uri", uri, f"{uri} after {MLFLOW_INSTALL}", why=why))
 
 
 # ----------------------------------------------------------------------------------------
@@ -346,6 +388,25 @@ def grid(values: Iterable[Any]) -> dict[str, list[Any]]:
 def swept_keys(space: dict[str, Any]) -> list[str]:
     """The keys of a space that a grid sweeps."""
     return [k for k, v in space.items() if isinstance(v, dict) and "grid_search" in v]
+
+
+def swept_fields(space: dict[str, Any]) -> dict[str, str]:
+    """Path -> config field of each field a grid sweeps: `seed` -> `seed`, and for a bundle
+    (a grid of dicts that set several fields together, core.config) each field that every
+    bundle sets and not to one value: `cell/optimizer` -> `optimizer`. The progress table
+    looks values up by path in every trial (Ray's "best trial" line fails on a path a trial
+    lacks), so a field only some bundles set (the SGD cells' momentum) is left out; the
+    fields that are there say which cell a trial is. TensorBoard's hparams name the fields."""
+    out: dict[str, str] = {}
+    for key in swept_keys(space):
+        values = space[key]["grid_search"]
+        if not all(isinstance(v, dict) for v in values):
+            out[key] = key
+            continue
+        for f in values[0]:
+            if all(f in v for v in values) and len({repr(v[f]) for v in values}) > 1:
+                out[f"{key}/{f}"] = f
+    return out
 
 
 def grid_configs(space: dict[str, Any]) -> list[dict[str, Any]]:
@@ -573,7 +634,8 @@ def write_study_json(
 # What defines a study, and --resume
 # ----------------------------------------------------------------------------------------
 # The JobOptions fields that change what a study computes: recorded when it starts and compared
-# on --resume. The others (resources, concurrency, retries, address, storage, name) may differ.
+# on --resume. The others (resources, concurrency, retries, address, storage, name, where the
+# trials are also logged: --mlflow-uri) may differ.
 DEFINING_OPTIONS = (
     "preset",  # --smoke is --preset smoke
     "dataset",

@@ -26,11 +26,12 @@ def local_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None) -> str | None:
     """`ray.init`: a fresh local Ray without `--address` (never a cluster that happens to run
-    here), else join it; a cluster Ray cannot find is a one-line refusal of `--address`."""
+    here), else join it; a cluster Ray cannot find is a one-line refusal of `--address`.
+    Returns the dashboard's address (host:port; None or empty when no dashboard runs)."""
     try:
-        ray.init(address=address or "local")
+        return ray.init(address=address or "local").dashboard_url
     except ConnectionError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise JobError(refusal("--address", address, ADDRESS_ALLOWED, why=first)) from None

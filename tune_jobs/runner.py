@@ -51,7 +51,7 @@ from tune_jobs.options import (
     resume_command,
     robustness_epochs,
     study_epochs,
-    swept_keys,
+    swept_fields,
     uses_asha,
     write_study_json,
 )
@@ -63,16 +63,7 @@ from tune_jobs.resources import (
     start_ray,
 )
 from tune_jobs.results import write_results
-
-# What a researcher watches while a study runs: Ray Tune's table gets these columns.
-PROGRESS_METRICS = {
-    "epoch": "epoch",
-    "train_loss": "train loss",
-    "val_acc": "val acc",  # what selection reads
-    "test_acc": "test acc",
-    "test_loss": "test loss",
-    "batches_per_s": "batch/s",
-}
+from tune_jobs.watch import ProgressTable, TensorBoardCallback, mlflow_callback, start_lines
 
 
 def run_study(study: Study, opts: JobOptions) -> Path:
@@ -94,14 +85,14 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     # every trial config names: both come from --dataset and --data-dir only (JobOptions.base).
     data = load_dataset(opts.dataset, opts.data_location())
 
-    # Ray Tune's classic progress table lets us choose its columns (PROGRESS_METRICS); the new
+    # Ray Tune's classic progress table lets us choose its columns (watch.ProgressTable); the new
     # output engine does not. Tune reads this when a run starts, so setting it here is enough.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A trial's traceback goes to its error.txt only, not to the console once per attempt (a
     # documented Tune variable); the summary at the end names each distinct error once.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     configure_ray_output()
-    start_ray(opts.address)
+    dashboard_url = start_ray(opts.address)
     try:
         # What Ray sees (live nodes, node types it can launch): checked before any trial starts.
         gpus_per_trial = check_cluster(
@@ -134,6 +125,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
                 resume_errored=True,
                 param_space=study.space,
             )
+            watch_with_current_options(tuner, study, opts)
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -141,7 +133,11 @@ def run_study(study: Study, opts: JobOptions) -> Path:
                 tune_config=tune_config(study, opts, local_dir),
                 run_config=run_config(study, opts, root),
             )
-        print(f"study {study.name}: {n_trials} trial(s) in {exp_path}", flush=True)
+        print(f"study {study.name}: {n_trials} trial(s) in {exp_path}")
+        lines = start_lines(
+            exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
+        )
+        print("\n".join(lines), flush=True)
         save_record(local_dir, exp_path, study, opts, STATE_RUNNING)
         result_grid = tuner.fit()
         finished = finished_trials(exp_path)
@@ -321,20 +317,40 @@ def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneCon
 
 
 def run_config(study: Study, opts: JobOptions, root: str) -> tune.RunConfig:
-    """Name, storage, checkpoints kept, retries and the progress table."""
-    reporter = tune.CLIReporter(
-        metric_columns=PROGRESS_METRICS,
-        parameter_columns=swept_keys(study.space) or None,
-        max_report_frequency=30,
-    )
+    """Name, storage, checkpoints kept, retries, the progress table and the loggers."""
+    reporter, callbacks = watchers(study, opts)
     return tune.RunConfig(
         name=opts.experiment_name,
         storage_path=root,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         progress_reporter=reporter,
+        callbacks=callbacks,
         verbose=1,
     )
+
+
+def watchers(study: Study, opts: JobOptions) -> tuple[ProgressTable, list[Any]]:
+    """The progress table (its parameter columns the swept fields, a bundle's fields one column
+    each) and the loggers: TensorBoard event files in every trial folder (replacing Ray's
+    default TBX logger), MLflow with --mlflow-uri. Ray adds its CSV and JSON loggers."""
+    fields = swept_fields(study.space)
+    callbacks: list[Any] = [TensorBoardCallback(list(fields.values()))]
+    if opts.mlflow_uri is not None:
+        callbacks.append(mlflow_callback(opts.mlflow_uri, opts.experiment_name, study.name))
+    return ProgressTable(fields or None), callbacks
+
+
+def watch_with_current_options(tuner: tune.Tuner, study: Study, opts: JobOptions) -> None:
+    """`Tuner.restore` brings back the run config pickled when the study started, its loggers
+    and progress table too; they follow this run's options instead (--mlflow-uri may differ
+    on --resume, like resources). Ray has no public setter: the restored run config is the
+    local tuner's (a Ray Client driver, ray://, keeps the saved ones)."""
+    local = getattr(tuner, "_local_tuner", None)
+    if local is None:
+        return
+    config = local.get_run_config()
+    config.progress_reporter, config.callbacks = watchers(study, opts)
 
 
 def upload(local_dir: Path, exp_path: str) -> None:

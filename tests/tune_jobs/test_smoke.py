@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from core.columns import CALIB_COLUMNS
+from core.columns import CALIB_COLUMNS, EPOCH, TEST_ACC, TRAIN_LOSS, VAL_ACC
 from core.config import TrialConfig
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
 from tune_jobs.options import JobOptions, grid_configs
@@ -48,6 +50,30 @@ RESULT_COLUMNS = [
     "total_s",
     *(f"{k}_{m}" for k in ("final", "best", "avg") for m in EPOCH_METRICS),
 ]
+
+
+def read_events(path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, object]]:
+    """A TensorBoard event file read back: scalars by tag as (step, value), and the hparams of
+    its session start (TFRecords of tensorboardX's Event protobufs: length, CRC, data, CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    hparams: dict[str, object] = {}
+    data = path.read_bytes()
+    at = 0
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        event = Event.FromString(data[at + 12 : at + 12 + length])
+        at += 12 + length + 4
+        for value in event.summary.value:
+            if value.tag == "_hparams_/session_start_info":
+                info = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                for name, v in info.session_start_info.hparams.items():
+                    hparams[name] = getattr(v, v.WhichOneof("kind"))
+            elif value.HasField("simple_value"):
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars, hparams
 
 
 def smoke_cells(module) -> list[TrialConfig]:
@@ -109,7 +135,8 @@ def test_ensemble_size_smoke(tmp_path, cifar10_dir):
     assert "results.parquet" in r.stdout and "python -m analysis" in r.stdout
 
 
-def test_optimizers_smoke(tmp_path, cifar10_dir):
+def test_optimizers_smoke(tmp_path, cifar10_dir, monkeypatch):
+    mlruns = tmp_path / "mlruns"
     r = run_job(
         "optimizers.py",
         "--smoke",
@@ -118,14 +145,77 @@ def test_optimizers_smoke(tmp_path, cifar10_dir):
         str(cifar10_dir),
         "--storage-path",
         str(tmp_path),
+        "--mlflow-uri",
+        f"file://{mlruns}",
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    results, history = check_tables(tmp_path / "optimizers_smoke", optimizers, "optimizers")
+    exp = tmp_path / "optimizers_smoke"
+    results, history = check_tables(exp, optimizers, "optimizers")
     assert set(zip(results["ensemble"], results["optimizer"], strict=True)) == {
         (e, o) for e in ("single", "batch") for o in ("adam", "sgd", "ivon")
     } | {("deep", "adam")}
     # Train and validation curves every epoch.
     assert history["val_acc"].notna().all() and history["train_acc"].notna().all()
+
+    # Where to watch, printed before the first progress table.
+    head = r.stdout[: r.stdout.index("== Status ==")].splitlines()
+    assert f"experiment: {exp}" in head
+    assert f"tensorboard: tensorboard --logdir {exp}" in head
+    dashboard = next(line for line in head if line.startswith("ray dashboard: "))
+    assert re.fullmatch(r"ray dashboard: (http://[\d.]+:\d+|not running .*)", dashboard)
+    assert f"mlflow: runs of experiment 'optimizers_smoke' in file://{mlruns}" in head
+    # The progress table: the bundle's fields as columns, the selection metric among them
+    # (metric columns appear once a trial reported: the last table has them).
+    *_, header = (line for line in r.stdout.splitlines() if line.startswith("| Trial name"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert {"ensemble", "ensemble_size", "optimizer", "lr", "val acc", "test acc"} <= set(columns)
+    assert "cell" not in columns and "{'ensemble'" not in r.stdout
+    # Refreshed every 5 s at most while trials report (Ray's default: every 30 s); the last
+    # table, at the end, comes when the study ends.
+    times = [
+        int(h) * 3600 + int(m) * 60 + float(sec)
+        for h, m, sec in re.findall(r"running for (\d+):(\d+):([\d.]+)\)", r.stdout)
+    ]
+    gaps = [b - a for a, b in zip(times[:-1], times[1:], strict=True)][:-1]
+    assert gaps and min(gaps) >= 4.9 and min(gaps) < 30, gaps
+
+    # TensorBoard: one event file per trial, the project's metric names stepped by epoch, and
+    # the hyperparameters as the bundle's fields.
+    by_id = results.set_index("trial_id")
+    for trial_dir in exp.glob("train_*"):
+        (events,) = trial_dir.glob("events.out.tfevents.*")
+        scalars, hparams = read_events(events)
+        trial = by_id.loc[
+            json.loads((trial_dir / "result.json").read_text().splitlines()[0])["trial_id"]
+        ]
+        assert {TEST_ACC, TRAIN_LOSS, VAL_ACC, EPOCH} <= set(scalars)
+        assert [step for step, _ in scalars[VAL_ACC]] == [1, 2]
+        assert scalars[TEST_ACC][-1][1] == pytest.approx(trial["final_test_acc"])
+        assert not any(tag.startswith("ray/") or "_gaussian_noise_" in tag for tag in scalars)
+        assert hparams == {
+            "ensemble": trial["ensemble"],
+            "ensemble_size": float(trial["ensemble_size"]),
+            "optimizer": trial["optimizer"],
+            "lr": pytest.approx(trial["lr"]),
+        }
+
+    # MLflow: one finished run per trial, every config field a param, the curves by epoch.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"file://{mlruns}")
+    experiment = client.get_experiment_by_name("optimizers_smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == len(results) and {run.info.status for run in runs} == {"FINISHED"}
+    assert {run.info.run_name for run in runs} == {f"train_{t}" for t in results["trial_id"]}
+    for run in runs:
+        trial = by_id.loc[run.info.run_name.removeprefix("train_")]
+        assert run.data.tags["study"] == "optimizers"
+        assert run.data.params["optimizer"] == trial["optimizer"]
+        assert run.data.params["arch"] == "simple_cnn"
+        curve = client.get_metric_history(run.info.run_id, VAL_ACC)
+        assert sorted(m.step for m in curve) == [1, 2]
+        assert run.data.metrics[TEST_ACC] == pytest.approx(trial["final_test_acc"])
 
 
 def test_sharing_smoke(tmp_path, cifar10_dir):
@@ -179,6 +269,13 @@ def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):
     )
     info = json.loads((exp / "study.json").read_text())
     assert info["objectives"] == ["accuracy", "params"]
+    # TensorBoard's hparams of a search: the fields Optuna suggested, the sharing pair as its
+    # two fields.
+    for trial_dir in exp.glob("train_*"):
+        (events,) = trial_dir.glob("events.out.tfevents.*")
+        _, hparams = read_events(events)
+        suggested = {"optimizer", "lr", "alpha", "gamma", "ensemble_size"}
+        assert suggested | {"sharing_network", "sharing_ensemble"} == set(hparams)
 
 
 def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir):
