@@ -39,6 +39,7 @@ from core.columns import (
 from core.data import load_dataset
 from core.errors import refusal
 from core.trainable import ray_trainable
+from tune_jobs.estimate import cost_lines
 from tune_jobs.options import (
     JobError,
     JobOptions,
@@ -95,11 +96,14 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     dashboard_url = start_ray(opts.address)
     try:
         # What Ray sees (live nodes, node types it can launch): checked before any trial starts.
-        gpus_per_trial = check_cluster(
-            study, opts.cpus_per_trial, opts.gpus_per_trial, cluster_resources()
-        )
+        nodes = cluster_resources()
+        gpus_per_trial = check_cluster(study, opts.cpus_per_trial, opts.gpus_per_trial, nodes)
         if not is_uri(root):
             check_storage_reachable(root)
+        if not opts.resume:  # what it will cost, before any trial (timed on a trial's device)
+            run_alone = alone(opts.cpus_per_trial, gpus_per_trial)
+            for line in cost_lines(study, opts, data, gpus_per_trial, nodes, run_alone):
+                print(line, flush=True)
 
         local_dir = (
             Path(exp_path)

@@ -148,6 +148,11 @@ def test_a_smoke_run_prints_the_table_and_the_project_lines_only(alpha_gamma_smo
     for line in RAY_NOISE:
         assert line not in out
     assert "== Status ==" in r.stdout and "| train_" in r.stdout  # Ray's progress table
+    # its cost, before any trial: FLOPs and a time estimate timed on a trial's device
+    before = r.stdout[: r.stdout.index("== Status ==")]
+    assert "cost: 4 trial(s) x 2 epoch(s) x 450 training images: at most " in before
+    assert "training FLOPs" in before and "2 trial(s) at once: at most about" in before
+    assert "--preset full" not in before  # a smoke study is no full-scale one
     assert f"results: {exp / RESULTS_FILE}" in r.stdout
     assert f"report:  python -m analysis {exp}" in r.stdout
     record = json.loads((exp / STUDY_FILE).read_text())

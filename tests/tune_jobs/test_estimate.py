@@ -1,0 +1,83 @@
+"""tune_jobs.estimate: a study's cost and time, printed before any trial runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from core.config import TrialConfig
+from core.cost import train_flops_per_image
+from core.data import load_dataset
+from core.models import model_for_config
+from tune_jobs import alpha_gamma, sharing
+from tune_jobs.estimate import concurrency, cost_lines, duration, estimate, split_sizes
+from tune_jobs.options import JobOptions, grid_configs
+
+LOCAL = {"127.0.0.1:abcd": {"CPU": 2.0, "GPU": 0.0}}
+SMALL = ["train_subset=300", "test_subset=100"]
+
+
+@pytest.fixture(scope="module")
+def data(cifar10_dir):
+    return load_dataset("cifar10", cifar10_dir)
+
+
+def test_the_flops_are_trials_epochs_images_and_flops_per_image(data):
+    opts = JobOptions(smoke=True, overrides=SMALL, epochs=2)
+    study = alpha_gamma.make_study(opts)
+    est = estimate(study, opts, data, 0.0, LOCAL)
+    cfgs = [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
+    per_image = train_flops_per_image(model_for_config(cfgs[0], 10, 3), cfgs[0], (3, 32, 32), 10)
+    train, evaluated = split_sizes(cfgs[0], data)
+    assert (train, evaluated) == (270, 130)  # 10% of 300 held out for validation
+    assert est.trials == 4 and est.epochs == 2 and est.concurrency == 2
+    assert est.flops == pytest.approx(4 * 2 * 270 * per_image)
+    assert est.step_s > 0
+    steps = math.ceil(270 / 128) + 130 / 128 / 3
+    assert est.seconds == pytest.approx(4 * 2 * est.step_s * steps / 2)
+
+
+def test_models_of_different_cost_are_scaled_by_their_flops(data):
+    opts = JobOptions(smoke=True, overrides=SMALL, epochs=1)
+    study = sharing.make_study(opts)
+    est = estimate(study, opts, data, 0.0, LOCAL)
+    cfgs = [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
+    each = [train_flops_per_image(model_for_config(c, 10, 3), c, (3, 32, 32), 10) for c in cfgs]
+    # tying slow weights within the network (early/none) costs what none/none does; sharing
+    # within the ensemble saves compute
+    assert len(set(each)) == 3
+    assert est.trials == 4 and est.flops == pytest.approx(270 * sum(each))
+    assert "simple_cnn batch x8" in est.timed  # the most expensive regime is the one timed
+    steps = math.ceil(270 / 128) + 130 / 128 / 3
+    assert est.seconds == pytest.approx(est.step_s * steps * sum(each) / max(each) / 2)
+
+
+def test_concurrency_follows_cpus_gpus_and_the_limit():
+    nodes = {"a": {"CPU": 8.0, "GPU": 2.0}, "b": {"CPU": 4.0, "GPU": 0.0}}
+    assert concurrency(100, 1.0, 0.0, nodes, None) == 12
+    assert concurrency(100, 2.0, 0.5, nodes, None) == 4  # GPUs limit node a; b has none
+    assert concurrency(100, 1.0, 0.0, nodes, 3) == 3
+    assert concurrency(5, 1.0, 0.0, nodes, None) == 5
+    assert concurrency(5, 1.0, 0.0, {"node type gpu": {"CPU": 48.0, "GPU": 4.0}}, None) == 1
+
+
+def test_full_scale_on_cpus_says_so_and_names_the_cpu_preset(data):
+    opts = JobOptions(overrides=["train_subset=300", "test_subset=100"], epochs=1)
+    study = alpha_gamma.make_study(opts)
+    lines = cost_lines(study, opts, data, 0.0, LOCAL)
+    assert lines[0].startswith("cost: 81 trial(s) x 1 epoch(s) x 270 training images")
+    assert "at most" in lines[0]  # ASHA
+    assert "vgg11 batch x4" in lines[1] and "2 trial(s) at once" in lines[1]
+    assert "python tune_jobs/alpha_gamma.py --preset cpu" in lines[2]
+    smoke = JobOptions(smoke=True, overrides=SMALL, epochs=1)
+    assert len(cost_lines(alpha_gamma.make_study(smoke), smoke, data, 0.0, LOCAL)) == 2
+
+
+def test_durations_read_naturally():
+    assert [duration(s) for s in (42, 600, 7200, 3 * 86400)] == [
+        "42 s",
+        "10 min",
+        "2.0 h",
+        "3.0 days",
+    ]
