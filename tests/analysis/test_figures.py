@@ -137,17 +137,22 @@ def sharing():
     return results, sharing_boxes(results)
 
 
-def test_sharing_three_panels_one_box_per_regime(sharing):
+def test_sharing_four_panels_one_box_per_regime(sharing):
     results, fig = sharing
     titles = [a.text for a in fig.layout.annotations if a.yref == "paper"]
-    assert titles == ["final test accuracy", "distinct parameters", "batches/s"]
+    assert titles == [
+        "final test accuracy",
+        "distinct parameters",
+        "training FLOPs per image",
+        "batches/s",
+    ]
     regimes = [
         "net none / ens none",
         "net none / ens deep",
         "net early / ens none",
         "net all / ens all",
     ]
-    for axis in ("x", "x2", "x3"):
+    for axis in ("x", "x2", "x3", "x4"):
         boxes = traces_on(fig, axis, "box")
         assert [b.name for b in boxes] == regimes
         assert all(b.boxpoints == "all" for b in boxes)
