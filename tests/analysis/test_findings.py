@@ -28,7 +28,9 @@ def test_every_block_of_the_document_is_made_from_the_data():
     doc = F.blocks_of(DOC_TEXT)
     assert set(doc) == set(F.BLOCKS)
     for name, make in F.available().items():
-        assert doc[name] == make(F.FINDINGS), f"block {name!r} is stale: python -m analysis.findings"
+        assert doc[name] == make(F.FINDINGS), (
+            f"block {name!r} is stale: python -m analysis.findings"
+        )
 
 
 def test_no_number_outside_the_generated_blocks():
