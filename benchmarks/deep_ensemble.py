@@ -14,6 +14,7 @@ one round, so that a load that changes during the run shifts both sides of a rat
     python benchmarks/deep_ensemble.py                  # simple_cnn and vgg11, M = 4 and 8
     python benchmarks/deep_ensemble.py --quick          # simple_cnn, M = 4, fewer rounds
     python benchmarks/deep_ensemble.py --device cuda
+    python benchmarks/deep_ensemble.py --arch vgg11 --members 4 --rounds 3 --steps 1
 """
 
 from __future__ import annotations
@@ -81,12 +82,14 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 9)")
     p.add_argument("--steps", type=int, default=None, help="steps per case and round")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--arch", nargs="+", default=None, help="default: simple_cnn vgg11")
+    p.add_argument("--members", nargs="+", type=int, default=None, help="default: 4 8")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device = torch.device(a.device)
-    archs = ["simple_cnn"] if a.quick else ["simple_cnn", "vgg11"]
-    sizes = [4] if a.quick else [4, 8]
+    archs = a.arch or (["simple_cnn"] if a.quick else ["simple_cnn", "vgg11"])
+    sizes = a.members or ([4] if a.quick else [4, 8])
     rounds = a.rounds or (5 if a.quick else 9)
     print(
         f"device {device}, {a.threads} thread(s), Adam, B = {a.per_member} per member, "

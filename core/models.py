@@ -75,6 +75,7 @@ __all__ = [
     "convert_layout",
     "count_parameters",
     "model_for_config",
+    "resolve_deep_impl",
     "tie_slow_weights",
 ]
 
@@ -85,7 +86,21 @@ DEEP_IMPLS = ("auto", "grouped", "loop")  # values of deep_impl
 # deep_impl='auto': (device type, arch) -> the faster computation of a deep trunk, from
 # benchmarks/deep_ensemble.py (numbers in benchmarks/README.md, "Deep ensembles"). A device or
 # architecture not listed gets the device's `None` entry, else `grouped`.
-DEEP_IMPL_AUTO: dict[tuple[str, str | None], str] = {}  # measured in the next commit
+#
+# cpu -> grouped. benchmarks/deep_ensemble.py, 2026-12-01, 2 vCPU AMD EPYC, 2 torch threads,
+# Adam, B = 32 per member (load average 7-15: other jobs shared the cores), step time over M
+# separate single networks, median of per-round ratios:
+#   simple_cnn M=4: grouped 0.41, loop 0.93    simple_cnn M=8: grouped 0.42, loop 0.84
+#   vgg11      M=4: grouped 0.81, loop 1.00    vgg11      M=8: grouped 0.54, loop 0.90
+#   simple_cnn M=4, B = 128: grouped 0.44, loop 0.77
+# cuda and other devices: not measured yet (no GPU in that session), so `grouped`, the
+# computation deep ensembles had before `loop` existed; run the benchmark with --device cuda.
+# A third computation, torch.func.vmap over the stacked parameters, is not offered: functorch's
+# convolution batch rule turns a conv with batched input and weight into one grouped
+# convolution (groups * M), i.e. `grouped` again.
+DEEP_IMPL_AUTO: dict[tuple[str, str | None], str] = {
+    ("cpu", None): "grouped",
+}
 
 
 def resolve_deep_impl(impl: str, device_type: str, arch: str) -> str:
