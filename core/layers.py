@@ -13,6 +13,12 @@ Two activation layouts are used (see `core.models` for where each is used):
   `MemberBatchNorm2d(channel_stacked=True)` use it, so a deep trunk runs as grouped
   convolutions (groups = M) without any transposes between its layers.
 
+The same two deep layers also take a third form, a member list: a list of M tensors
+(B, C, H, W), element m member m's activations. They then loop over the members, each an
+ordinary convolution / BatchNorm on member m's slice of the same parameters and statistics
+(`weight[m]`, `bias[m]`, channel block m of the running statistics): one parameter layout, two
+computations, chosen per device by `core.models` (`deep_impl`).
+
 Fast weights (`alpha`, `gamma`) are the only parameters named `alpha` / `gamma`: other code
 (optimizer groups: lower learning rate, no weight decay) finds them by that name suffix.
 Normalisation layers name their per-member affine parameters `weight` / `bias`.
@@ -374,6 +380,10 @@ class DeepConv2d(nn.Module):
     belongs to member m, and y[:, m-th block] = conv2d(x[:, m-th block], weight[m], bias[m]).
     weight (M, C_out, C_in, kh, kw) and bias (M, C_out), each member initialised like
     nn.Conv2d independently; nothing is shared between members.
+
+    Given a member list (M tensors (B, C_in, H, W)) instead, it returns the list of
+    conv2d(x[m], weight[m], bias[m]): the same function as M separate convolutions, computed
+    as M of them (faster than one grouped convolution on some devices: `core.models`).
     """
 
     def __init__(
@@ -407,8 +417,15 @@ class DeepConv2d(nn.Module):
             if self.bias is not None:
                 nn.init.uniform_(self.bias[m], -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         m = self.ensemble_size
+        if isinstance(x, list | tuple):
+            _check_member_list(x, m, self.in_channels, type(self).__name__)
+            bias = self.bias if self.bias is not None else (None,) * m
+            return [
+                F.conv2d(xi, wi, bi, self.stride, self.padding)
+                for xi, wi, bi in zip(x, self.weight, bias, strict=True)
+            ]
         if x.dim() != 4 or x.shape[1] != m * self.in_channels:
             raise ConfigError(
                 f"DeepConv2d: expected channel-stacked input (B, ensemble_size * in_channels = "
@@ -423,6 +440,16 @@ class DeepConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, ensemble_size={self.ensemble_size}, "
             f"bias={self.bias is not None}, layout=channel-stacked"
+        )
+
+
+def _check_member_list(xs: Sequence[torch.Tensor], m: int, channels: int, layer: str) -> None:
+    """Refuse a member list that is not M tensors (B, channels, H, W)."""
+    if len(xs) != m or any(x.dim() != 4 or x.shape[1] != channels for x in xs):
+        shapes = [tuple(x.shape) for x in xs]
+        raise ConfigError(
+            f"{layer}: expected a member list of ensemble_size={m} tensors (B, {channels}, H, W), "
+            f"got shapes {shapes}"
         )
 
 
@@ -633,6 +660,9 @@ class MemberBatchNorm2d(_EnsembleNorm):
     Computed as one BatchNorm over M * C channels of the channel-stacked view
     (B, M * C, H, W). With `channel_stacked=True` the input already has that layout (deep
     ensembles); otherwise it is member-major (M * B, C, H, W) and is transposed to it and back.
+    A member list (M tensors (B, C, H, W), deep ensembles) is normalised member by member, each
+    with its own channel block of the running statistics (updated in place, through views);
+    `num_batches_tracked` counts one call once in every form.
     """
 
     def __init__(
@@ -646,8 +676,10 @@ class MemberBatchNorm2d(_EnsembleNorm):
         super().__init__(num_features, ensemble_size, ensemble_size * num_features, eps, momentum)
         self.channel_stacked = channel_stacked
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         m, c = self.ensemble_size, self.num_features
+        if isinstance(x, list | tuple):
+            return self._member_list(x)
         w, bias = self.weight.view(-1), self.bias.view(-1)  # (M * C,)
         if self.channel_stacked:
             return self._batch_norm(x, w, bias)
@@ -658,6 +690,27 @@ class MemberBatchNorm2d(_EnsembleNorm):
         y = self._batch_norm(xs, w, bias)
         # and back: (B, M * C, ...) -> (B, M, C, ...) -> (M, B, C, ...) -> (M * B, C, ...)
         return y.view(b, m, c, *rest).transpose(0, 1).reshape(x.shape)
+
+    def _member_list(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        m, c = self.ensemble_size, self.num_features
+        _check_member_list(xs, m, c, type(self).__name__)
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        # channel block i of the (M * C,) statistics, as (M, C) row views written in place
+        means, variances = self.running_mean.view(m, c), self.running_var.view(m, c)
+        return [
+            F.batch_norm(
+                xi,
+                means[i],
+                variances[i],
+                self.weight[i],
+                self.bias[i],
+                self.training,
+                self.momentum,
+                self.eps,
+            )
+            for i, xi in enumerate(xs)
+        ]
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", channel_stacked={self.channel_stacked}"

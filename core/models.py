@@ -8,10 +8,19 @@ every example. Internally each block runs in one of three layouts (see `core.lay
                            a `sharing_ensemble` region at the input (computed once, untiled);
 * `member`  (M * B, ...)   member-major: BatchEnsemble layers, shared layers after the tiling,
                            and the `deep` ensemble's classifier;
-* `channel` (B, M * C, ...) channel-stacked: a `deep` ensemble's conv trunk (grouped convs).
+* `channel` (B, M * C, ...) channel-stacked: a `deep` ensemble's conv trunk (grouped convs);
+* `members` [M x (B, ...)]  a list of M tensors, one per member: the same trunk computed as a
+                           loop over members (`deep_impl='loop'`).
 
 The model converts between layouts only where consecutive blocks differ (tiling happens once,
 after the last `plain` block).
+
+A deep ensemble's trunk has one parameter layout (stacked, `param[m]` is member m's) and two
+computations over it, the same function to float rounding: `grouped` (one grouped convolution
+per layer, channel-stacked) and `loop` (M ordinary convolutions per layer on a member list).
+`deep_impl` chooses; `auto` picks by device type and architecture from measurements
+(`DEEP_IMPL_AUTO`, `benchmarks/deep_ensemble.py`). It can be changed on a built model
+(`model.deep_impl = ...`): parameters, buffers and state_dict are the same either way.
 
 Initialisation: every layer initialises itself in its constructor (PyTorch defaults for slow
 weights, `core.layers.init_fast_weight` for fast weights). There is deliberately no model-level
@@ -43,7 +52,7 @@ from core.architectures import (
     tie_groups,
 )
 from core.config import check_model, integer
-from core.errors import ConfigError
+from core.errors import ConfigError, refusal
 from core.layers import (
     BEBatchNorm2d,
     BEConv2d,
@@ -58,17 +67,55 @@ if TYPE_CHECKING:
     from core.config import TrialConfig
 
 __all__ = [
+    "DEEP_IMPLS",
+    "DEEP_IMPL_AUTO",
     "EnsembleNet",
     "LayerTypes",
     "build_model",
     "convert_layout",
     "count_parameters",
     "model_for_config",
+    "resolve_deep_impl",
     "tie_slow_weights",
 ]
 
 
 COUNT = integer(lo=1)  # the check of num_classes and in_channels
+
+DEEP_IMPLS = ("auto", "grouped", "loop")  # values of deep_impl
+# deep_impl='auto': (device type, arch) -> the faster computation of a deep trunk, from
+# benchmarks/deep_ensemble.py (numbers in benchmarks/README.md, "Deep ensembles"). A device or
+# architecture not listed gets the device's `None` entry, else `grouped`.
+#
+# cpu -> grouped. benchmarks/deep_ensemble.py, 2026-12-01, 2 vCPU AMD EPYC, 2 torch threads,
+# Adam, B = 32 per member (load average 7-15: other jobs shared the cores), step time over M
+# separate single networks, median of per-round ratios:
+#   simple_cnn M=4: grouped 0.41, loop 0.93    simple_cnn M=8: grouped 0.42, loop 0.84
+#   vgg11      M=4: grouped 0.81, loop 1.00    vgg11      M=8: grouped 0.54, loop 0.90
+#   simple_cnn M=4, B = 128: grouped 0.44, loop 0.77
+# cuda and other devices: not measured yet (no GPU in that session), so `grouped`, the
+# computation deep ensembles had before `loop` existed; run the benchmark with --device cuda.
+# A third computation, torch.func.vmap over the stacked parameters, is not offered: functorch's
+# convolution batch rule turns a conv with batched input and weight into one grouped
+# convolution (groups * M), i.e. `grouped` again.
+DEEP_IMPL_AUTO: dict[tuple[str, str | None], str] = {
+    ("cpu", None): "grouped",
+}
+
+
+def resolve_deep_impl(impl: str, device_type: str, arch: str) -> str:
+    """`grouped` or `loop`: `impl` itself, or for `auto` the measured choice (DEEP_IMPL_AUTO)."""
+    if impl != "auto":
+        return impl
+    return DEEP_IMPL_AUTO.get(
+        (device_type, arch), DEEP_IMPL_AUTO.get((device_type, None), "grouped")
+    )
+
+
+def _check_deep_impl(value: str) -> str:
+    if value not in DEEP_IMPLS:
+        raise ConfigError(refusal("deep_impl", value, DEEP_IMPLS))
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,7 +170,11 @@ class ConvBlock(nn.Module):
         # (core.layers.be_conv_norm_relu); same parameters and state_dict as unfused.
         self.fused = type(conv) is BEConv2d and type(norm) is BEBatchNorm2d and conv.bias is None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(x, list):  # a member list (deep_impl='loop')
+            return [
+                F.max_pool2d(y, 2) if self.pool else y for y in map(F.relu, self.norm(self.conv(x)))
+            ]
         if self.fused:
             x = be_conv_norm_relu(self.conv, self.norm, x)
         else:
@@ -143,15 +194,27 @@ class ClassifierBlock(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def convert_layout(x: torch.Tensor, src: str, dst: str, ensemble_size: int) -> torch.Tensor:
-    """Move activations between the `plain`, `member` and `channel` layouts (module docstring).
+def convert_layout(
+    x: torch.Tensor | list[torch.Tensor], src: str, dst: str, ensemble_size: int
+) -> torch.Tensor | list[torch.Tensor]:
+    """Move activations between the `plain`, `member`, `channel` and `members` layouts (module
+    docstring).
 
-    `plain` -> other layouts copies the one computation to every member (tiling); nothing
-    converts back to `plain`, since members may differ after that point.
+    `plain` -> other layouts copies the one computation to every member (tiling; to `members`
+    the one tensor is listed M times, no copy); nothing converts back to `plain`, since members
+    may differ after that point.
     """
     m = ensemble_size
     if src == dst:
         return x
+    if dst == "members":
+        if src == "plain":
+            return [x] * m
+        return list(x.chunk(m, dim=0 if src == "member" else 1))
+    if src == "members":
+        if dst in ("member", "channel"):
+            return torch.cat(x, dim=0 if dst == "member" else 1)
+        raise ValueError(f"cannot convert layout {src!r} to {dst!r}")
     if src == "plain" and dst == "member":
         # (B, C, ...) -> (M, B, C, ...) -> (M * B, C, ...)
         return x.unsqueeze(0).expand(m, *x.shape).reshape(m * x.shape[0], *x.shape[1:])
@@ -184,6 +247,7 @@ class EnsembleNet(nn.Module):
         sharing_ensemble: str,
         norm: str,
         tie_groups: list[tuple[str, ...]],
+        deep_impl: str = "auto",
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -198,6 +262,16 @@ class EnsembleNet(nn.Module):
         self.tie_groups = tie_groups
         self.blocks = nn.ModuleDict({name: block for name, block, _ in blocks})
         self.layouts = {name: layout for name, _, layout in blocks}
+        self.deep_impl = deep_impl
+
+    @property
+    def deep_impl(self) -> str:
+        """How a deep trunk (`channel` blocks) is computed: `grouped`, `loop` or `auto`."""
+        return self._deep_impl
+
+    @deep_impl.setter
+    def deep_impl(self, value: str) -> None:
+        self._deep_impl = _check_deep_impl(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -211,10 +285,14 @@ class EnsembleNet(nn.Module):
                 f"{self.arch}: image size {tuple(x.shape[2:])} is too small; need H, W >= {size}"
             )
         m, b = self.ensemble_size, x.shape[0]
+        loop = resolve_deep_impl(self._deep_impl, x.device.type, self.arch) == "loop"
         layout = "plain"
         for name, block in self.blocks.items():
-            x = block(convert_layout(x, layout, self.layouts[name], m))
-            layout = self.layouts[name]
+            dst = self.layouts[name]
+            if loop and dst == "channel":
+                dst = "members"
+            x = block(convert_layout(x, layout, dst, m))
+            layout = dst
         x = convert_layout(x, layout, "member", m)  # (M * B, K)
         return x.view(m, b, self.num_classes)
 
@@ -224,6 +302,7 @@ class EnsembleNet(nn.Module):
             f"num_classes={self.num_classes}, sharing_network={self.sharing_network}, "
             f"sharing_ensemble={self.sharing_ensemble}, norm={self.norm}, "
             f"layouts={list(self.layouts.values())}"
+            + (f", deep_impl={self.deep_impl}" if self.ensemble == "deep" else "")
         )
 
 
@@ -279,6 +358,7 @@ def build_model(
     sharing_ensemble: str = "none",
     norm: str = "batch",
     in_channels: int = 3,
+    deep_impl: str = "auto",
 ) -> EnsembleNet:
     """Build `arch` as a `single` network, a `batch` ensemble or a `deep` ensemble.
 
@@ -287,7 +367,9 @@ def build_model(
               from `alpha` / `gamma` (see `core.layers.init_fast_weight`); norm `batch` =
               shared statistics with per-member affine, `member` = fully per-member, `none`.
     * deep:   ensemble_size independent members stacked in every parameter (member m owns
-              `param[m]`, or channel block m of norm statistics), run as grouped convolutions.
+              `param[m]`, or channel block m of norm statistics), its trunk computed as grouped
+              convolutions or as a loop over members (`deep_impl`: `grouped`, `loop`, or
+              `auto`, the faster one measured for the input's device; see the module docstring).
 
     `sharing_network` ties same-shape slow weights inside a region; `sharing_ensemble` makes a
     region one ordinary layer for all members (computed untiled when it starts at the input).
@@ -298,6 +380,7 @@ def build_model(
     )
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         COUNT(name, value)
+    _check_deep_impl(deep_impl)
     return _build(
         ARCHITECTURES[arch],
         num_classes,
@@ -309,6 +392,7 @@ def build_model(
         sharing_ensemble,
         norm,
         in_channels,
+        deep_impl,
     )
 
 
@@ -339,6 +423,7 @@ def _build(
     sharing_ensemble: str,
     norm: str,
     in_channels: int,
+    deep_impl: str = "auto",
 ) -> EnsembleNet:
     shared = (
         shared_layer_names(spec, sharing_ensemble)
@@ -383,6 +468,7 @@ def _build(
         sharing_ensemble=sharing_ensemble,
         norm=norm,
         tie_groups=groups,
+        deep_impl=deep_impl,
     )
     tie_slow_weights(model, groups)
     return model

@@ -382,3 +382,57 @@ def test_fused_conv_norm_relu_equals_the_layers_in_turn(alpha, gamma, training):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-11, msg=name)
     for key in ("running_mean", "running_var", "num_batches_tracked"):
         torch.testing.assert_close(getattr(norm2, key), getattr(norm, key))
+
+
+# ----------------------------------------------------------------------------------------------
+# deep layers on a member list: the loop computation over the same parameters
+# ----------------------------------------------------------------------------------------------
+# (in, out, stride) of the convs of simple_cnn (conv1, conv4) and vgg11 (conv1, conv3, conv8)
+DEEP_CONV_SHAPES = [(3, 16, 2), (16, 32, 1), (3, 64, 1), (128, 256, 1), (512, 512, 1)]
+
+
+@pytest.mark.parametrize("cin,cout,stride", DEEP_CONV_SHAPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_deep_conv2d_member_list_equals_the_grouped_convolution(cin, cout, stride, bias):
+    m, b = 3, 2
+    layer = DeepConv2d(cin, cout, 3, m, stride=stride, padding=1, bias=bias)
+    x = torch.randn(b, m * cin, 6, 6, requires_grad=True)
+    xs = [xi.detach().clone().requires_grad_() for xi in x.chunk(m, dim=1)]
+    y, ys = layer(x), layer(xs)
+    assert isinstance(ys, list) and len(ys) == m
+    torch.testing.assert_close(torch.cat(ys, 1), y, rtol=1e-5, atol=1e-5)
+    w = torch.randn_like(y)
+    grads = torch.autograd.grad((y * w).sum(), [x, *layer.parameters()])
+    grads_l = torch.autograd.grad(
+        sum((yi * wi).sum() for yi, wi in zip(ys, w.chunk(m, 1), strict=True)),
+        [*xs, *layer.parameters()],
+    )
+    torch.testing.assert_close(torch.cat(grads_l[:m], 1), grads[0], rtol=1e-5, atol=1e-5)
+    for g, gl in zip(grads[1:], grads_l[m:], strict=True):
+        torch.testing.assert_close(gl, g, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match=r"member list of ensemble_size=3 tensors"):
+        layer(xs[:2])
+
+
+def test_member_batchnorm_member_list_equals_channel_stacked():
+    m, b, c = 3, 4, 5
+    bn = MemberBatchNorm2d(c, m, channel_stacked=True)
+    with torch.no_grad():
+        bn.weight.normal_()
+        bn.bias.normal_()
+    bn2 = copy.deepcopy(bn)
+    x = torch.randn(b, m * c, 3, 3) * 2 + 1
+    xs = list(x.chunk(m, dim=1))
+    for mode in ("train", "eval", "train"):
+        bn.train(mode == "train")
+        bn2.train(mode == "train")
+        y, ys = bn(x), bn2(xs)
+        torch.testing.assert_close(torch.cat(ys, 1), y)
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(bn2, key), getattr(bn, key), msg=key)
+    assert int(bn2.num_batches_tracked) == 2  # one call counts once, not once per member
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    sum((yi * wi).sum() for yi, wi in zip(ys, w.chunk(m, 1), strict=True)).backward()
+    torch.testing.assert_close(bn2.weight.grad, bn.weight.grad)
+    torch.testing.assert_close(bn2.bias.grad, bn.bias.grad)

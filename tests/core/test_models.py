@@ -17,6 +17,7 @@ from core.layers import (
     DeepLinear,
     MemberBatchNorm2d,
 )
+from core.metrics import ensemble_loss
 from core.models import build_model, count_parameters
 
 SIZE = {"simple_cnn": 8, "vgg11": 32, "vgg11_share": 32}  # smallest inputs each accepts
@@ -431,3 +432,79 @@ def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(
     fused.eval()
     plain.eval()
     torch.testing.assert_close(fused(x), plain(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# a deep ensemble's two computations (deep_impl) over one parameter layout
+# ----------------------------------------------------------------------------------------------
+def _deep_pair(arch, m=2, **kw):
+    """The same deep ensemble twice: computed grouped and as a loop over members."""
+    grouped = build_model(arch, 10, ensemble_size=m, ensemble="deep", deep_impl="grouped", **kw)
+    loop = build_model(arch, 10, ensemble_size=m, ensemble="deep", deep_impl="loop", **kw)
+    loop.load_state_dict(grouped.state_dict())  # one layout: a grouped checkpoint loads as is
+    return grouped, loop
+
+
+@pytest.mark.parametrize(
+    "arch,kw",
+    [
+        ("simple_cnn", {}),
+        ("vgg11", {}),
+        ("simple_cnn", {"sharing_ensemble": "early"}),  # plain -> members, then the loop
+        ("simple_cnn", {"sharing_ensemble": "deep"}),  # members -> member before shared layers
+        ("simple_cnn", {"sharing_network": "all"}),  # tied weights
+        ("simple_cnn", {"norm": "none"}),  # conv biases
+    ],
+)
+def test_deep_loop_computes_what_grouped_computes(arch, kw):
+    m = 3 if arch == "simple_cnn" else 2
+    grouped, loop = _deep_pair(arch, m, **kw)
+    x, y = _images(arch, b=3), torch.randint(0, 10, (3,))
+    for model in (grouped, loop):
+        ensemble_loss(model(x), y, "deep").backward()  # train mode: batch statistics
+    params = zip(grouped.named_parameters(), loop.named_parameters(), strict=True)
+    for (name, p), (_, q) in params:
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+    buffers = zip(grouped.named_buffers(), loop.named_buffers(), strict=True)
+    for (name, p), (_, q) in buffers:  # running statistics, num_batches_tracked
+        torch.testing.assert_close(q, p, msg=name)
+    grouped.eval()
+    loop.eval()
+    torch.testing.assert_close(loop(x), grouped(x), rtol=1e-4, atol=1e-5)
+
+
+def test_deep_impl_checkpoints_load_either_way_and_can_be_switched():
+    grouped, loop = _deep_pair("simple_cnn", 3)
+    assert loop.state_dict().keys() == grouped.state_dict().keys()
+    assert count_parameters(loop) == count_parameters(grouped)
+    loop2 = build_model("simple_cnn", 10, ensemble_size=3, ensemble="deep", deep_impl="loop")
+    grouped2 = build_model("simple_cnn", 10, ensemble_size=3, ensemble="deep")
+    grouped2.load_state_dict(loop.state_dict())  # and a loop checkpoint loads into grouped
+    loop2.load_state_dict(grouped2.state_dict())
+    x = _images("simple_cnn", b=2)
+    for model in (grouped, loop, loop2, grouped2):
+        model.eval()
+    ref = grouped(x)
+    for model in (loop, loop2, grouped2):
+        torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-6)
+    grouped.deep_impl = "loop"  # switched on a built model: same parameters, other computation
+    torch.testing.assert_close(grouped(x), ref, rtol=1e-5, atol=1e-6)
+    assert "deep_impl=loop" in repr(grouped)
+    with pytest.raises(ConfigError, match=r"deep_impl='vmap' is not allowed"):
+        grouped.deep_impl = "vmap"
+    with pytest.raises(ConfigError, match=r"deep_impl='fast' is not allowed"):
+        build_model("simple_cnn", 10, ensemble_size=2, ensemble="deep", deep_impl="fast")
+
+
+def test_deep_impl_auto_resolves_by_device_and_arch():
+    from core.models import DEEP_IMPL_AUTO, resolve_deep_impl
+
+    assert set(DEEP_IMPL_AUTO.values()) <= {"grouped", "loop"}
+    for impl in ("grouped", "loop"):
+        assert resolve_deep_impl(impl, "cpu", "vgg11") == impl
+    for (device, arch), impl in DEEP_IMPL_AUTO.items():
+        if arch is not None:
+            assert resolve_deep_impl("auto", device, arch) == impl
+    assert resolve_deep_impl("auto", "no-such-device", "vgg11") == "grouped"
+    model = build_model("simple_cnn", 10, ensemble_size=2, ensemble="deep")
+    assert model.deep_impl == "auto"
