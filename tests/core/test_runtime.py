@@ -1,0 +1,268 @@
+"""precision, channels_last and compile: the fields, their resolution per device, and training,
+evaluation, IVON and checkpoints under each (tiny models and synthetic data, on the CPU)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from core import runtime as R
+from core.config import ConfigError, TrialConfig
+from core.data import DataBundle
+from core.models import model_for_config
+from core.optim import build_optimizer, predict_probs, train_step
+from core.runtime import Capabilities, load_model_state, resolve_runtime, unwrap
+from core.train import time_train_steps, train
+
+TINY = dict(
+    dataset="cifar10",
+    arch="simple_cnn",
+    ensemble="batch",
+    ensemble_size=2,
+    epochs=1,
+    batch_size=32,
+    lr=3e-3,
+    num_threads=2,
+    robustness=False,
+    device="cpu",
+)
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_ece", "test_kl")
+CUDA = torch.device("cuda")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data() -> DataBundle:
+    """80 training and 40 test images of 16x16 pixels, 4 classes, a little signal per class."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % 4
+        x = torch.randint(0, 160, (n, 3, 16, 16), generator=g)
+        x[:, 0] += (y * 30).view(n, 1, 1)  # the class shifts the first channel
+        return x.to(torch.uint8), y
+
+    tx, ty = split(80)
+    sx, sy = split(40)
+    return DataBundle(tx, ty, sx, sy, num_classes=4, name="cifar10")
+
+
+@pytest.fixture
+def aot_eager(monkeypatch):
+    """torch.compile's tracing (Dynamo) and autograd graphs (AOTAutograd) without inductor's
+    C++ code generation, which takes minutes on 2 cores: the parts that can break with
+    compile (custom autograd Functions, in-place buffer updates, IVON swapping p.data, the
+    eval-mode graph, state_dict keys) run as under inductor."""
+    monkeypatch.setattr(R, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def run(data, **changes):
+    """train() on the synthetic data, as (history, checkpoint states)."""
+    cfg = TrialConfig.from_dict({**TINY, **changes})
+    states = []
+    history = train(cfg, data=data, reporter=lambda m, s: states.append(copy.deepcopy(s)))
+    return history, states
+
+
+def close(a: dict, b: dict, rel: float, abs_: float) -> None:
+    for k in METRICS:
+        assert a[k] == pytest.approx(b[k], rel=rel, abs=abs_), k
+
+
+# ------------------------------------------------------------------------------------------
+# the fields
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "field, bad, match",
+    [
+        ("precision", "fp16", r"precision='fp16' is not allowed; choose one of \['auto', 'fp32'"),
+        ("precision", "bfloat16", r"precision='bfloat16' is not allowed"),
+        ("channels_last", True, r"channels_last=True is not allowed; choose one of \['auto', 'on'"),
+        ("channels_last", "yes", r"channels_last='yes' is not allowed"),
+        ("compile", "max-autotune", r"compile='max-autotune' is not allowed; choose one of"),
+        ("compile", None, r"compile=None is not allowed"),
+    ],
+)
+def test_bad_values_are_refused(field, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        TrialConfig.from_dict({field: bad})
+
+
+def test_defaults_are_auto_and_good_values_pass():
+    cfg = TrialConfig()
+    assert (cfg.precision, cfg.channels_last, cfg.compile) == ("auto", "auto", "auto")
+    for p in ("auto", "fp32", "bf16"):
+        for s in ("auto", "on", "off"):
+            TrialConfig.from_dict({"precision": p, "channels_last": s, "compile": s})
+
+
+# ------------------------------------------------------------------------------------------
+# resolution per device
+# ------------------------------------------------------------------------------------------
+GPU = Capabilities(bf16=True, no_compile=None)  # an Ampere-or-newer GPU with triton
+OLD_GPU = Capabilities(bf16=False, no_compile=None)  # e.g. a V100 or T4
+NO_TRITON = Capabilities(bf16=True, no_compile="no triton here")
+
+
+def resolved(device, caps, **fields):
+    rt = resolve_runtime(TrialConfig.from_dict(fields), device, caps)
+    return rt.precision, rt.channels_last, rt.compile
+
+
+def test_auto_resolves_per_device():
+    assert resolved(CUDA, GPU) == ("bf16", True, True)
+    assert resolved(CPU, Capabilities(bf16=True, no_compile=None)) == ("fp32", False, False)
+    assert resolved(CUDA, OLD_GPU) == ("fp32", True, True)  # no native bf16: fp32
+    assert resolved(CUDA, NO_TRITON) == ("bf16", True, False)  # cannot compile: off
+
+
+def test_explicit_values_override_auto():
+    assert resolved(CUDA, GPU, precision="fp32", channels_last="off", compile="off") == (
+        "fp32",
+        False,
+        False,
+    )
+    cpu = Capabilities(bf16=True, no_compile=None)
+    assert resolved(CPU, cpu, precision="bf16", channels_last="on", compile="on") == (
+        "bf16",
+        True,
+        True,
+    )
+
+
+def test_this_machines_cpu_resolves_to_fp32_contiguous_uncompiled():
+    rt = resolve_runtime(TrialConfig(), CPU)
+    assert (rt.precision, rt.channels_last, rt.compile) == ("fp32", False, False)
+    assert rt.describe(TrialConfig()) == (
+        "runtime: device=cpu precision=fp32 (auto) channels_last=off (auto) compile=off (auto)"
+    )
+    assert R.capabilities(CPU).bf16  # CPU autocast runs bf16 everywhere: allowed
+
+
+def test_what_cannot_run_is_refused():
+    with pytest.raises(ConfigError, match=r"precision='bf16': this cuda device has no native"):
+        resolved(CUDA, OLD_GPU, precision="bf16")
+    with pytest.raises(ConfigError, match=r"compile='on': no triton here; allowed: 'auto' or"):
+        resolved(CUDA, NO_TRITON, compile="on")
+    # a machine without CUDA: capabilities say so, and bf16 on "cuda" is refused
+    if not torch.cuda.is_available():
+        assert not R.capabilities(CUDA).bf16
+
+
+# ------------------------------------------------------------------------------------------
+# training and evaluation under each
+# ------------------------------------------------------------------------------------------
+def test_bf16_trains_with_finite_metrics_close_to_fp32(data):
+    fp32, _ = run(data, precision="fp32", epochs=2)
+    bf16, _ = run(data, precision="bf16", epochs=2)
+    for h in bf16:
+        assert all(math.isfinite(h[k]) for k in METRICS)
+    close(bf16[-1], fp32[-1], rel=0.05, abs_=0.05)
+    assert bf16[-1]["test_loss"] != fp32[-1]["test_loss"]  # bf16 did run
+
+
+def test_metrics_see_fp32_probabilities_under_bf16(data):
+    cfg = TrialConfig.from_dict({**TINY, "precision": "bf16"})
+    rt = resolve_runtime(cfg, CPU)
+    model = model_for_config(cfg, 4, in_channels=3)
+    x = torch.randn(5, 3, 16, 16)
+    with rt.autocast():
+        assert model(x).dtype in (torch.bfloat16, torch.float32)
+    probs = predict_probs(model, None, x, cfg, rt.autocast)
+    assert probs.dtype == torch.float32 and probs.shape == (2, 5, 4)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 5))
+    opt, _ = build_optimizer(model, cfg, 80, 3)
+    loss, logits = train_step(model, opt, x, torch.arange(5) % 4, cfg, None, rt.autocast)
+    assert math.isfinite(loss) and logits.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_channels_last_gives_the_numbers_of_contiguous(data):
+    contiguous, states_a = run(data, channels_last="off")
+    nhwc, states_b = run(data, channels_last="on")
+    close(nhwc[0], contiguous[0], rel=1e-4, abs_=1e-5)
+    w = states_b[0]["model"]["blocks.conv1.conv.weight"]
+    assert w.is_contiguous(memory_format=torch.channels_last)  # the model did run NHWC
+    assert states_b[0]["runtime"]["channels_last"] is True
+
+
+def test_compile_gives_the_numbers_of_eager_and_plain_checkpoints(data, aot_eager):
+    eager, states_a = run(data, compile="off")
+    compiled, states_b = run(data, compile="on")
+    close(compiled[0], eager[0], rel=1e-4, abs_=1e-5)
+    sa, sb = states_a[0]["model"], states_b[0]["model"]
+    assert list(sb) == list(sa)  # no `_orig_mod.` prefix
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-4, atol=1e-5), k
+    assert states_b[0]["runtime"]["compile"] is True
+
+
+def test_checkpoints_move_between_compiled_and_uncompiled_runs(data, aot_eager):
+    _, eager_states = run(data, compile="off", epochs=2)
+    _, compiled_states = run(data, compile="on", epochs=2)
+    full, _ = run(data, compile="off", epochs=2)
+    cfg = TrialConfig.from_dict({**TINY, "epochs": 2})
+    into_compiled = train(cfg.replace(compile="on"), data=data, resume_state=eager_states[0])
+    into_eager = train(cfg.replace(compile="off"), data=data, resume_state=compiled_states[0])
+    assert [h["epoch"] for h in into_compiled] == [2] == [h["epoch"] for h in into_eager]
+    close(into_compiled[0], full[1], rel=1e-4, abs_=1e-5)
+    close(into_eager[0], full[1], rel=1e-4, abs_=1e-5)
+
+
+def test_a_state_dict_saved_from_a_compiled_module_loads(aot_eager):
+    cfg = TrialConfig.from_dict(TINY)
+    model = model_for_config(cfg, 4, in_channels=3)
+    compiled = torch.compile(model, backend="aot_eager")
+    prefixed = compiled.state_dict()
+    assert all(k.startswith(R.COMPILED_PREFIX) for k in prefixed)
+    other = model_for_config(cfg.replace(seed=1), 4, in_channels=3)
+    load_model_state(other, prefixed)
+    load_model_state(torch.compile(other, backend="aot_eager"), model.state_dict())
+    assert unwrap(compiled) is model
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+IVON = dict(optimizer="ivon", lr=0.05, ivon_test_samples=2)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(precision="bf16"),
+        dict(precision="bf16", channels_last="on"),
+        dict(compile="on"),
+    ],
+    ids=["bf16", "bf16-channels_last", "compile"],
+)
+def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
+    history, states = run(data, **IVON, **changes)  # sampled training and test predictions
+    assert all(math.isfinite(history[0][k]) for k in METRICS)
+    assert states[0]["optimizer"]["ivon_current_step"] == 3  # 80 images / 32 per step
+    assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
+
+
+def test_time_train_steps_runs_as_the_trial_does(data):
+    cfg = TrialConfig.from_dict({**TINY, "precision": "bf16", "channels_last": "on"})
+    out = time_train_steps(cfg, data, steps=2, warmup=1)
+    assert all(v > 0 for v in out.values())
+
+
+@pytest.mark.slow
+def test_inductor_compile_trains_like_eager(data):
+    """The real inductor backend (C++ code generation: minutes on 2 cores, hence slow)."""
+    no = R.capabilities(CPU).no_compile
+    if no is not None:
+        pytest.skip(no)
+    torch._dynamo.reset()
+    eager, _ = run(data, compile="off")
+    compiled, states = run(data, compile="on")
+    close(compiled[0], eager[0], rel=1e-3, abs_=1e-4)
+    assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
