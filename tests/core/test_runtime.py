@@ -193,27 +193,31 @@ def test_channels_last_gives_the_numbers_of_contiguous(data):
     assert states_b[0]["runtime"]["channels_last"] is True
 
 
-def test_compile_gives_the_numbers_of_eager_and_plain_checkpoints(data, aot_eager):
-    eager, states_a = run(data, compile="off")
-    compiled, states_b = run(data, compile="on")
-    close(compiled[0], eager[0], rel=1e-4, abs_=1e-5)
-    sa, sb = states_a[0]["model"], states_b[0]["model"]
-    assert list(sb) == list(sa)  # no `_orig_mod.` prefix
+def test_compile_gives_eager_numbers_and_checkpoints_move_between_the_two(data, aot_eager):
+    eager, eager_states = run(data, compile="off", epochs=2)
+    compiled, compiled_states = run(data, compile="on", epochs=2)
+    for c, e in zip(compiled, eager, strict=True):
+        close(c, e, rel=1e-4, abs_=1e-5)
+    sa, sb = eager_states[0]["model"], compiled_states[0]["model"]
+    assert list(sb) == list(sa)  # the uncompiled module's keys: no `_orig_mod.` prefix
     for k in sa:
         assert torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-4, atol=1e-5), k
-    assert states_b[0]["runtime"]["compile"] is True
-
-
-def test_checkpoints_move_between_compiled_and_uncompiled_runs(data, aot_eager):
-    _, eager_states = run(data, compile="off", epochs=2)
-    _, compiled_states = run(data, compile="on", epochs=2)
-    full, _ = run(data, compile="off", epochs=2)
+    assert compiled_states[0]["runtime"]["compile"] is True
+    # resumed across: an eager checkpoint into a compiled run and the other way round
     cfg = TrialConfig.from_dict({**TINY, "epochs": 2})
     into_compiled = train(cfg.replace(compile="on"), data=data, resume_state=eager_states[0])
     into_eager = train(cfg.replace(compile="off"), data=data, resume_state=compiled_states[0])
     assert [h["epoch"] for h in into_compiled] == [2] == [h["epoch"] for h in into_eager]
-    close(into_compiled[0], full[1], rel=1e-4, abs_=1e-5)
-    close(into_eager[0], full[1], rel=1e-4, abs_=1e-5)
+    close(into_compiled[0], eager[1], rel=1e-4, abs_=1e-5)
+    close(into_eager[0], eager[1], rel=1e-4, abs_=1e-5)
+
+
+def test_a_channels_last_checkpoint_resumes_a_contiguous_run(data):
+    full, _ = run(data, channels_last="off", epochs=2)
+    _, nhwc_states = run(data, channels_last="on", epochs=2)
+    cfg = TrialConfig.from_dict({**TINY, "epochs": 2, "channels_last": "off"})
+    resumed = train(cfg, data=data, resume_state=nhwc_states[0])
+    close(resumed[0], full[1], rel=1e-4, abs_=1e-5)
 
 
 def test_a_state_dict_saved_from_a_compiled_module_loads(aot_eager):
