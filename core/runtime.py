@@ -20,10 +20,11 @@ without AMX), which lets the tests exercise the bf16 path.
   taken on the logits cast to fp32, probabilities are cast to fp32 before any metric
   (`core.optim.predict_probs`), and weights, gradients and optimizer state (IVON's too) stay
   fp32. bf16 has fp32's exponent range, so no gradient scaling.
-* channels_last: the model's 4-d weights and every input batch (`Runtime.batch`) in
-  torch.channels_last. The numbers are those of the contiguous layout (to float rounding).
-  IVON writes its sampled and updated weights back contiguous (ivon-opt flattens them); the
-  batches stay channels_last, which is what selects the NHWC convolution kernels.
+* channels_last: the model's 4-d weights (a deep ensemble's 5-d conv weights stay as they
+  are) and every input batch (`Runtime.batch`) in torch.channels_last. The numbers are those
+  of the contiguous layout (to float rounding). IVON writes its sampled and updated weights
+  back contiguous (ivon-opt flattens them); the batches stay channels_last, which is what
+  selects the NHWC convolution kernels.
 * compile: `prepare_model` returns `torch.compile(model)`; `unwrap` gives back the original
   module, whose state_dict the checkpoints hold (no `_orig_mod.` prefix), so checkpoints of
   compiled and uncompiled trials are interchangeable. `load_model_state` also accepts a
@@ -168,10 +169,20 @@ def prepare_model(model: nn.Module, runtime: Runtime) -> nn.Module:
     """The model as the trial runs it: in channels_last if asked, compiled if asked (then the
     original module is `unwrap(result)`). Call after moving it to the device."""
     if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        _to_channels_last(model)
     if runtime.compile:
         model = torch.compile(model, backend=COMPILE_BACKEND)
     return model
+
+
+def _to_channels_last(model: nn.Module) -> None:
+    """Every 4-d parameter and buffer in channels_last, in place. Not `model.to(memory_format=
+    ...)`: that refuses the 5-d (members, out, in, kh, kw) weights of a deep ensemble's convs,
+    which stay as they are (their grouped conv runs NHWC from its channels_last input)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -270,3 +270,49 @@ def test_inductor_compile_trains_like_eager(data):
     compiled, states = run(data, compile="on")
     close(compiled[0], eager[0], rel=1e-3, abs_=1e-4)
     assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(ensemble="single", ensemble_size=1),
+        dict(ensemble="batch", norm="member"),
+        dict(ensemble="batch", norm="none"),
+        dict(ensemble="deep"),
+        dict(arch="vgg11_share", sharing_network="early", sharing_ensemble="early"),
+    ],
+    ids=["single", "member-norm", "no-norm", "deep", "vgg11_share-early"],
+)
+def test_every_kind_of_model_runs_in_channels_last_and_bf16(changes):
+    """Forward and backward of each ensemble kind, norm and sharing (one step, 32x32 input).
+    channels_last gives the contiguous numbers, compared in float64: in fp32 the rounding of
+    the NHWC kernels, amplified by BatchNorm over 4 images, moves gradients that are zero in
+    exact arithmetic (a conv bias before a norm) by more than any useful tolerance. bf16
+    autocast gives finite numbers close to fp32's."""
+    cfg = TrialConfig.from_dict({**TINY, **changes})
+    torch.manual_seed(0)
+    model = model_for_config(cfg, 4, in_channels=3)
+    x = torch.randn(4, 3, 32, 32)
+
+    def forward_backward(m, rt, x):
+        m.zero_grad(set_to_none=True)
+        with rt.autocast():
+            out = m(rt.batch(x))
+        out.float().square().mean().backward()
+        return out.float(), [p.grad.clone() for p in m.parameters()]
+
+    plain = resolve_runtime(cfg, CPU)
+    ref, ref_grads = forward_backward(copy.deepcopy(model).double(), plain, x.double())
+    nhwc = resolve_runtime(cfg.replace(channels_last="on"), CPU)
+    nhwc_model = R.prepare_model(copy.deepcopy(model).double(), nhwc)
+    convs = [p for p in nhwc_model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    out, grads = forward_backward(nhwc_model, nhwc, x.double())
+    assert torch.allclose(out, ref, rtol=1e-9, atol=1e-12)
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(g, r, rtol=1e-7, atol=1e-12)
+    fp32, _ = forward_backward(copy.deepcopy(model), plain, x)
+    bf16 = resolve_runtime(cfg.replace(precision="bf16"), CPU)
+    out, grads = forward_backward(copy.deepcopy(model), bf16, x)
+    assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
+    assert (out - fp32).abs().max() <= 0.05 * fp32.abs().max() + 1e-3
