@@ -316,3 +316,41 @@ def test_every_kind_of_model_runs_in_channels_last_and_bf16(changes):
     out, grads = forward_backward(copy.deepcopy(model), bf16, x)
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
     assert (out - fp32).abs().max() <= 0.05 * fp32.abs().max() + 1e-3
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [dict(ensemble="batch", norm="member"), dict(ensemble="deep")],
+    ids=["member-norm", "deep"],
+)
+def test_other_kinds_of_model_compile(aot_eager, changes):
+    """Compiled forward and backward equal eager's for the kinds the training runs above do
+    not compile (those train the fused BatchEnsemble conv-norm-ReLU)."""
+    cfg = TrialConfig.from_dict({**TINY, **changes, "compile": "on"})
+    torch.manual_seed(0)
+    model = model_for_config(cfg, 4, in_channels=3)
+    x = torch.randn(4, 3, 16, 16)
+    outs, grads = [], []
+    for m in (
+        copy.deepcopy(model),
+        R.prepare_model(copy.deepcopy(model), resolve_runtime(cfg, CPU)),
+    ):
+        out = m(x)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in unwrap(m).parameters()])
+    assert torch.allclose(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    for g, r in zip(*grads, strict=True):
+        assert torch.allclose(g, r, rtol=1e-3, atol=1e-4)
+
+
+def test_robustness_evaluation_runs_under_bf16_and_channels_last(data):
+    history, _ = run(
+        data,
+        precision="bf16",
+        channels_last="on",
+        robustness=True,
+        corruption_subset=8,
+        ood_dataset="none",
+    )
+    assert math.isfinite(history[0]["corrupt_acc"]) and math.isfinite(history[0]["corrupt_loss"])
