@@ -253,6 +253,15 @@ def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
     assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
 
 
+def test_resume_under_bf16_and_channels_last_with_ivon_equals_an_uninterrupted_run(data):
+    changes = dict(IVON, precision="bf16", channels_last="on", epochs=2)
+    full, states = run(data, **changes)
+    cfg = TrialConfig.from_dict({**TINY, **changes})
+    resumed = train(cfg, data=data, resume_state=states[0])
+    assert [h["epoch"] for h in resumed] == [2]
+    close(resumed[0], full[1], rel=1e-5, abs_=1e-6)
+
+
 def test_time_train_steps_runs_as_the_trial_does(data):
     cfg = TrialConfig.from_dict({**TINY, "precision": "bf16", "channels_last": "on"})
     out = time_train_steps(cfg, data, steps=2, warmup=1)
