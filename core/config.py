@@ -269,6 +269,9 @@ class TrialConfig:
     # torch CPU threads (None: leave torch's default)
     num_threads: int | None = knob(None, integer(lo=1, hi=MAX_THREADS, optional=True))
     # --- how the trial computes (core.runtime: 'auto' resolved per device, once per trial) ---
+    # On CPU every auto is off/fp32, so CPU trials compute exactly as before these fields.
+    # The CUDA autos follow what each is known to do on Ampere-and-newer GPUs; they have not
+    # been timed on a GPU in this project yet.
     # auto | fp32 | bf16: bf16 autocast of the forward pass and loss (weights, gradients,
     # optimizer state and metrics stay fp32; no gradient scaling: bf16 has fp32's range).
     # auto: bf16 on a CUDA GPU with native bf16 (Ampere and newer: tensor-core matmuls and
@@ -277,13 +280,14 @@ class TrialConfig:
     precision: str = knob("auto", one_of(PRECISIONS))
     # auto | on | off: model and input batches in torch.channels_last (NHWC) memory format.
     # auto: on for CUDA (cuDNN's NHWC kernels use tensor cores without transposes, the layout
-    # bf16 convs want), off on CPU (oneDNN gains little for these small nets; same numbers)
+    # bf16 convs want), off on CPU (no gain known for these small nets; same numbers)
     channels_last: str = knob("auto", one_of(SWITCHES))
     # auto | on | off: torch.compile the model (inductor). auto: on for CUDA when triton is
     # installed (fuses BatchEnsemble's per-member scale/shift, norm and ReLU passes; its tens
-    # of seconds of compilation per trial are repaid by a GPU trial of minutes), off on CPU
-    # (compiling takes minutes on a few cores, longer than a CPU-preset trial gains).
-    # Checkpoints hold the uncompiled module's state_dict either way.
+    # of seconds of compilation per trial should be repaid by a GPU trial of minutes), off on
+    # CPU (compiling simple_cnn's training step took about 3 minutes on the project's busy
+    # 2-core machine, the order of a CPU trial's whole training). Checkpoints hold the
+    # uncompiled module's state_dict either way. When on, the first epoch's timing includes it.
     compile: str = knob("auto", one_of(SWITCHES))
     # free-form tags kept with the result
     extra: dict[str, Any] = knob(dict, tags)
