@@ -251,6 +251,9 @@ def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
     assert all(math.isfinite(history[0][k]) for k in METRICS)
     assert states[0]["optimizer"]["ivon_current_step"] == 3  # 80 images / 32 per step
     assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
+    if changes.get("compile") == "on":  # the compiled graph sees IVON's sampled weights
+        eager, _ = run(data, **IVON, **{**changes, "compile": "off"})
+        close(history[0], eager[0], rel=1e-4, abs_=1e-5)
 
 
 def test_resume_under_bf16_and_channels_last_with_ivon_equals_an_uninterrupted_run(data):
