@@ -292,8 +292,10 @@ def test_inductor_compile_trains_like_eager(data):
         dict(ensemble="batch", norm="none"),
         dict(ensemble="deep"),
         dict(arch="vgg11_share", sharing_network="early", sharing_ensemble="early"),
+        dict(alpha=None, gamma=None),
+        dict(gamma=None),
     ],
-    ids=["single", "member-norm", "no-norm", "deep", "vgg11_share-early"],
+    ids=["single", "member-norm", "no-norm", "deep", "vgg11_share-early", "frozen", "no-gamma"],
 )
 def test_every_kind_of_model_runs_in_channels_last_and_bf16(changes):
     """Forward and backward of each ensemble kind, norm and sharing (one step, 32x32 input).
@@ -323,11 +325,20 @@ def test_every_kind_of_model_runs_in_channels_last_and_bf16(changes):
     assert torch.allclose(out, ref, rtol=1e-9, atol=1e-12)
     for g, r in zip(grads, ref_grads, strict=True):
         assert torch.allclose(g, r, rtol=1e-7, atol=1e-12)
-    fp32, _ = forward_backward(copy.deepcopy(model), plain, x)
+    fp32_model, bf16_model = copy.deepcopy(model), copy.deepcopy(model)
+    fp32, _ = forward_backward(fp32_model, plain, x)
     bf16 = resolve_runtime(cfg.replace(precision="bf16"), CPU)
-    out, grads = forward_backward(copy.deepcopy(model), bf16, x)
+    out, grads = forward_backward(bf16_model, bf16, x)
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
     assert (out - fp32).abs().max() <= 0.05 * fp32.abs().max() + 1e-3
+    # running statistics stay fp32 and close to fp32's; the eval pass runs too
+    for (name, a), b in zip(bf16_model.named_buffers(), fp32_model.buffers(), strict=True):
+        assert a.dtype == b.dtype, name
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=0.05, atol=0.02), name
+    bf16_model.eval()
+    with bf16.autocast():
+        assert torch.isfinite(bf16_model(x)).all()
 
 
 @pytest.mark.parametrize(
