@@ -243,8 +243,9 @@ IVON = dict(optimizer="ivon", lr=0.05, ivon_test_samples=2)
         dict(precision="bf16"),
         dict(precision="bf16", channels_last="on"),
         dict(compile="on"),
+        dict(precision="bf16", channels_last="on", compile="on"),  # what auto is on CUDA
     ],
-    ids=["bf16", "bf16-channels_last", "compile"],
+    ids=["bf16", "bf16-channels_last", "compile", "all-three"],
 )
 def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
     history, states = run(data, **IVON, **changes)  # sampled training and test predictions
@@ -253,7 +254,8 @@ def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
     assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
     if changes.get("compile") == "on":  # the compiled graph sees IVON's sampled weights
         eager, _ = run(data, **IVON, **{**changes, "compile": "off"})
-        close(history[0], eager[0], rel=1e-4, abs_=1e-5)
+        tol = 1e-2 if changes.get("precision") == "bf16" else 1e-4  # bf16 rounding may differ
+        close(history[0], eager[0], rel=tol, abs_=tol / 10)
 
 
 def test_resume_under_bf16_and_channels_last_with_ivon_equals_an_uninterrupted_run(data):
