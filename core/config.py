@@ -29,6 +29,8 @@ from core.errors import ConfigError, refusal
 __all__ = [
     "DATASETS",
     "DEVICES",
+    "PRECISIONS",
+    "SWITCHES",
     "ENSEMBLES",
     "OOD_DATASETS",
     "FAST_WEIGHT_SWEEP",
@@ -53,6 +55,9 @@ NORMS = ("batch", "member", "none")
 OPTIMIZERS = ("adam", "sgd", "ivon")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+# How a trial computes on its device (core.runtime resolves 'auto' per device).
+PRECISIONS = ("auto", "fp32", "bf16")
+SWITCHES = ("auto", "on", "off")  # channels_last and compile
 OOD_DATASETS = ("fashion_mnist", "imagefolder", "none")
 # The study's sweep of fast-weight init values (alpha and gamma each).
 FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
@@ -273,6 +278,27 @@ class TrialConfig:
     device: str = knob("auto", one_of(DEVICES))
     # torch CPU threads (None: leave torch's default)
     num_threads: int | None = knob(None, integer(lo=1, hi=MAX_THREADS, optional=True))
+    # --- how the trial computes (core.runtime: 'auto' resolved per device, once per trial) ---
+    # On CPU every auto is off/fp32, so CPU trials compute exactly as before these fields.
+    # The CUDA autos follow what each is known to do on Ampere-and-newer GPUs; they have not
+    # been timed on a GPU in this project yet.
+    # auto | fp32 | bf16: bf16 autocast of the forward pass and loss (weights, gradients,
+    # optimizer state and metrics stay fp32; no gradient scaling: bf16 has fp32's range).
+    # auto: bf16 on a CUDA GPU with native bf16 (Ampere and newer: tensor-core matmuls and
+    # convs, half the activation memory), fp32 on CPU (bf16 autocast runs there, for tests,
+    # but is slower than fp32 without AMX/AVX512-BF16) and on older GPUs (bf16 refused there)
+    precision: str = knob("auto", one_of(PRECISIONS))
+    # auto | on | off: model and input batches in torch.channels_last (NHWC) memory format.
+    # auto: on for CUDA (cuDNN's NHWC kernels use tensor cores without transposes, the layout
+    # bf16 convs want), off on CPU (no gain known for these small nets; same numbers)
+    channels_last: str = knob("auto", one_of(SWITCHES))
+    # auto | on | off: torch.compile the model (inductor). auto: on for CUDA when triton is
+    # installed (fuses BatchEnsemble's per-member scale/shift, norm and ReLU passes; its tens
+    # of seconds of compilation per trial should be repaid by a GPU trial of minutes), off on
+    # CPU (compiling simple_cnn's training step took about 3 minutes on the project's busy
+    # 2-core machine, the order of a CPU trial's whole training). Checkpoints hold the
+    # uncompiled module's state_dict either way. When on, the first epoch's timing includes it.
+    compile: str = knob("auto", one_of(SWITCHES))
     # free-form tags kept with the result
     extra: dict[str, Any] = knob(dict, tags)
 

@@ -549,7 +549,9 @@ class _ScaledNormReLU(torch.autograd.Function):
         m, b, c, x = zv.shape
         n_m = b * x
         if training:
-            var_m, mean_m = torch.var_mean(zv, dim=(1, 3), correction=0)  # (M, C)
+            # statistics in fp32 (as native BatchNorm keeps them) when z is bf16 (autocast)
+            zs = zv.float() if zv.dtype in (torch.bfloat16, torch.float16) else zv
+            var_m, mean_m = torch.var_mean(zs, dim=(1, 3), correction=0)  # (M, C)
             g = gamma if gamma is not None else torch.ones_like(mean_m)
             mean_y = g * mean_m
             mu = mean_y.mean(0)
@@ -561,7 +563,7 @@ class _ScaledNormReLU(torch.autograd.Function):
             z2 = (var_m + mean_m * mean_m) * n_m
         else:
             mu, var = running_mean, running_var
-            g = gamma if gamma is not None else torch.ones(m, c, dtype=zv.dtype, device=zv.device)
+            g = gamma if gamma is not None else torch.ones_like(weight)  # (M, C), fp32
             z1 = z2 = None
         s = torch.rsqrt(var + eps)  # (C,)
         ws = weight * s  # (M, C)

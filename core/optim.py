@@ -55,8 +55,9 @@ is called after the last context. Consequences handled here:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -206,6 +207,10 @@ def build_optimizer(
     return opt, build_scheduler(opt, cfg, steps_per_epoch)
 
 
+# A forward pass's context: core.runtime.Runtime.autocast (bf16 autocast) or nothing (fp32).
+Autocast = Callable[[], contextlib.AbstractContextManager]
+
+
 def _trainable_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
 
@@ -230,8 +235,14 @@ def train_step(
     y: torch.Tensor,
     cfg: TrialConfig,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    autocast: Autocast = contextlib.nullcontext,
 ) -> tuple[float, torch.Tensor]:
-    """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached).
+    """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached, fp32).
+
+    The forward pass runs inside `autocast()` (bf16 autocast for precision bf16: see
+    core.runtime); the loss is taken on the logits cast to fp32 and the backward pass runs
+    outside the context, so gradients and the update are fp32 (no scaling: bf16's range is
+    fp32's). For IVON the context is entered inside each `sampled_params` context.
 
     The loss is core.metrics.ensemble_loss for cfg.ensemble (a sum over members for ``deep``,
     a mean otherwise); the value returned is the mean over members of their mean
@@ -251,7 +262,9 @@ def train_step(
         for _ in range(cfg.ivon_train_samples):
             with optimizer.sampled_params(train=True):
                 optimizer.zero_grad(set_to_none=True)
-                logits = model(x)
+                with autocast():
+                    logits = model(x)
+                logits = logits.float()
                 loss = ensemble_loss(logits, y, cfg.ensemble)
                 loss.backward()
                 _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
@@ -266,7 +279,9 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
     else:
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
+        with autocast():
+            logits = model(x)
+        logits = logits.float()
         loss = ensemble_loss(logits, y, cfg.ensemble)
         loss.backward()
         loss_value = float(loss.detach())
@@ -286,8 +301,12 @@ def predict_probs(
     optimizer: torch.optim.Optimizer | None,
     x: torch.Tensor,
     cfg: TrialConfig,
+    autocast: Autocast = contextlib.nullcontext,
 ) -> torch.Tensor:
-    """Member probabilities (M, B, K) in eval mode without gradients.
+    """Member probabilities (M, B, K), fp32, in eval mode without gradients.
+
+    The forward pass runs inside `autocast()` (see `train_step`); the softmax is taken on the
+    logits cast to fp32, so metrics never see bf16 probabilities.
 
     For IVON with cfg.ivon_test_samples == k > 0: the member probabilities averaged over k
     weight samples drawn with ``optimizer.sampled_params()``; with k == 0 (and for every
@@ -301,11 +320,14 @@ def predict_probs(
         if is_ivon(optimizer) and k > 0:
             total = None
             for _ in range(k):
-                with optimizer.sampled_params(train=False):
-                    p = torch.softmax(model(x).float(), dim=-1)
+                with optimizer.sampled_params(train=False), autocast():
+                    logits = model(x)
+                p = torch.softmax(logits.float(), dim=-1)
                 total = p if total is None else total + p
             return total / k
-        return torch.softmax(model(x).float(), dim=-1)
+        with autocast():
+            logits = model(x)
+        return torch.softmax(logits.float(), dim=-1)
     finally:
         model.train(was_training)
 

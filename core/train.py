@@ -53,6 +53,7 @@ from core.optim import (
     predict_probs,
     train_step,
 )
+from core.runtime import Runtime, load_model_state, prepare_model, resolve_runtime, unwrap
 
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
@@ -95,20 +96,27 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 @torch.no_grad()
 def predict(
-    model, optimizer, loader: TensorLoader, cfg: TrialConfig
+    model, optimizer, loader: TensorLoader, cfg: TrialConfig, runtime: Runtime | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Member probabilities (M, N, K) in fp32 on the CPU and the labels (N,) of one split."""
+    """Member probabilities (M, N, K) in fp32 on the CPU and the labels (N,) of one split,
+    the forward passes run as `runtime` says (bf16 autocast, channels_last; default fp32)."""
     model.eval()
     probs, labels = [], []
     for x, y in loader:
-        probs.append(predict_probs(model, optimizer, x, cfg).float().cpu())  # (M, B, K)
+        if runtime is None:
+            p = predict_probs(model, optimizer, x, cfg)
+        else:
+            p = predict_probs(model, optimizer, runtime.batch(x), cfg, runtime.autocast)
+        probs.append(p.float().cpu())  # (M, B, K)
         labels.append(y.cpu())
     return torch.cat(probs, dim=1), torch.cat(labels)
 
 
-def evaluate(model, optimizer, loader: TensorLoader, cfg: TrialConfig) -> dict[str, float]:
+def evaluate(
+    model, optimizer, loader: TensorLoader, cfg: TrialConfig, runtime: Runtime | None = None
+) -> dict[str, float]:
     """Metrics of the ensemble on one split: member probabilities gathered, then scored."""
-    return evaluation_metrics(*predict(model, optimizer, loader, cfg))
+    return evaluation_metrics(*predict(model, optimizer, loader, cfg, runtime))
 
 
 # Seed of the corruptions' random draws: one for every trial, so all see the same images.
@@ -122,8 +130,14 @@ class Robustness:
     its metrics are not touched: the OOD scores of the in-distribution images are those of
     the clean test evaluation of the same epoch."""
 
-    def __init__(self, cfg: TrialConfig, data: DataBundle, device: torch.device):
-        self.cfg, self.device = cfg, device
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        data: DataBundle,
+        device: torch.device,
+        runtime: Runtime | None = None,
+    ):
+        self.cfg, self.device, self.runtime = cfg, device, runtime
         self.common = dict(mean=data.mean, std=data.std, device=device)
         self.batch_size = max(cfg.batch_size, 1024)
         idx = stratified_subset(data.test_y, data.num_classes, cfg.corruption_subset, stream=2)
@@ -160,7 +174,11 @@ class Robustness:
         # one pass over all cells (large batches: the sets are small), then scored per cell
         n = len(self.y)
         probs, _ = predict(
-            model, optimizer, self._loader(self.images, self.y.repeat(len(cells))), self.cfg
+            model,
+            optimizer,
+            self._loader(self.images, self.y.repeat(len(cells))),
+            self.cfg,
+            self.runtime,
         )
         for i, (name, sev) in enumerate(cells):
             scores = evaluation_metrics(probs[:, i * n : (i + 1) * n], self.y)
@@ -171,7 +189,9 @@ class Robustness:
             out[C.corrupt_metric(k)] = float(np.mean(values))
         if self.ood_x is not None:
             labels = torch.zeros(len(self.ood_x), dtype=torch.int64)
-            ood_probs, _ = predict(model, optimizer, self._loader(self.ood_x, labels), self.cfg)
+            ood_probs, _ = predict(
+                model, optimizer, self._loader(self.ood_x, labels), self.cfg, self.runtime
+            )
             out.update(ood_metrics(test_probs, ood_probs))
         else:
             out.update({m: math.nan for m in C.OOD_METRICS})
@@ -180,16 +200,19 @@ class Robustness:
 
 def _setup(
     cfg: TrialConfig, data: DataBundle | None
-) -> tuple[torch.device, DataBundle, torch.nn.Module]:
-    """Threads, device, seeds, the trial's data split and its model: what training and the
-    throughput timing both start from."""
+) -> tuple[Runtime, DataBundle, torch.nn.Module]:
+    """Threads, device and how the trial computes on it (core.runtime: precision,
+    channels_last, compile), seeds, the trial's data split and its model, prepared as the
+    runtime says (`unwrap(model)` is the uncompiled module): what training and the throughput
+    timing both start from."""
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     device = select_device(cfg.device)
+    runtime = resolve_runtime(cfg, device)  # a refusal here comes before any data is loaded
     seed_everything(cfg.seed)
     data = load_for_config(cfg, data)
     model = model_for_config(cfg, data.num_classes, in_channels=data.train_x.shape[1]).to(device)
-    return device, data, model
+    return runtime, data, prepare_model(model, runtime)
 
 
 def train(
@@ -202,9 +225,12 @@ def train(
     """Train one trial; returns the list of per-epoch metric dicts it reported. Robustness is
     measured at the last epoch, every `cfg.robustness_every` epochs and at `robustness_epochs`
     (a study's ASHA rungs, where a trial may be stopped)."""
-    device, data, model = _setup(cfg, data)
-    n_params = count_parameters(model)
-    flops = train_flops_per_image(model, cfg, tuple(data.train_x.shape[1:]), data.num_classes)
+    runtime, data, model = _setup(cfg, data)
+    device = runtime.device
+    print(runtime.describe(cfg), flush=True)  # once per trial: what 'auto' resolved to
+    n_params = count_parameters(unwrap(model))
+    shape = tuple(data.train_x.shape[1:])
+    flops = train_flops_per_image(unwrap(model), cfg, shape, data.num_classes)
 
     common = dict(mean=data.mean, std=data.std, device=device)
     train_loader = TensorLoader(
@@ -229,12 +255,12 @@ def train(
             augment=False,
             **common,
         )
-    optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(train_loader))
-    robustness = Robustness(cfg, data, device) if cfg.robustness else None
+    optimizer, scheduler = build_optimizer(unwrap(model), cfg, len(data.train_y), len(train_loader))
+    robustness = Robustness(cfg, data, device, runtime) if cfg.robustness else None
 
     start_epoch, best_val, bad_epochs = 1, math.inf, 0
     if resume_state is not None:
-        model.load_state_dict(resume_state["model"])
+        load_model_state(model, resume_state["model"])  # into the uncompiled module
         load_optimizer_state_dict(optimizer, resume_state["optimizer"])  # IVON's step count too
         scheduler.load_state_dict(resume_state["scheduler"])
         _set_rng_state(resume_state["rng"])
@@ -252,7 +278,8 @@ def train(
         reset_peak_memory(device)
         t0 = time.perf_counter()
         for x, y in train_loader:
-            loss, logits = train_step(model, optimizer, x, y, cfg, scheduler)
+            x = runtime.batch(x)
+            loss, logits = train_step(model, optimizer, x, y, cfg, scheduler, runtime.autocast)
             if not math.isfinite(loss):
                 diverged = True
                 break
@@ -283,7 +310,7 @@ def train(
         for split, loader in ((C.TEST, test_loader), (C.VAL, val_loader)):
             scores = {}
             if loader is not None and not diverged:
-                probs, labels = predict(model, optimizer, loader, cfg)
+                probs, labels = predict(model, optimizer, loader, cfg, runtime)
                 scores = evaluation_metrics(probs, labels)
                 if split == C.TEST:
                     test_probs = probs
@@ -313,7 +340,7 @@ def train(
         state = None
         if not diverged:
             state = {
-                "model": model.state_dict(),
+                "model": unwrap(model).state_dict(),  # no `_orig_mod.`: loads uncompiled
                 "optimizer": optimizer_state_dict(optimizer),
                 "scheduler": scheduler.state_dict(),
                 "rng": _rng_state(),
@@ -321,6 +348,7 @@ def train(
                 "best_val": best_val,
                 "bad_epochs": bad_epochs,
                 "config": cfg.to_dict(),
+                "runtime": runtime.as_dict(),
             }
         history.append(metrics)
         if reporter is not None:
@@ -341,7 +369,8 @@ def time_train_steps(
     it as one task at a time after every trial finished). Returns CALIB_BATCHES_PER_S and
     CALIB_IMAGES_PER_S.
     """
-    device, data, model = _setup(cfg, data)
+    runtime, data, model = _setup(cfg, data)
+    device = runtime.device
     loader = TensorLoader(
         data.train_x,
         data.train_y,
@@ -353,7 +382,7 @@ def time_train_steps(
         std=data.std,
         device=device,
     )
-    optimizer, scheduler = build_optimizer(model, cfg, len(data.train_y), len(loader))
+    optimizer, scheduler = build_optimizer(unwrap(model), cfg, len(data.train_y), len(loader))
     model.train()
 
     def batches():
@@ -364,15 +393,15 @@ def time_train_steps(
             yield from loader
 
     source = batches()
-    for _ in range(warmup):
+    for _ in range(warmup):  # with compile on, the first warm-up step compiles
         x, y = next(source)
-        train_step(model, optimizer, x, y, cfg, scheduler)
+        train_step(model, optimizer, runtime.batch(x), y, cfg, scheduler, runtime.autocast)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seen, t0 = 0, time.perf_counter()
     for _ in range(steps):
         x, y = next(source)
-        train_step(model, optimizer, x, y, cfg, scheduler)
+        train_step(model, optimizer, runtime.batch(x), y, cfg, scheduler, runtime.autocast)
         seen += len(y)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -1,0 +1,198 @@
+"""How one trial computes on its device: precision, memory format and torch.compile.
+
+`resolve_runtime(cfg, device)` turns TrialConfig's `precision`, `channels_last` and `compile`
+('auto' or an explicit choice) into a `Runtime` for that device, once per trial; training
+(`core.train.train`, so the Ray trainable and `python -m core.train` too) and the throughput
+timing (`core.train.time_train_steps`) all get theirs from `core.train._setup`, which calls
+this. What 'auto' resolves to, and why, is next to each field in `core/config.py`:
+
+  field           auto on CUDA                          auto on CPU
+  precision       bf16 (fp32 on a GPU without bf16)     fp32
+  channels_last   on                                    off
+  compile         on (off without triton)               off
+
+An explicit value that cannot run on the device is refused (`core.errors.refusal`): bf16 on
+a GPU without native bf16, compile=on without the inductor's compiler (triton on CUDA, a C++
+compiler on CPU). bf16 on CPU is allowed: torch's CPU autocast runs it everywhere (slowly
+without AMX), which lets the tests exercise the bf16 path.
+
+* bf16: `Runtime.autocast()` wraps the forward pass of training and evaluation; the loss is
+  taken on the logits cast to fp32, probabilities are cast to fp32 before any metric
+  (`core.optim.predict_probs`), and weights, gradients and optimizer state (IVON's too) stay
+  fp32. bf16 has fp32's exponent range, so no gradient scaling.
+* channels_last: the model's 4-d weights (a deep ensemble's 5-d conv weights stay as they
+  are) and every input batch (`Runtime.batch`) in torch.channels_last. The numbers are those
+  of the contiguous layout (to float rounding). IVON writes its sampled and updated weights
+  back contiguous (ivon-opt flattens them); the batches stay channels_last, which is what
+  selects the NHWC convolution kernels.
+* compile: `prepare_model` returns `torch.compile(model)`; `unwrap` gives back the original
+  module, whose state_dict the checkpoints hold (no `_orig_mod.` prefix), so checkpoints of
+  compiled and uncompiled trials are interchangeable. `load_model_state` also accepts a
+  state_dict saved from a compiled module.
+
+`Runtime.describe()` is the one line `core.train.train` prints at the start of each trial
+(and the checkpoint state keeps `Runtime.as_dict()` under "runtime").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.config import TrialConfig
+from core.errors import ConfigError, refusal
+
+__all__ = [
+    "COMPILED_PREFIX",
+    "Capabilities",
+    "Runtime",
+    "capabilities",
+    "load_model_state",
+    "prepare_model",
+    "resolve_runtime",
+    "unwrap",
+]
+
+# The inductor backend of torch.compile; the tests swap in "aot_eager" (same tracing and
+# autograd, no code generation) where compiling C++ would take minutes.
+COMPILE_BACKEND = "inductor"
+# What torch.compile's wrapper (OptimizedModule) puts before every state_dict key.
+COMPILED_PREFIX = "_orig_mod."
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a device can run: native bf16, and why torch.compile cannot (None: it can)."""
+
+    bf16: bool
+    no_compile: str | None
+
+
+def capabilities(device: torch.device) -> Capabilities:
+    """The capabilities of `device` on this machine."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        no_compile = None
+        if importlib.util.find_spec("triton") is None:
+            no_compile = "torch.compile's inductor needs triton for CUDA (pip install triton)"
+        return Capabilities(bf16=bool(bf16), no_compile=no_compile)
+    no_compile = None
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        no_compile = "torch.compile's inductor needs a C++ compiler on CPU (g++ or clang++)"
+    # CPU autocast runs bf16 everywhere (emulated without AVX512-BF16/AMX): allowed, not auto.
+    return Capabilities(bf16=True, no_compile=no_compile)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The resolved way a trial computes: `precision` 'fp32' or 'bf16', and two switches."""
+
+    device: torch.device
+    precision: str
+    channels_last: bool
+    compile: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context of a forward pass: bf16 autocast, or nothing for fp32."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """An input batch in the trial's memory format."""
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def as_dict(self) -> dict[str, str | bool]:
+        return {
+            "device": str(self.device),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
+
+    def describe(self, cfg: TrialConfig | None = None) -> str:
+        """One line: the resolved values, each marked `(auto)` where cfg left it to auto."""
+
+        def part(name: str, value: str) -> str:
+            auto = cfg is not None and getattr(cfg, name) == "auto"
+            return f"{name}={value}" + (" (auto)" * auto)
+
+        return "runtime: " + " ".join(
+            [
+                f"device={self.device}",
+                part("precision", self.precision),
+                part("channels_last", "on" if self.channels_last else "off"),
+                part("compile", "on" if self.compile else "off"),
+            ]
+        )
+
+
+def resolve_runtime(
+    cfg: TrialConfig, device: torch.device, caps: Capabilities | None = None
+) -> Runtime:
+    """cfg's precision, channels_last and compile on `device` ('auto' resolved, explicit values
+    checked against what the device can run). `caps` defaults to this machine's
+    `capabilities(device)`; pass one to resolve for a device this machine lacks."""
+    device = torch.device(device)
+    caps = capabilities(device) if caps is None else caps
+    cuda = device.type == "cuda"
+
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and caps.bf16 else "fp32"
+    elif precision == "bf16" and not caps.bf16:
+        raise ConfigError(
+            refusal(
+                "precision",
+                "bf16",
+                "'auto' or 'fp32'",
+                why=f"this {device.type} device has no native bf16 (a GPU older than Ampere)",
+            )
+        )
+
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+
+    if cfg.compile == "on" and caps.no_compile is not None:
+        raise ConfigError(refusal("compile", "on", "'auto' or 'off'", why=caps.no_compile))
+    compile_ = cfg.compile == "on" or (cfg.compile == "auto" and cuda and caps.no_compile is None)
+    return Runtime(device, precision, channels_last, compile_)
+
+
+def prepare_model(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """The model as the trial runs it: in channels_last if asked, compiled if asked (then the
+    original module is `unwrap(result)`). Call after moving it to the device."""
+    if runtime.channels_last:
+        _to_channels_last(model)
+    if runtime.compile:
+        model = torch.compile(model, backend=COMPILE_BACKEND)
+    return model
+
+
+def _to_channels_last(model: nn.Module) -> None:
+    """Every 4-d parameter and buffer in channels_last, in place. Not `model.to(memory_format=
+    ...)`: that refuses the 5-d (members, out, in, kh, kw) weights of a deep ensemble's convs,
+    which stay as they are (their grouped conv runs NHWC from its channels_last input)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The original module of a compiled one (itself when not compiled)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a checkpoint's model state into `model` (compiled or not); a state_dict saved from
+    a compiled module (`_orig_mod.` keys) loads too."""
+    if state and all(k.startswith(COMPILED_PREFIX) for k in state):
+        state = {k[len(COMPILED_PREFIX) :]: v for k, v in state.items()}
+    unwrap(model).load_state_dict(state)
