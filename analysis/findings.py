@@ -612,6 +612,10 @@ def claim5_verdicts(root: Path = FINDINGS) -> str:
                         "worse",
                     )
                 )
+        a, b = stat_of(df, ivon, ECE), stat_of(df, _model(df, e, m, "adam"), ECE)
+        lines.append(
+            comparison_line(f"{label}: ivon - adam", a, b, METRICS[ECE], None, ("ivon", "adam"))
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -707,7 +711,7 @@ def picture(
                 "--hide-scrollbars",
                 f"--user-data-dir={Path(tmp) / 'profile'}",
                 "--proxy-server=127.0.0.1:9",
-                "--window-size=1100,800",
+                "--window-size=1100,1150",
                 "--virtual-time-budget=5000",
                 f"--screenshot={out}",
                 page.as_uri(),
