@@ -30,3 +30,15 @@ def session_cache_dir(tmp_path_factory) -> Iterator[Path]:
             os.environ.pop(ENV_CACHE_DIR, None)
         else:
             os.environ[ENV_CACHE_DIR] = before
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """`@pytest.mark.cuda` tests are skipped on a machine without CUDA (CI has none)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device (benchmarks/gpu.sh runs these on a GPU)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -228,7 +228,7 @@ def test_refusals():
         corrupt(images(1), "contrast", 6)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_cuda_gives_the_same_images_as_the_cpu():
     x = images(16)
     for name in C.CORRUPTIONS:

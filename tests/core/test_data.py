@@ -841,7 +841,7 @@ def test_loader_rejects_bad_inputs():
                      mean=b.mean, std=b.std, device="cpu")  # fmt: skip
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_loader_on_cuda_matches_cpu():
     b = synthetic_bundle()
     cpu = [x for x, _ in _loader(b, augment=True)]
