@@ -532,7 +532,8 @@ def claim4_verdicts(root: Path = FINDINGS) -> str:
                         stat_of(df, _regime(df, pair), c),
                         stat_of(df, none, c),
                         m,
-                        "worse",
+                        None,  # "costs little" has no direction: the line names the better
+                        (f"{pair[0]} / {pair[1]}", "none / none"),
                     )
                 )
         for c in (ACC, CORRUPT_ACC):
