@@ -424,8 +424,13 @@ def configure_ray_output() -> None:
     * the `ray.tune.tune` logger at ERROR: its INFO lines (final sync, run time) and its
       warnings on Ctrl-C (the `Tuner.restore(...)` hint) are replaced by the project's own
       line with the `--resume` command. Errors still show.
+    * the `ray.tune.analysis.experiment_analysis` logger at ERROR: on `--resume` of an
+      interrupted study it warns once per trial that had not started ("Failed to fetch
+      metrics ... both result.json and progress.csv were not found"): trials still to run,
+      which the resume runs.
     * the trials' `ray.train` logger (per-epoch "Checkpoint successfully created at") is set
       in `core.trainable`, in the process that logs it.
     """
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
