@@ -111,6 +111,7 @@ CORRUPTIONS = (
     "defocus_blur",
     "glass_blur",
     "zoom_blur",
+    "fog",
     "brightness",
     "contrast",
     "pixelate",

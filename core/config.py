@@ -261,7 +261,7 @@ class TrialConfig:
     # --- robustness (core.corruptions, core.ood; measured at the end of the trial) ---
     # corrupted test sets and OOD detection at the end of every trial
     robustness: bool = knob(True, flag)
-    # test images per corruption x severity (50 sets), stratified (at most the test set)
+    # test images per corruption x severity (55 sets), stratified (at most the test set)
     corruption_subset: int = knob(100, integer(lo=1, hi=MAX_SUBSET))
     # OOD images scored against the clean test set (at most the OOD set)
     ood_subset: int = knob(1000, integer(lo=1, hi=MAX_SUBSET))

@@ -33,6 +33,13 @@ Implemented, with what is reproduced exactly and what approximately:
   scipy's linear zoom (input coordinate = output index * (in - 1) / (out - 1)) is reproduced;
   the interpolation runs in float64 and each zoomed image is rounded to float32 as scipy
   returns it, then summed in float32 in the published order.
+* ``fog``             x + c0 * plasma, scaled by max / (max + c0) (max: the image's largest
+  value), (c0, wibbledecay) = (.2, 3) (.5, 3) (.75, 2.5) (1, 2) (1.5, 1.75); the plasma is the
+  published diamond-square fractal (mapsize 32, wibble 100 divided by wibbledecay per level,
+  each new point the mean of its four neighbours plus wibble * U(-wibble, wibble), rescaled
+  to [0, 1]), one per image, transcribed step for step (its uniform draws come from the
+  generator below instead of numpy's global state; tests/core/test_corruptions.py runs the
+  published numpy code on the same draws). Images larger than 32 get the next power of two.
 * ``brightness``      skimage ``rgb2hsv``, V + c clipped to [0, 1], ``hsv2rgb``,
   c = .05 .1 .15 .2 .3; both conversions are skimage's formulas, in float64.
 * ``contrast``        (x - mean) c + mean with the per-image, per-channel mean,
@@ -48,8 +55,7 @@ Implemented, with what is reproduced exactly and what approximately:
 
 Left out, because their published definitions cannot be computed faithfully here:
 ``motion_blur`` and ``snow`` (ImageMagick's ``MagickMotionBlurImage`` through Wand),
-``frost`` (crops of six frost photographs shipped with the code), ``fog`` (numpy's
-diamond-square plasma fractal: computable, but not reproduced yet) and ``elastic_transform``
+``frost`` (crops of six frost photographs shipped with the code) and ``elastic_transform``
 (OpenCV ``warpAffine`` with its fixed-point sub-pixel grid and scipy ``map_coordinates``).
 
 Randomness: every corruption draws from a CPU ``torch.Generator`` seeded from (seed, corruption,
@@ -84,6 +90,7 @@ PARAMS: dict[str, tuple] = {
     "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
     "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
     "zoom_blur": (1.06, 1.11, 1.16, 1.21, 1.26),  # np.arange(1, z, 0.01)
+    "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),  # (c0, wibbledecay)
     "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
     "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
     "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
@@ -367,6 +374,45 @@ def _pil_resize(x: torch.Tensor, h_out: int, w_out: int) -> torch.Tensor:
     return x
 
 
+def plasma_fractal(n: int, g: torch.Generator, wibbledecay: float, mapsize: int = 32):
+    """`n` diamond-square height maps (n, mapsize, mapsize) in [0, 1], float64, on the CPU: the
+    published `plasma_fractal` vectorised over images (every array of uniform draws is drawn
+    for all n at once, in the published order of squares, then the two diamond passes)."""
+    a = torch.zeros(n, mapsize, mapsize, dtype=_F64)  # np.empty; every cell is written
+    step, wibble = mapsize, 100.0
+
+    def wibbled(total: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(total.shape, generator=g, dtype=_F64)
+        return total / 4 + wibble * (-wibble + 2 * wibble * u)  # wibble * U(-wibble, wibble)
+
+    while step >= 2:
+        half = step // 2
+        corner = a[:, 0::step, 0::step]
+        square = corner + torch.roll(corner, -1, dims=1)
+        square = square + torch.roll(square, -1, dims=2)
+        a[:, half::step, half::step] = wibbled(square)
+        dr, ul = a[:, half::step, half::step], a[:, 0::step, 0::step]
+        left = dr + torch.roll(dr, 1, dims=1) + (ul + torch.roll(ul, -1, dims=2))
+        a[:, 0::step, half::step] = wibbled(left)
+        top = dr + torch.roll(dr, 1, dims=2) + (ul + torch.roll(ul, -1, dims=1))
+        a[:, half::step, 0::step] = wibbled(top)
+        step //= 2
+        wibble /= wibbledecay
+    a = a - a.amin(dim=(1, 2), keepdim=True)
+    return a / a.amax(dim=(1, 2), keepdim=True)
+
+
+def _fog(x, c, g):
+    c0, decay = c
+    n, _, h, w = x.shape
+    size = max(32, 1 << (max(h, w) - 1).bit_length())
+    plasma = plasma_fractal(n, g, decay, size)[:, :h, :w].to(x.device)
+    y = _unit(x)
+    top = y.amax(dim=(1, 2, 3), keepdim=True)  # x.max() of each image
+    y = y + c0 * plasma[:, None]
+    return _to_uint8(y * top / (top + c0))
+
+
 def _pixelate(x, c, g):
     h, w = x.shape[2], x.shape[3]
     small = _pil_resize(x, int(h * c), int(w * c))
@@ -391,6 +437,7 @@ _FUNCTIONS: dict[str, Callable] = {
     "defocus_blur": _defocus_blur,
     "glass_blur": _glass_blur,
     "zoom_blur": _zoom_blur,
+    "fog": _fog,
     "brightness": _brightness,
     "contrast": _contrast,
     "pixelate": _pixelate,

@@ -274,3 +274,85 @@ def test_every_process_makes_the_same_corrupted_images():
         for t, n in ((1, 0), (2, 12345))
     }
     assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def _published_plasma_fractal(uniform, mapsize=32, wibbledecay=3):
+    """make_cifar_c.py's plasma_fractal, as published, with np.random.uniform replaced by
+    `uniform(low, high, shape)` (so that it can be fed the generator's draws)."""
+    assert mapsize & (mapsize - 1) == 0
+    maparray = np.empty((mapsize, mapsize), dtype=np.float64)
+    maparray[0, 0] = 0
+    stepsize = mapsize
+    wibble = 100
+
+    def wibbledmean(array):
+        return array / 4 + wibble * uniform(-wibble, wibble, array.shape)
+
+    def fillsquares():
+        cornerref = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
+        squareaccum = cornerref + np.roll(cornerref, shift=-1, axis=0)
+        squareaccum += np.roll(squareaccum, shift=-1, axis=1)
+        maparray[stepsize // 2 : mapsize : stepsize, stepsize // 2 : mapsize : stepsize] = (
+            wibbledmean(squareaccum)
+        )
+
+    def filldiamonds():
+        mapsize = maparray.shape[0]
+        drgrid = maparray[stepsize // 2 : mapsize : stepsize, stepsize // 2 : mapsize : stepsize]
+        ulgrid = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
+        ldrsum = drgrid + np.roll(drgrid, 1, axis=0)
+        lulsum = ulgrid + np.roll(ulgrid, -1, axis=1)
+        ltsum = ldrsum + lulsum
+        maparray[0:mapsize:stepsize, stepsize // 2 : mapsize : stepsize] = wibbledmean(ltsum)
+        tdrsum = drgrid + np.roll(drgrid, 1, axis=1)
+        tulsum = ulgrid + np.roll(ulgrid, -1, axis=0)
+        ttsum = tdrsum + tulsum
+        maparray[stepsize // 2 : mapsize : stepsize, 0:mapsize:stepsize] = wibbledmean(ttsum)
+
+    while stepsize >= 2:
+        fillsquares()
+        filldiamonds()
+        stepsize //= 2
+        wibble /= wibbledecay
+
+    maparray -= maparray.min()
+    return maparray / maparray.max()
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_fog_is_the_published_plasma_fractal_on_the_same_draws(severity):
+    from core.corruptions import plasma_fractal
+
+    c0, decay = PARAMS["fog"][severity - 1]
+    ours = plasma_fractal(1, corruption_generator(0, "fog", severity), decay)[0]
+    g = corruption_generator(0, "fog", severity)
+
+    def uniform(low, high, shape):  # the same draws, in the published order
+        u = torch.rand(shape, generator=g, dtype=torch.float64).numpy()
+        return low + (high - low) * u
+
+    theirs = _published_plasma_fractal(uniform, wibbledecay=decay)
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=0, atol=1e-12)
+    # and the image: x + c0 * plasma, scaled by max / (max + c0), truncated to uint8
+    x = images(1)
+    unit = x[0].permute(1, 2, 0).numpy() / 255.0
+    top = unit.max()
+    expected = np.uint8(np.clip((unit + c0 * theirs[..., None]) * top / (top + c0), 0, 1) * 255)
+    got = corrupt(x, "fog", severity).permute(0, 2, 3, 1)[0].numpy()
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float64 rounding
+    assert (got == expected).mean() > 0.99
+
+
+def test_fog_on_a_gray_image_spans_its_published_range():
+    """On a constant image v the fog is v + c0 p scaled by v / (v + c0): from v^2 / (v + c0)
+    where the fractal is 0 to v where it is 1, wider with severity."""
+    v = 128 / 255
+    lows = []
+    for s in C.SEVERITIES:
+        c0, _ = PARAMS["fog"][s - 1]
+        y = corrupt(gray(4), "fog", s)
+        assert y.max().item() in (127, 128)
+        assert y.min().item() == math.floor(v * v / (v + c0) * 255)
+        lows.append(y.min().item())
+    assert lows == sorted(lows, reverse=True)
+    assert PARAMS["fog"] == ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
