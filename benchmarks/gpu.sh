@@ -23,7 +23,8 @@ DEVICE=cuda
 QUICK=()
 GPUS=0.25
 SCALE=1  # the time limits are a GPU's; 2 busy CPU cores need far longer even with --quick
-if [ "$DEVICE" = cpu ]; then QUICK=(--quick); GPUS=0; SCALE=5; fi
+ARCH=()
+if [ "$DEVICE" = cpu ]; then QUICK=(--quick); GPUS=0; SCALE=5; ARCH=(--arch simple_cnn); fi
 OUT=${OUT:-benchmarks/gpu-out}
 mkdir -p "$OUT"
 DATA=${ENSEMBLE_DATA_DIR:-../shared/data/cifar10}
@@ -49,7 +50,7 @@ step cuda_tests 90 python -m pytest -q -m cuda tests/core/test_cuda.py \
     tests/core/test_corruptions.py tests/core/test_data.py -p no:cacheprovider
 step fast_weights 75 python benchmarks/fast_weights.py --device "$DEVICE" "${QUICK[@]}"
 step deep_ensemble 75 python benchmarks/deep_ensemble.py --device "$DEVICE" "${QUICK[@]}"
-step precision 120 python benchmarks/precision.py --device "$DEVICE" "${QUICK[@]}"
+step precision 120 python benchmarks/precision.py --device "$DEVICE" "${QUICK[@]}" "${ARCH[@]}"
 step loader 45 python benchmarks/loader.py --device "$DEVICE" --data-dir "$DATA" "${QUICK[@]}"
 step study 75 python tune_jobs/alpha_gamma.py --smoke --epochs 2 --no-asha \
     --set "device=$DEVICE" --gpus-per-trial "$GPUS" --data-dir "$DATA" \

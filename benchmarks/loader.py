@@ -58,7 +58,7 @@ def torchvision_loader(root: Path, mean, std):
             transforms.RandomCrop(32, padding=4),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
-            transforms.Normalize(mean.flatten().tolist(), std.flatten().tolist()),
+            transforms.Normalize(list(mean), list(std)),
         ]
     )
     ds = datasets.ImageFolder(str(root / "train"), transform=tf)

@@ -48,17 +48,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--peak-tflops", type=float, default=989.0)
-    p.add_argument("--quick", action="store_true", help="1 round of 3 steps, no compile")
+    p.add_argument("--quick", action="store_true", help="1 round of 3 steps, no compile, no BE8")
     args = p.parse_args()
-    modes = MODES
+    modes, models = MODES, MODELS
     if args.quick:
         args.rounds, args.steps = 1, 3
         modes = tuple(m for m in MODES if m[3] == "off")
+        models = {k: v for k, v in MODELS.items() if k != "BE8"}
     data = synthetic()
     times: dict[tuple[str, str], list[float]] = {}
     flops: dict[str, float] = {}
     for _ in range(args.rounds):
-        for name, (ensemble, size) in MODELS.items():
+        for name, (ensemble, size) in models.items():
             for label, precision, cl, comp in modes:
                 cfg = TrialConfig(
                     arch=args.arch,
