@@ -101,9 +101,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         if not is_uri(root):
             check_storage_reachable(root)
         if not opts.resume:  # what it will cost, before any trial (timed on a trial's device)
-            run_alone = alone(opts.cpus_per_trial, gpus_per_trial)
-            for line in cost_lines(study, opts, data, gpus_per_trial, nodes, run_alone):
-                print(line, flush=True)
+            print_cost(study, opts, data, gpus_per_trial, nodes)
 
         local_dir = (
             Path(exp_path)
@@ -170,6 +168,18 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     return local_dir
+
+
+def print_cost(study: Study, opts: JobOptions, data, gpus: float, nodes: dict) -> None:
+    """The study's cost lines (tune_jobs.estimate). The estimate is advice: if the model cannot
+    be built or timed, it says so in one line and the study goes on, so that the trials report
+    the error as data (errored rows, the summary at the end) as they always do."""
+    try:
+        lines = cost_lines(study, opts, data, gpus, nodes, alone(opts.cpus_per_trial, gpus))
+    except Exception as e:  # noqa: BLE001 (any failure of the advice; the trials say more)
+        lines = [f"cost: not estimated ({error_message(e)})"]
+    for line in lines:
+        print(line, flush=True)
 
 
 def alone(cpus: float, gpus: float) -> Callable[..., Any]:

@@ -327,6 +327,8 @@ def test_errored_trials_exit_1_with_each_error_once(tmp_path, storage, tiny_imag
         timeout=600,
     )
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    # the cost estimate cannot time this model: it says so in one line, and the trials run
+    assert "cost: not estimated (ConfigError: simple_cnn: image size (2, 2)" in r.stdout
     exp = storage / "alpha_gamma_smoke"
     # The errors are data: both tables are written, every trial a row with its error.
     results = pd.read_parquet(exp / "results.parquet")
