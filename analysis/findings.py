@@ -447,6 +447,11 @@ def claim3_verdicts(root: Path = FINDINGS) -> str:
                 f"lr {lr:g}: {last[1]:g} - {last[0]:g} members", s[last[1]], s[last[0]], m
             )
         )
+        lines.append(
+            comparison_line(
+                f"lr {lr:g}: {sizes[-1]:g} - {sizes[0]:g} members", s[sizes[-1]], s[sizes[0]], m
+            )
+        )
     pooled = {lr: stat_of(df, is_(df, lr=lr), ACC) for lr in lrs}
     big = max(lrs)
     for lr in lrs:
