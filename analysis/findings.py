@@ -200,29 +200,15 @@ def flops_per_image(row: pd.Series) -> float:
     """Training FLOPs per image of a results row's model (core.cost), from its config: the
     studies run before the cost columns existed lack `train_flops_per_image`."""
     from core.config import TrialConfig
-    from core.cost import train_flops_per_image
-    from core.models import model_for_config
+    from core.cost import COST_FIELDS, config_flops_per_image
 
     if C.TRAIN_FLOPS_PER_IMAGE in row and pd.notna(row[C.TRAIN_FLOPS_PER_IMAGE]):
         return float(row[C.TRAIN_FLOPS_PER_IMAGE])
-    fields = {
-        f: row[f]
-        for f in (
-            "arch",
-            "ensemble",
-            "ensemble_size",
-            "sharing_network",
-            "sharing_ensemble",
-            "norm",
-            "optimizer",
-            "ivon_train_samples",
-        )
-    }
-    fields["ensemble_size"] = int(fields["ensemble_size"])
-    fields["ivon_train_samples"] = int(fields["ivon_train_samples"])
-    cfg = TrialConfig(**fields)
+    fields = {f: row[f] for f in COST_FIELDS}
+    for f in ("ensemble_size", "ivon_train_samples", "batch_size"):
+        fields[f] = int(fields[f])
     classes = 20 if row.get("dataset") == "cifar20" else 10
-    return train_flops_per_image(model_for_config(cfg, classes, 3), cfg, (3, 32, 32), classes)
+    return config_flops_per_image(TrialConfig(**fields), classes)
 
 
 def first_value(df: pd.DataFrame, mask: pd.Series, column: str) -> float:

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from core.config import TrialConfig
 from core.metrics import ensemble_loss
+from core.models import model_for_config
 
 FLOP_BATCH = 2  # images counted; FLOPs are linear in the batch, so 2 tell the rate
 
@@ -54,6 +55,28 @@ def train_flops_per_image(
         ensemble_loss(probe(x), y, cfg.ensemble).backward()
     samples = cfg.ivon_train_samples if cfg.optimizer == "ivon" else 1
     return counter.get_total_flops() * samples / FLOP_BATCH
+
+
+# The config fields that change what one training step computes (and so its FLOPs and time).
+COST_FIELDS = (
+    "arch",
+    "ensemble",
+    "ensemble_size",
+    "sharing_network",
+    "sharing_ensemble",
+    "norm",
+    "optimizer",
+    "ivon_train_samples",
+    "batch_size",
+)
+
+
+def config_flops_per_image(
+    cfg: TrialConfig, num_classes: int, image_shape: tuple[int, ...] = (3, 32, 32)
+) -> float:
+    """train_flops_per_image of the model `cfg` builds (on the CPU, for counting only)."""
+    model = model_for_config(cfg, num_classes, in_channels=image_shape[0])
+    return train_flops_per_image(model, cfg, image_shape, num_classes)
 
 
 def reset_peak_memory(device: torch.device) -> None:

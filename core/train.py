@@ -198,6 +198,21 @@ class Robustness:
         return out
 
 
+def _train_loader(cfg: TrialConfig, data: DataBundle, device: torch.device) -> TensorLoader:
+    """The training split's shuffled, augmented batches: what training and its timing read."""
+    return TensorLoader(
+        data.train_x,
+        data.train_y,
+        cfg.batch_size,
+        shuffle=True,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        mean=data.mean,
+        std=data.std,
+        device=device,
+    )
+
+
 def _setup(
     cfg: TrialConfig, data: DataBundle | None
 ) -> tuple[Runtime, DataBundle, torch.nn.Module]:
@@ -233,15 +248,7 @@ def train(
     flops = train_flops_per_image(unwrap(model), cfg, shape, data.num_classes)
 
     common = dict(mean=data.mean, std=data.std, device=device)
-    train_loader = TensorLoader(
-        data.train_x,
-        data.train_y,
-        cfg.batch_size,
-        shuffle=True,
-        augment=cfg.augment,
-        seed=cfg.seed,
-        **common,
-    )
+    train_loader = _train_loader(cfg, data, device)
     test_loader = TensorLoader(
         data.test_x, data.test_y, max(cfg.batch_size, 256), shuffle=False, augment=False, **common
     )
@@ -371,17 +378,7 @@ def time_train_steps(
     """
     runtime, data, model = _setup(cfg, data)
     device = runtime.device
-    loader = TensorLoader(
-        data.train_x,
-        data.train_y,
-        cfg.batch_size,
-        shuffle=True,
-        augment=cfg.augment,
-        seed=cfg.seed,
-        mean=data.mean,
-        std=data.std,
-        device=device,
-    )
+    loader = _train_loader(cfg, data, device)
     optimizer, scheduler = build_optimizer(unwrap(model), cfg, len(data.train_y), len(loader))
     model.train()
 

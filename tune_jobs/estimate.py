@@ -16,26 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import TrialConfig
-from core.cost import train_flops_per_image
+from core.cost import COST_FIELDS, config_flops_per_image
 from core.data import DataBundle
-from core.models import model_for_config
 from core.train import time_train_steps
 from tune_jobs.options import JobOptions, Study, grid_configs, uses_asha
 
 WARMUP, STEPS = 2, 5  # training steps timed before the study (after warm-up)
 EVAL_SHARE = 1 / 3  # a forward pass costs about a third of a training step per image
-# The config fields that change what one training step costs.
-COST_FIELDS = (
-    "arch",
-    "ensemble",
-    "ensemble_size",
-    "sharing_network",
-    "sharing_ensemble",
-    "norm",
-    "optimizer",
-    "ivon_train_samples",
-    "batch_size",
-)
 
 
 @dataclass(frozen=True)
@@ -114,8 +101,7 @@ def estimate(
     for cfg in configs:
         key = tuple(getattr(cfg, f) for f in COST_FIELDS)
         if key not in flops:
-            model = model_for_config(cfg, data.num_classes, in_channels=shape[0])
-            flops[key] = train_flops_per_image(model, cfg, shape, data.num_classes)
+            flops[key] = config_flops_per_image(cfg, data.num_classes, shape)
     keyed = [(cfg, flops[tuple(getattr(cfg, f) for f in COST_FIELDS)]) for cfg in configs]
     top, top_flops = max(keyed, key=lambda kv: kv[1])
     timed = (run_alone or (lambda fn, *a: fn(*a)))(time_train_steps, top, data, STEPS, WARMUP)
