@@ -170,7 +170,17 @@ class ConvBlock(nn.Module):
         # (core.layers.be_conv_norm_relu); same parameters and state_dict as unfused.
         self.fused = type(conv) is BEConv2d and type(norm) is BEBatchNorm2d and conv.bias is None
 
-    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    @property
+    def takes_plain(self) -> bool:
+        """Whether forward(x, plain=True) takes one input for all members (untiled)."""
+        return self.fused
+
+    def forward(
+        self, x: torch.Tensor | list[torch.Tensor], plain: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
+        if plain:  # x (B, ...) seen by every member: see be_conv_norm_relu
+            x = be_conv_norm_relu(self.conv, self.norm, x, plain=True)
+            return F.max_pool2d(x, 2) if self.pool else x
         if isinstance(x, list):  # a member list (deep_impl='loop')
             return [
                 F.max_pool2d(y, 2) if self.pool else y for y in map(F.relu, self.norm(self.conv(x)))
@@ -291,7 +301,10 @@ class EnsembleNet(nn.Module):
             dst = self.layouts[name]
             if loop and dst == "channel":
                 dst = "members"
-            x = block(convert_layout(x, layout, dst, m))
+            if layout == "plain" and dst == "member" and getattr(block, "takes_plain", False):
+                x = block(x, plain=True)  # tiles inside the convolution, at no extra cost
+            else:
+                x = block(convert_layout(x, layout, dst, m))
             layout = dst
         x = convert_layout(x, layout, "member", m)  # (M * B, K)
         return x.view(m, b, self.num_classes)

@@ -384,6 +384,62 @@ def test_fused_conv_norm_relu_equals_the_layers_in_turn(alpha, gamma, training):
         torch.testing.assert_close(getattr(norm2, key), getattr(norm, key))
 
 
+@pytest.mark.parametrize("alpha,gamma", [(0.5, 0.5), (-0.5, None), (None, -0.3)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_block_on_an_untiled_input_equals_it_on_the_tiled_input(
+    alpha, gamma, training, channels_last
+):
+    """plain=True (alpha in the kernel, one convolution of the B rows) is the same function
+    as the tiled input, in outputs, gradients (the input's too) and running statistics."""
+    torch.manual_seed(0)
+    m, b, c = 3, 4, 6
+    conv = BEConv2d(5, c, 3, m, stride=2, padding=1, bias=False, alpha=alpha, gamma=gamma)
+    norm = BEBatchNorm2d(c, m)
+    mods = [conv.double(), norm.double(), copy.deepcopy(conv), copy.deepcopy(norm)]
+    for mod in mods:
+        mod.train(training)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(b, 5, 9, 9, dtype=torch.double).contiguous(memory_format=fmt)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    tiled = x1.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])
+    ref = be_conv_norm_relu(mods[0], mods[1], tiled)
+    out = be_conv_norm_relu(mods[2], mods[3], x2, plain=True)
+    assert out.shape == ref.shape == (m * b, c, 5, 5)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    assert out.is_contiguous(memory_format=fmt)
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    (out * w).sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-9, atol=1e-11)
+    for (name, p), q in zip(
+        [*mods[0].named_parameters(), *mods[1].named_parameters()],
+        [*mods[2].parameters(), *mods[3].parameters()],
+        strict=True,
+    ):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-11, msg=name)
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(mods[3], key), getattr(mods[1], key))
+
+
+def test_fused_moments_in_float32_match_the_layers_within_float_tolerance():
+    """The fused statistics (sums of z and z^2) in fp32, on conv outputs with a mean several
+    times their spread, against the unfused layers (native BatchNorm's statistics)."""
+    torch.manual_seed(0)
+    m, b, c = 4, 16, 8
+    conv = BEConv2d(4, c, 3, m, padding=1, bias=False, alpha=0.5, gamma=0.5)
+    norm = BEBatchNorm2d(c, m)
+    conv2, norm2 = copy.deepcopy(conv), copy.deepcopy(norm)
+    x = torch.rand(m * b, 4, 12, 12) + 2.0  # positive inputs: conv outputs off zero
+    z = conv(x)
+    spread = z.std(dim=(0, 2, 3)).min() / z.mean(dim=(0, 2, 3)).abs().max()
+    assert spread < 1.0  # the case where E[z^2] - E[z]^2 cancels most
+    ref = F.relu(norm(z))
+    out = be_conv_norm_relu(conv2, norm2, x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(norm2.running_var, norm.running_var, rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------
 # deep layers on a member list: the loop computation over the same parameters
 # ----------------------------------------------------------------------------------------------

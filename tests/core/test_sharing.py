@@ -304,13 +304,14 @@ class _Rows:
     """Forward hooks recording each block's input shape."""
 
     def __init__(self, model):
-        self.shapes = {}
+        self.shapes, self.out_shapes = {}, {}
         for name, block in model.blocks.items():
             block.register_forward_hook(self._hook(name))
 
     def _hook(self, name):
         def hook(module, args, output):
             self.shapes[name] = tuple(args[0].shape)
+            self.out_shapes[name] = tuple(output.shape)
 
         return hook
 
@@ -325,8 +326,10 @@ def test_early_shared_region_runs_once_on_the_untiled_batch(ensemble):
     for name in ("conv1", "conv2", "conv3"):  # early region: one ordinary layer, B rows
         assert rows.shapes[name][0] == b
         assert type(model.blocks[name].conv) is torch.nn.Conv2d
-    if ensemble == "batch":  # then tiled member-major
-        assert rows.shapes["conv4"][:2] == (m * b, 16)
+    if ensemble == "batch":  # the first BatchEnsemble block tiles in its convolution
+        assert rows.shapes["conv4"][:2] == (b, 16)
+        assert rows.out_shapes["conv4"][:2] == (m * b, 32)  # member-major from there on
+        assert rows.shapes["conv5"][:2] == (m * b, 32)
     else:  # then tiled channel-stacked
         assert rows.shapes["conv4"][:2] == (b, m * 16)
     assert rows.shapes["fc"][0] == m * b
@@ -338,7 +341,9 @@ def test_deep_shared_region_runs_on_all_member_rows():
     model = build_model("simple_cnn", 5, m, "batch", sharing_ensemble="deep")
     rows = _Rows(model)
     y = model(torch.randn(b, 3, 8, 8))
-    assert rows.shapes["conv1"][0] == m * b and rows.shapes["conv4"][0] == m * b
+    # conv1, the first BatchEnsemble block, takes the B images and tiles in its convolution
+    assert rows.shapes["conv1"][0] == b and rows.out_shapes["conv1"][0] == m * b
+    assert rows.shapes["conv4"][0] == m * b
     assert type(model.blocks["conv4"].conv) is torch.nn.Conv2d
     assert type(model.blocks["fc"].linear) is torch.nn.Linear
     assert not torch.allclose(y[0], y[1])
