@@ -566,10 +566,22 @@ class _ScaledNormReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, zv, gamma, weight, bias, running_mean, running_var, training, momentum, eps, out
+        ctx,
+        zv,
+        gamma,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+        out,
+        alpha_out,
     ):
         # `out`: None, or an empty (M, B, C, X) view to write into (member-major storage for a
-        # zv that is a channel-stacked or broadcast view; see be_conv_norm_relu)
+        # zv that is a channel-stacked or broadcast view; see be_conv_norm_relu).
+        # `alpha_out`: None, or the next conv's alpha (M, C), no entry 0, applied to the output.
         m, b, c, x = zv.shape
         n_m = b * x
         if training:
@@ -591,40 +603,58 @@ class _ScaledNormReLU(torch.autograd.Function):
         ws = weight * s  # (M, C)
         scale = g * ws
         shift = bias - mu * ws
-        shift, scale = shift.view(m, 1, c, 1), scale.view(m, 1, c, 1)
+        if alpha_out is None:
+            scale_u, shift_u = scale, shift
+        else:  # relu(t) * a = clamp(t * a) to [0, inf) where a > 0, to (-inf, 0] where a < 0
+            scale_u, shift_u = scale * alpha_out, shift * alpha_out
+        su, tu = scale_u.view(m, 1, c, 1), shift_u.view(m, 1, c, 1)
         if out is None or torch.compiler.is_compiling():  # out= does not trace; inductor fuses
-            out = torch.addcmul(shift, zv, scale)
+            out = torch.addcmul(tu, zv, su)
         else:
-            torch.addcmul(shift, zv, scale, out=out)
-        out.clamp_min_(0)
-        ctx.save_for_backward(zv, out, g, weight, mu, s, scale, z1, z2)
+            torch.addcmul(tu, zv, su, out=out)
+        if alpha_out is None:
+            out.clamp_min_(0)
+        else:
+            pos = (alpha_out > 0).view(m, 1, c, 1)
+            zero = torch.zeros((), dtype=out.dtype, device=out.device)
+            inf = torch.full((), float("inf"), dtype=out.dtype, device=out.device)
+            out.clamp_(torch.where(pos, zero, -inf), torch.where(pos, inf, zero))
+        ctx.save_for_backward(zv, out, g, weight, mu, s, scale, shift, scale_u, alpha_out, z1, z2)
         ctx.training = training
         ctx.has_gamma = gamma is not None
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        zv, out, g, weight, mu, s, scale, z1, z2 = ctx.saved_tensors
+        zv, out, g, weight, mu, s, scale, shift, scale_u, alpha_out, z1, z2 = ctx.saved_tensors
         m, b, c, x = zv.shape
-        gt = torch.ops.aten.threshold_backward(grad_out, out, 0)  # relu's backward, one pass
+        # gu: the gradient of the pre-activation u = t * a (t without alpha_out); the ReLU (or
+        # the clamp) passes it where out != 0, in one pass
+        act = out if alpha_out is None else out.abs()
+        gu = torch.ops.aten.threshold_backward(grad_out, act, 0)
         # (M, B, C, X) -> (M, C) as contiguous sums over X first: many times faster on CPU
         # than one reduction over the strided dims (1, 3)
-        acc = _accumulation_dtype(gt)
-        g1 = gt.sum(-1, dtype=acc).sum(1)
-        g2 = (gt * zv).sum(-1, dtype=acc).sum(1)
+        acc = _accumulation_dtype(gu)
+        g1 = gu.sum(-1, dtype=acc).sum(1)
+        g2 = (gu * zv).sum(-1, dtype=acc).sum(1)
+        d_alpha = None
+        if alpha_out is not None:  # u = z * scale * a + shift * a; then G1, G2 of t = u / a
+            d_alpha = g2 * scale + g1 * shift
+            g1, g2 = g1 * alpha_out, g2 * alpha_out
         d_bias = g1
         d_weight = s * (g * g2 - mu * g1)
+        su = scale_u.view(m, 1, c, 1)
         if ctx.training:
             n = m * b * x
             k0 = (weight * g1).sum(0) / n  # (C,)
             k1 = s * (weight * (g * g2 - mu * g1)).sum(0) / n
             p = -(g * g) * (s * s * k1)  # (M, C)
             q = g * s * (s * mu * k1 - k0)
-            d_z = torch.addcmul(q.view(m, 1, c, 1), gt, scale.view(m, 1, c, 1))
+            d_z = torch.addcmul(q.view(m, 1, c, 1), gu, su)
             d_z.addcmul_(zv, p.view(m, 1, c, 1))
             d_gamma = s * (weight * g2 - k0 * z1 - s * k1 * (g * z2 - mu * z1))
         else:
-            d_z = gt * scale.view(m, 1, c, 1)
+            d_z = gu * su
             d_gamma = weight * s * g2
         return (
             d_z,
@@ -637,11 +667,17 @@ class _ScaledNormReLU(torch.autograd.Function):
             None,
             None,
             None,
+            d_alpha,
         )
 
 
 def be_conv_norm_relu(
-    conv: BEConv2d, norm: BEBatchNorm2d, x: torch.Tensor, plain: bool = False
+    conv: BEConv2d,
+    norm: BEBatchNorm2d,
+    x: torch.Tensor,
+    plain: bool = False,
+    alpha_next: torch.Tensor | None = None,
+    alpha_given: bool = False,
 ) -> torch.Tensor:
     """relu(norm(conv(x))) for a bias-free `BEConv2d` followed by a `BEBatchNorm2d`, in fewer
     passes over the activations; numerically the same function (outputs, gradients, running
@@ -674,6 +710,14 @@ def be_conv_norm_relu(
     channel-stacked view; with alpha None z is the same for all members, and one convolution
     of the B rows is broadcast. On the images this also drops the gradient of the input that
     the tiled alpha multiply needed, and the multiply itself.
+
+    `alpha_next` (M, C_out), the next conv's alpha with no entry 0, is applied to the output in
+    the same pass: relu(t) * a = clamp(t * a, 0, inf) where a > 0 and clamp(t * a, -inf, 0)
+    where a < 0, so the result is that conv's input x * alpha_m; that conv is then called with
+    `alpha_given=True` and skips its own multiply (and its backward: d a = sum(grad * relu(t))
+    comes from the sums the backward makes anyway). Placed before a max-pool this would be
+    wrong (a negative a turns the max into a min), so `core.models` only passes it between
+    blocks without pooling.
     """
     m = conv.ensemble_size
     c = conv.out_channels
@@ -699,7 +743,7 @@ def be_conv_norm_relu(
         out = out.view(m, b, c, -1)
     else:
         b = _split_members(x, m, type(conv).__name__)
-        if conv.alpha_init is not None:
+        if conv.alpha_init is not None and not alpha_given:
             x = (x.view(m, b, *x.shape[1:]) * conv.alpha.view(m, 1, -1, 1, 1)).view(x.shape)
         z = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)  # (M * B, C, H', W')
         shape = z.shape
@@ -717,6 +761,7 @@ def be_conv_norm_relu(
         norm.momentum,
         norm.eps,
         out,
+        alpha_next,
     )
     return out.reshape(shape)  # a view, but for the plain input when compiled
 

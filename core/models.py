@@ -176,10 +176,16 @@ class ConvBlock(nn.Module):
         return self.fused
 
     def forward(
-        self, x: torch.Tensor | list[torch.Tensor], plain: bool = False
+        self,
+        x: torch.Tensor | list[torch.Tensor],
+        plain: bool = False,
+        alpha_next: torch.Tensor | None = None,
+        alpha_given: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
-        if plain:  # x (B, ...) seen by every member: see be_conv_norm_relu
-            x = be_conv_norm_relu(self.conv, self.norm, x, plain=True)
+        # plain: x (B, ...) is seen by every member; alpha_next / alpha_given: the next block's
+        # alpha applied by this one / this one's applied by the previous (be_conv_norm_relu)
+        if plain or alpha_next is not None or alpha_given:
+            x = be_conv_norm_relu(self.conv, self.norm, x, plain, alpha_next, alpha_given)
             return F.max_pool2d(x, 2) if self.pool else x
         if isinstance(x, list):  # a member list (deep_impl='loop')
             return [
@@ -297,17 +303,46 @@ class EnsembleNet(nn.Module):
         m, b = self.ensemble_size, x.shape[0]
         loop = resolve_deep_impl(self._deep_impl, x.device.type, self.arch) == "loop"
         layout = "plain"
+        carries = self._alpha_carriers(x.device)
+        given = False
         for name, block in self.blocks.items():
             dst = self.layouts[name]
             if loop and dst == "channel":
                 dst = "members"
-            if layout == "plain" and dst == "member" and getattr(block, "takes_plain", False):
-                x = block(x, plain=True)  # tiles inside the convolution, at no extra cost
-            else:
-                x = block(convert_layout(x, layout, dst, m))
+            nxt = carries.get(name)
+            plain = layout == "plain" and dst == "member" and getattr(block, "takes_plain", False)
+            if not plain:  # plain: the block tiles inside its convolution, at no extra cost
+                x = convert_layout(x, layout, dst, m)
+            x = block(x, plain, nxt, given) if plain or nxt is not None or given else block(x)
+            given = nxt is not None
             layout = dst
+
         x = convert_layout(x, layout, "member", m)  # (M * B, K)
         return x.view(m, b, self.num_classes)
+
+    def _alpha_carriers(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Block name -> the next block's alpha that it applies in its own output pass
+        (be_conv_norm_relu's alpha_next): both fused, member-major, no pooling between, and no
+        alpha entry exactly 0 (where relu(t) * a would lose the ReLU's mask). On CPU in eager
+        mode only: the zero check reads the values (a device sync on CUDA, a graph break under
+        torch.compile, whose fusion makes the multiply free there anyway)."""
+        if device.type != "cpu" or torch.compiler.is_compiling() or self.ensemble != "batch":
+            return {}
+        out = {}
+        names = list(self.blocks)
+        for a, b in zip(names, names[1:], strict=False):
+            first, second = self.blocks[a], self.blocks[b]
+            if not (isinstance(first, ConvBlock) and isinstance(second, ConvBlock)):
+                continue
+            if first.pool or not (first.fused and second.fused):
+                continue
+            if self.layouts[a] != "member" or self.layouts[b] != "member":
+                continue
+            conv = second.conv
+            if conv.alpha_init is None or bool((conv.alpha == 0).any()):
+                continue
+            out[a] = conv.alpha
+        return out
 
     def extra_repr(self) -> str:
         return (

@@ -327,6 +327,11 @@ def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneCon
         search_alg=search_alg,
         num_samples=study.num_samples,
         max_concurrent_trials=opts.max_concurrent if search_alg is None else None,
+        # A finished trial's worker process takes the next trial (Ray restarts the function
+        # in it) instead of a new process importing torch again: seconds per trial, the most
+        # of Ray's overhead on short trials (benchmarks/ray_overhead.py). Safe because a
+        # trial sets everything it depends on (seeds, threads) from its config.
+        reuse_actors=True,
     )
 
 

@@ -422,6 +422,47 @@ def test_fused_block_on_an_untiled_input_equals_it_on_the_tiled_input(
         torch.testing.assert_close(getattr(mods[3], key), getattr(mods[1], key))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_block_applying_the_next_alpha_equals_relu_then_the_multiply(training):
+    """alpha_next: relu(norm(conv(x))) * a in one pass, a of both signs, with the gradient of
+    a and of everything else as the multiply after the ReLU gives."""
+    torch.manual_seed(0)
+    m, b, c = 3, 4, 6
+    conv = BEConv2d(5, c, 3, m, padding=1, bias=False, alpha=0.5, gamma=-0.5).double()
+    norm = BEBatchNorm2d(c, m).double()
+    mods = [conv, norm, copy.deepcopy(conv), copy.deepcopy(norm)]
+    for mod in mods:
+        mod.train(training)
+    a1 = init_fast_weight(torch.empty(m, c, dtype=torch.double), 0.5).mul_(1.5)
+    a1.requires_grad_()
+    assert (a1 < 0).any() and (a1 > 0).any()
+    a2 = a1.detach().clone().requires_grad_()
+    x = torch.randn(m * b, 5, 7, 7, dtype=torch.double)
+    ref = F.relu(norm(conv(x))).view(m, b, c, 7, 7) * a1.view(m, 1, c, 1, 1)
+    ref = ref.view(m * b, c, 7, 7)
+    out = be_conv_norm_relu(mods[2], mods[3], x, alpha_next=a2)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    (out * w).sum().backward()
+    torch.testing.assert_close(a2.grad, a1.grad, rtol=1e-9, atol=1e-11)
+    for (name, p), q in zip(
+        [*conv.named_parameters(), *norm.named_parameters()],
+        [*mods[2].parameters(), *mods[3].parameters()],
+        strict=True,
+    ):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-11, msg=name)
+    # and the next block, given its input already multiplied, skips its own alpha
+    nxt = BEConv2d(c, c, 3, m, padding=1, bias=False).double()
+    nxt_norm = BEBatchNorm2d(c, m).double()
+    with torch.no_grad():
+        nxt.alpha.copy_(a1)
+        applied = be_conv_norm_relu(nxt, nxt_norm, out, alpha_given=True)
+        nxt_norm.reset_parameters()  # the running statistics as before the first call
+        own = be_conv_norm_relu(nxt, nxt_norm, F.relu(norm(conv(x))))
+    torch.testing.assert_close(applied, own, rtol=1e-10, atol=1e-12)
+
+
 def test_fused_moments_in_float32_match_the_layers_within_float_tolerance():
     """The fused statistics (sums of z and z^2) in fp32, on conv outputs with a mean several
     times their spread, against the unfused layers (native BatchNorm's statistics)."""

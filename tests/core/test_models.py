@@ -412,12 +412,26 @@ def test_one_sgd_step_moves_a_deep_member_as_it_moves_a_single_network():
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints():
+# the blocks of simple_cnn that apply the next block's alpha: no pooling after them
+CARRIERS = {"conv1": "conv2", "conv2": "conv3", "conv4": "conv5", "conv5": "conv6"}
+
+
+@pytest.mark.parametrize("zero_alpha", [False, True], ids=["alphas-applied-early", "a-zero"])
+def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(zero_alpha):
     from core.models import ConvBlock
 
     torch.manual_seed(0)
     fused = build_model("simple_cnn", 10, ensemble_size=3).double()
     plain = build_model("simple_cnn", 10, ensemble_size=3).double()
+    carriers = {"conv1", "conv2", "conv4", "conv5"}
+    if zero_alpha:  # an alpha entry exactly 0: conv2's alpha is then applied by conv2 itself
+        with torch.no_grad():
+            fused.blocks["conv2"].conv.alpha[1, 3] = 0.0
+        carriers.discard("conv1")
+    carried = fused._alpha_carriers(torch.device("cpu"))
+    assert set(carried) == carriers
+    for a, t in carried.items():
+        assert t is fused.blocks[CARRIERS[a]].conv.alpha
     plain.load_state_dict(fused.state_dict())  # same parameters and buffers, same keys
     blocks = [blk for blk in plain.modules() if isinstance(blk, ConvBlock)]
     assert all(blk.fused for blk in blocks)
