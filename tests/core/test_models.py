@@ -522,3 +522,36 @@ def test_deep_impl_auto_resolves_by_device_and_arch():
     assert resolve_deep_impl("auto", "no-such-device", "vgg11") == "grouped"
     model = build_model("simple_cnn", 10, ensemble_size=2, ensemble="deep")
     assert model.deep_impl == "auto"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(sharing_network="all"),
+        dict(sharing_ensemble="deep"),
+        dict(sharing_ensemble="early"),
+        dict(alpha=-0.5, gamma=None),
+        dict(alpha=None, gamma=0.5),
+    ],
+    ids=["tied", "ensemble-deep", "ensemble-early", "no-gamma", "no-alpha"],
+)
+def test_fused_blocks_equal_the_unfused_layers_under_sharing_and_frozen_fast_weights(changes):
+    """Tied slow weights, shared regions (the first BatchEnsemble block after a plain region
+    takes the untiled input) and frozen fast weights: the gradients of the unfused layers."""
+    from core.models import ConvBlock
+
+    torch.manual_seed(0)
+    fused = build_model("simple_cnn", 10, 3, "batch", **changes).double()
+    plain = build_model("simple_cnn", 10, 3, "batch", **changes).double()
+    plain.load_state_dict(fused.state_dict())
+    for blk in plain.modules():
+        if isinstance(blk, ConvBlock):
+            blk.fused = False
+    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
+    y = torch.randint(0, 10, (4,))
+    for model in (fused, plain):
+        F.cross_entropy(model(x).flatten(0, 1), y.repeat(3)).backward()
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, msg=name)

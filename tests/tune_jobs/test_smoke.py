@@ -112,6 +112,12 @@ def test_alpha_gamma_smoke(alpha_gamma_smoke):
     assert set(zip(results["alpha"], results["gamma"], strict=True)) == {
         (a, g) for a in alpha_gamma.SMOKE_SWEEP for g in alpha_gamma.SMOKE_SWEEP
     }
+    # Trials reuse worker processes (reuse_actors): no more processes than run at once (one
+    # CPU per trial), where a new process per trial would make one per trial.
+    pids = set()
+    for f in alpha_gamma_smoke.glob("train_*/result.json"):
+        pids |= {json.loads(line)["pid"] for line in f.read_text().splitlines() if line.strip()}
+    assert 1 <= len(pids) <= min(len(results), os.cpu_count() or 1)
 
 
 def test_ensemble_size_smoke(tmp_path, cifar10_dir):
