@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,6 +15,7 @@ from analysis import findings as F
 from analysis.report import build_report
 from core import columns as C
 
+REPO = Path(__file__).resolve().parents[2]
 DOC_TEXT = F.DOC.read_text(encoding="utf-8")
 HAVE = [s for s in F.STUDIES if (F.FINDINGS / s / C.RESULTS_FILE).is_file()]
 
@@ -101,3 +104,18 @@ def test_a_comparison_line_says_the_direction_of_the_metric():
     assert F.comparison_line("x", hi, lo, nll).endswith(": refuted")
     assert F.comparison_line("x", hi, lo, nll, "worse").endswith(": confirmed")
     assert F.comparison_line("x", hi, lo, acc, None, ("be", "deep")).endswith(": be better")
+
+
+def test_the_asha_comparison_in_the_benchmarks_readme_matches_the_committed_runs():
+    """benchmarks/README.md's ASHA table (issue 10, target 6) against benchmarks/asha.py on the
+    committed full grid and ASHA run: every cell but the wall time (which needs the trial
+    folders, not committed)."""
+    spec = importlib.util.spec_from_file_location("asha", REPO / "benchmarks" / "asha.py")
+    asha = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(asha)
+    readme = (REPO / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    for name, folder in (("full grid", "alpha_gamma"), ("ASHA", "alpha_gamma_asha")):
+        cells = asha.row(asha.summary(F.FINDINGS / folder))
+        line = next(x for x in readme.splitlines() if x.startswith(f"| {name} | 75 "))
+        printed = [c.strip() for c in line.strip("|").split("|")][1:]
+        assert printed[:3] == cells[:3] and printed[4:] == cells[4:], name
