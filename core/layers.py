@@ -539,9 +539,9 @@ def _member_moments(zv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return z1, z2
 
 
-def _accumulation_dtype(t: torch.Tensor) -> torch.dtype:
-    """fp32 for half-precision tensors, their own dtype otherwise (fp32, fp64 in tests)."""
-    return torch.float32 if t.dtype in (torch.bfloat16, torch.float16) else t.dtype
+def _accumulation_dtype(t: torch.Tensor) -> torch.dtype | None:
+    """fp32 for half-precision tensors; None (their own dtype, without a cast) otherwise."""
+    return torch.float32 if t.dtype in (torch.bfloat16, torch.float16) else None
 
 
 class _ScaledNormReLU(torch.autograd.Function):
@@ -583,26 +583,22 @@ class _ScaledNormReLU(torch.autograd.Function):
         # zv that is a channel-stacked or broadcast view; see be_conv_norm_relu).
         # `alpha_out`: None, or the next conv's alpha (M, C), no entry 0, applied to the output.
         m, b, c, x = zv.shape
-        n_m = b * x
+        n = m * b * x  # values per channel over all members
+        g = gamma  # None: no gamma (all ones), and none of its multiplies
         if training:
             z1, z2 = _member_moments(zv)  # (M, C): sums of z and z^2 over member m's values
-            mean_m = z1 / n_m
-            var_m = (z2 / n_m - mean_m * mean_m).clamp_min_(0)
-            g = gamma if gamma is not None else torch.ones_like(mean_m)
-            mean_y = g * mean_m
-            mu = mean_y.mean(0)
-            var = (g * g * var_m).mean(0) + (mean_y - mu).pow(2).mean(0)
-            n = m * n_m
+            # statistics of y = gamma_m z over all members: E[y], E[y^2] - E[y]^2
+            mu = (z1 if g is None else g * z1).sum(0) / n
+            var = ((z2 if g is None else g * g * z2).sum(0) / n - mu * mu).clamp_min_(0)
             running_mean.lerp_(mu, momentum)
             running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
         else:
             mu, var = running_mean, running_var
-            g = gamma if gamma is not None else torch.ones_like(weight)  # (M, C), fp32
             z1 = z2 = None
         s = torch.rsqrt(var + eps)  # (C,)
         ws = weight * s  # (M, C)
-        scale = g * ws
-        shift = bias - mu * ws
+        scale = ws if g is None else g * ws
+        shift = torch.addcmul(bias, ws, mu, value=-1)  # bias - mu * ws
         if alpha_out is None:
             scale_u, shift_u = scale, shift
         else:  # relu(t) * a = clamp(t * a) to [0, inf) where a > 0, to (-inf, 0] where a < 0
@@ -616,12 +612,9 @@ class _ScaledNormReLU(torch.autograd.Function):
             out.clamp_min_(0)
         else:
             pos = (alpha_out > 0).view(m, 1, c, 1)
-            zero = torch.zeros((), dtype=out.dtype, device=out.device)
-            inf = torch.full((), float("inf"), dtype=out.dtype, device=out.device)
-            out.clamp_(torch.where(pos, zero, -inf), torch.where(pos, inf, zero))
+            out.clamp_(torch.where(pos, 0.0, -math.inf), torch.where(pos, math.inf, 0.0))
         ctx.save_for_backward(zv, out, g, weight, mu, s, scale, shift, scale_u, alpha_out, z1, z2)
         ctx.training = training
-        ctx.has_gamma = gamma is not None
         return out
 
     @staticmethod
@@ -639,26 +632,32 @@ class _ScaledNormReLU(torch.autograd.Function):
         g2 = (gu * zv).sum(-1, dtype=acc).sum(1)
         d_alpha = None
         if alpha_out is not None:  # u = z * scale * a + shift * a; then G1, G2 of t = u / a
-            d_alpha = g2 * scale + g1 * shift
+            d_alpha = torch.addcmul(g2 * scale, g1, shift)
             g1, g2 = g1 * alpha_out, g2 * alpha_out
         d_bias = g1
-        d_weight = s * (g * g2 - mu * g1)
+        h = (g2 if g is None else g * g2) - mu * g1  # (M, C)
+        d_weight = s * h
         su = scale_u.view(m, 1, c, 1)
+        d_gamma = None
         if ctx.training:
             n = m * b * x
             k0 = (weight * g1).sum(0) / n  # (C,)
-            k1 = s * (weight * (g * g2 - mu * g1)).sum(0) / n
-            p = -(g * g) * (s * s * k1)  # (M, C)
-            q = g * s * (s * mu * k1 - k0)
-            d_z = torch.addcmul(q.view(m, 1, c, 1), gu, su)
-            d_z.addcmul_(zv, p.view(m, 1, c, 1))
-            d_gamma = s * (weight * g2 - k0 * z1 - s * k1 * (g * z2 - mu * z1))
+            k1 = s * (weight * h).sum(0) / n
+            gs = s if g is None else g * s  # (M, C)
+            p = (gs * gs * k1).neg_()
+            q = gs * (s * mu * k1 - k0)
+            # (M, C), or (C,) shared by the members without gamma
+            d_z = torch.addcmul(q.view(-1, 1, c, 1), gu, su)
+            d_z.addcmul_(zv, p.view(-1, 1, c, 1))
+            if g is not None:
+                d_gamma = s * (weight * g2 - k0 * z1 - s * k1 * (g * z2 - mu * z1))
         else:
             d_z = gu * su
-            d_gamma = weight * s * g2
+            if g is not None:
+                d_gamma = weight * s * g2
         return (
             d_z,
-            d_gamma if ctx.has_gamma else None,
+            d_gamma,
             d_weight,
             d_bias,
             None,
