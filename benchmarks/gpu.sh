@@ -52,6 +52,7 @@ step fast_weights 75 python benchmarks/fast_weights.py --device "$DEVICE" "${QUI
 step deep_ensemble 75 python benchmarks/deep_ensemble.py --device "$DEVICE" "${QUICK[@]}"
 step precision 120 python benchmarks/precision.py --device "$DEVICE" "${QUICK[@]}" "${ARCH[@]}"
 step loader 45 python benchmarks/loader.py --device "$DEVICE" --data-dir "$DATA" "${QUICK[@]}"
+rm -rf "$OUT/ray/gpu_check"  # a rerun on the same machine starts the study afresh
 step study 75 python tune_jobs/alpha_gamma.py --smoke --epochs 2 --no-asha \
     --set "device=$DEVICE" --gpus-per-trial "$GPUS" --data-dir "$DATA" \
     --storage-path "$PWD/$OUT/ray" --name gpu_check
