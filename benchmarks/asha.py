@@ -26,8 +26,8 @@ import json
 from pathlib import Path
 
 from analysis.load import load_experiment
-from analysis.overview import Selection, best_configurations
-from analysis.tidy import ASHA_STOPPED, tidy_results
+from analysis.overview import best_configurations, selection_of
+from analysis.tidy import ASHA_STOPPED
 from core import columns as C
 
 SWEPT = ["alpha", "gamma"]
@@ -56,9 +56,10 @@ def busy_seconds(exp: Path) -> float:
 
 
 def summary(exp: Path) -> dict:
-    results = tidy_results(load_experiment(exp).results)
+    loaded = load_experiment(exp)
+    results = loaded.results  # tidy (with each trial's outcome)
     full = results[~results["outcome"].eq(ASHA_STOPPED)]
-    sel = Selection(C.SELECTION_COLUMN, True)  # final val acc, as the report ranks
+    sel = selection_of(loaded.meta)  # the study's selection metric, as the report ranks
     best = best_configurations(full, SWEPT, sel, k=1).iloc[0]
     return {
         "trials": len(results),

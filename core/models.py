@@ -170,11 +170,6 @@ class ConvBlock(nn.Module):
         # (core.layers.be_conv_norm_relu); same parameters and state_dict as unfused.
         self.fused = type(conv) is BEConv2d and type(norm) is BEBatchNorm2d and conv.bias is None
 
-    @property
-    def takes_plain(self) -> bool:
-        """Whether forward(x, plain=True) takes one input for all members (untiled)."""
-        return self.fused
-
     def forward(
         self,
         x: torch.Tensor | list[torch.Tensor],
@@ -310,7 +305,9 @@ class EnsembleNet(nn.Module):
             if loop and dst == "channel":
                 dst = "members"
             nxt = carries.get(name)
-            plain = layout == "plain" and dst == "member" and getattr(block, "takes_plain", False)
+            # a fused block takes one input for all members (untiled): forward(x, plain=True)
+            fused = isinstance(block, ConvBlock) and block.fused
+            plain = layout == "plain" and dst == "member" and fused
             if not plain:  # plain: the block tiles inside its convolution, at no extra cost
                 x = convert_layout(x, layout, dst, m)
             x = block(x, plain, nxt, given) if plain or nxt is not None or given else block(x)

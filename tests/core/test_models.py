@@ -412,13 +412,34 @@ def test_one_sgd_step_moves_a_deep_member_as_it_moves_a_single_network():
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def _train_fused_against_unfused(fused, plain) -> torch.Tensor:
+    """Give `plain` fused's state with its fused blocks switched off (the layers in turn), run
+    one backward pass of both on the same batch and check every gradient; return the batch."""
+    from core.models import ConvBlock
+
+    plain.load_state_dict(fused.state_dict())  # same parameters and buffers, same keys
+    blocks = [blk for blk in plain.modules() if isinstance(blk, ConvBlock)]
+    assert any(blk.fused for blk in blocks)
+    for blk in blocks:
+        blk.fused = False
+    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
+    y = torch.randint(0, 10, (4,))
+    m = fused.ensemble_size
+    for model in (fused, plain):
+        F.cross_entropy(model(x).flatten(0, 1), y.repeat(m)).backward()
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
+    return x
+
+
 # the blocks of simple_cnn that apply the next block's alpha: no pooling after them
 CARRIERS = {"conv1": "conv2", "conv2": "conv3", "conv4": "conv5", "conv5": "conv6"}
 
 
 @pytest.mark.parametrize("zero_alpha", [False, True], ids=["alphas-applied-early", "a-zero"])
 def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(zero_alpha):
-    from core.models import ConvBlock
 
     torch.manual_seed(0)
     fused = build_model("simple_cnn", 10, ensemble_size=3).double()
@@ -432,17 +453,7 @@ def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(
     assert set(carried) == carriers
     for a, t in carried.items():
         assert t is fused.blocks[CARRIERS[a]].conv.alpha
-    plain.load_state_dict(fused.state_dict())  # same parameters and buffers, same keys
-    blocks = [blk for blk in plain.modules() if isinstance(blk, ConvBlock)]
-    assert all(blk.fused for blk in blocks)
-    for blk in blocks:
-        blk.fused = False
-    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
-    y = torch.randint(0, 10, (4,))
-    for model in (fused, plain):
-        F.cross_entropy(model(x).flatten(0, 1), y.repeat(3)).backward()
-    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    x = _train_fused_against_unfused(fused, plain)
     fused.eval()
     plain.eval()
     torch.testing.assert_close(fused(x), plain(x))
@@ -538,20 +549,8 @@ def test_deep_impl_auto_resolves_by_device_and_arch():
 def test_fused_blocks_equal_the_unfused_layers_under_sharing_and_frozen_fast_weights(changes):
     """Tied slow weights, shared regions (the first BatchEnsemble block after a plain region
     takes the untiled input) and frozen fast weights: the gradients of the unfused layers."""
-    from core.models import ConvBlock
 
     torch.manual_seed(0)
     fused = build_model("simple_cnn", 10, 3, "batch", **changes).double()
     plain = build_model("simple_cnn", 10, 3, "batch", **changes).double()
-    plain.load_state_dict(fused.state_dict())
-    for blk in plain.modules():
-        if isinstance(blk, ConvBlock):
-            blk.fused = False
-    x = torch.randn(4, 3, 16, 16, dtype=torch.double)
-    y = torch.randint(0, 10, (4,))
-    for model in (fused, plain):
-        F.cross_entropy(model(x).flatten(0, 1), y.repeat(3)).backward()
-    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
-        assert (p.grad is None) == (q.grad is None), name
-        if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, msg=name)
+    _train_fused_against_unfused(fused, plain)
