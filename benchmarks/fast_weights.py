@@ -25,6 +25,7 @@ import torch
 from core.config import TrialConfig
 from core.models import ConvBlock, build_model
 from core.optim import build_optimizer, train_step
+from core.runtime import retain_freed_memory
 
 
 def make_step(arch: str, ensemble: str, m: int, batch: int, device: torch.device, fused: bool):
@@ -67,6 +68,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    retain_freed_memory()  # as a trial does (core.train): no page faults from reallocation
     torch.manual_seed(0)
     device = torch.device(a.device)
     archs = ["simple_cnn"] if a.quick else ["simple_cnn", "vgg11"]

@@ -37,7 +37,9 @@ without AMX), which lets the tests exercise the bf16 path.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
+import platform
 import shutil
 from dataclasses import dataclass
 
@@ -55,6 +57,7 @@ __all__ = [
     "load_model_state",
     "prepare_model",
     "resolve_runtime",
+    "retain_freed_memory",
     "unwrap",
 ]
 
@@ -63,6 +66,36 @@ __all__ = [
 COMPILE_BACKEND = "inductor"
 # What torch.compile's wrapper (OptimizedModule) puts before every state_dict key.
 COMPILED_PREFIX = "_orig_mod."
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_retained = False
+
+
+def retain_freed_memory() -> bool:
+    """Keep the memory the process frees for its own reuse instead of handing it back to the
+    OS; True where that took effect (glibc), False elsewhere (a no-op).
+
+    glibc serves blocks over its mmap threshold (128 KiB, rising to at most 32 MiB) with new
+    mappings that it unmaps on free, and trims the heap's free top beyond a threshold. A
+    training step frees its activations and allocates them again in the next step, so each
+    step page-faults them back in, page by page: on CPU about 5,000 faults and two fifths of
+    a simple_cnn step (benchmarks/README.md, "freed memory"). With mmap'ed blocks and trimming
+    off, the next step reuses the same pages. The cost: the process keeps its peak heap,
+    which a training loop reaches again every step anyway. Process-wide and idempotent.
+    """
+    global _retained
+    if _retained:
+        return True
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    # mmap'ed blocks off (every block from the reusable heap), then no trimming (the
+    # threshold is an int: 2 GiB of free heap top kept)
+    _retained = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    return _retained
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,14 @@ from core.optim import (
     predict_probs,
     train_step,
 )
-from core.runtime import Runtime, load_model_state, prepare_model, resolve_runtime, unwrap
+from core.runtime import (
+    Runtime,
+    load_model_state,
+    prepare_model,
+    resolve_runtime,
+    retain_freed_memory,
+    unwrap,
+)
 
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
@@ -222,6 +229,7 @@ def _setup(
     timing both start from."""
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
+    retain_freed_memory()  # no page faults for the activations every step reallocates
     device = select_device(cfg.device)
     runtime = resolve_runtime(cfg, device)  # a refusal here comes before any data is loaded
     seed_everything(cfg.seed)
