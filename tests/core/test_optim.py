@@ -446,3 +446,50 @@ def test_ivon_defaults_are_the_authors_cifar_recipe():
     assert TrialConfig.from_dict({"optimizer": "sgd", "weight_decay": 5e-4}).weight_decay == 5e-4
     with pytest.raises(ConfigError, match=r"weight_decay=0.0005.*ivon_weight_decay"):
         TrialConfig.from_dict({"optimizer": "ivon", "weight_decay": 5e-4})
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_fused_steps_equal_torchs_loop_and_resume_across_memory_layouts(name):
+    """Adam and SGD take torch's fused step (one kernel per parameter): the same weights as
+    its default per-tensor loop to float rounding; a state saved with channels_last
+    parameters loads into contiguous ones (the fused step reads state as flat arrays)."""
+    cfg = _cfg(optimizer=name, momentum=0.9, nesterov=True)
+    conv = nn.Conv2d(3, 4, 3)
+    twin = copy.deepcopy(conv)
+    fused, _ = build_optimizer(conv, cfg, num_train=100, steps_per_epoch=4)
+    assert all(g["fused"] for g in fused.param_groups)
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        loop = torch.optim.Adam(twin.parameters(), foreach=False, **kw)
+    else:
+        loop = torch.optim.SGD(twin.parameters(), momentum=0.9, nesterov=True, foreach=False, **kw)
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for module, opt in ((conv, fused), (twin, loop)):
+            opt.zero_grad()
+            module(x).square().sum().backward()
+            opt.step()
+    for a, b in zip(conv.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    # channels_last weights and state -> a contiguous copy continues as the original does
+    nhwc = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    opt_nhwc, _ = build_optimizer(nhwc, cfg, 100, 4)
+    # deep copies: as from a checkpoint file (a loaded state shares the saved tensors)
+    load_optimizer_state_dict(opt_nhwc, copy.deepcopy(optimizer_state_dict(fused)))
+    state = opt_nhwc.state[nhwc.weight]
+    assert state and all(
+        v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()
+        for v in state.values()
+        if v.dim() == 4
+    )
+    saved = copy.deepcopy(optimizer_state_dict(opt_nhwc))
+    resumed = copy.deepcopy(conv)
+    opt_resumed, _ = build_optimizer(resumed, cfg, 100, 4)
+    load_optimizer_state_dict(opt_resumed, saved)
+    for module, opt in ((conv, fused), (resumed, opt_resumed)):
+        opt.zero_grad()
+        module(x).square().sum().backward()
+        opt.step()
+    for a, b in zip(conv.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
