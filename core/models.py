@@ -335,10 +335,12 @@ class EnsembleNet(nn.Module):
                 continue
             if self.layouts[a] != "member" or self.layouts[b] != "member":
                 continue
-            conv = second.conv
-            if conv.alpha_init is None or bool((conv.alpha == 0).any()):
-                continue
-            out[a] = conv.alpha
+            if second.conv.alpha_init is not None:
+                out[a] = second.conv.alpha
+        # one check for all (a zero entry is all but impossible after a random init), then
+        # the pairs one by one
+        if out and bool(torch.cat([a.view(-1) for a in out.values()]).eq(0).any()):
+            out = {k: a for k, a in out.items() if not bool(a.eq(0).any())}
         return out
 
     def extra_repr(self) -> str:
