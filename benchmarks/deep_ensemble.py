@@ -28,6 +28,7 @@ import torch
 from core.config import TrialConfig
 from core.models import build_model, resolve_deep_impl
 from core.optim import build_optimizer, train_step
+from core.runtime import retain_freed_memory
 
 IMPLS = ("grouped", "loop")
 
@@ -86,6 +87,7 @@ def main() -> None:
     p.add_argument("--members", nargs="+", type=int, default=None, help="default: 4 8")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    retain_freed_memory()  # as a trial does (core.train): no page faults from reallocation
     torch.manual_seed(0)
     device = torch.device(a.device)
     archs = a.arch or (["simple_cnn"] if a.quick else ["simple_cnn", "vgg11"])

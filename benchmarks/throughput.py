@@ -16,6 +16,7 @@ from torch import nn
 from core.config import TrialConfig
 from core.models import build_model, count_parameters
 from core.optim import build_optimizer, train_step
+from core.runtime import retain_freed_memory
 
 
 def steps_per_s(
@@ -52,6 +53,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    retain_freed_memory()  # as a trial does (core.train): no page faults from reallocation
     torch.manual_seed(0)
     x, y = torch.randn(a.batch_size, 3, 32, 32), torch.randint(0, 10, (a.batch_size,))
     m = a.members
