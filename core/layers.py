@@ -615,13 +615,13 @@ class _ScaledNormReLU(torch.autograd.Function):
             # one bound at a time: clamp with both bounds as tensors measured 10x slower on CPU
             out.clamp_(min=torch.where(pos, 0.0, -math.inf))
             out.clamp_(max=torch.where(pos, math.inf, 0.0))
-        ctx.save_for_backward(zv, out, g, weight, mu, s, scale, shift, scale_u, alpha_out, z1, z2)
+        ctx.save_for_backward(zv, out, g, ws, mu, s, scale, shift, scale_u, alpha_out, z1, z2)
         ctx.training = training
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        zv, out, g, weight, mu, s, scale, shift, scale_u, alpha_out, z1, z2 = ctx.saved_tensors
+        zv, out, g, ws, mu, s, scale, shift, scale_u, alpha_out, z1, z2 = ctx.saved_tensors
         m, b, c, x = zv.shape
         # Full-size temporaries are written in place where they can be: on CPU a fresh
         # activation-sized tensor costs several times an in-place pass over one (new pages).
@@ -646,7 +646,7 @@ class _ScaledNormReLU(torch.autograd.Function):
             d_alpha = torch.addcmul(g2 * scale, g1, shift)
             g1, g2 = g1 * alpha_out, g2 * alpha_out
         d_bias = g1
-        h = (g2 if g is None else g * g2) - mu * g1  # (M, C)
+        h = torch.addcmul(g2 if g is None else g * g2, mu, g1, value=-1)  # (M, C)
         d_weight = s * h
         su = scale_u.view(m, 1, c, 1)
         # d_z into gz's buffer when it has the dtype d_z would get anyway
@@ -654,20 +654,25 @@ class _ScaledNormReLU(torch.autograd.Function):
         d_gamma = None
         if ctx.training:
             n = m * b * x
-            k0 = (weight * g1).sum(0) / n  # (C,)
-            k1 = s * (weight * h).sum(0) / n
-            gs = s if g is None else g * s  # (M, C)
-            p = (gs * gs * k1).neg_()
-            q = gs * (s * mu * k1 - k0)
-            # (M, C), or (C,) shared by the members without gamma
+            # with ws = w_m s (saved by the forward): k0 s = sum_m ws G1_m / N and
+            # k1 = sum_m ws h_m / N in one reduction; then u = s^2 k1, w0 = k0 s - u mu, and
+            # P_m = -gamma_m^2 u, Q_m = -gamma_m w0, d gamma_m = ws G2_m - w0 Z1_m - u gamma_m Z2_m
+            k0s, k1 = torch.stack((g1, h)).mul_(ws).sum(1).div_(n).unbind(0)  # (C,) each
+            u = s * s * k1
+            w0 = torch.addcmul(k0s, u, mu, value=-1)
+            if g is None:  # (C,): shared by the members
+                p, q = u.neg(), w0.neg()
+            else:
+                p, q = (g * g * u).neg_(), (g * w0).neg_()
             d_z = torch.addcmul(q.view(-1, 1, c, 1), gu, su, out=gz if reuse else None)
             d_z.addcmul_(zv, p.view(-1, 1, c, 1))
             if g is not None:
-                d_gamma = s * (weight * g2 - k0 * z1 - s * k1 * (g * z2 - mu * z1))
+                d_gamma = torch.addcmul(ws * g2, z1, w0, value=-1)
+                d_gamma.addcmul_(g * z2, u, value=-1)
         else:
             d_z = torch.mul(gu, su, out=gz if reuse else None)
             if g is not None:
-                d_gamma = weight * s * g2
+                d_gamma = ws * g2
         return (
             d_z,
             d_gamma,
