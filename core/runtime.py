@@ -80,10 +80,11 @@ def retain_freed_memory() -> bool:
     glibc serves blocks over its mmap threshold (128 KiB, rising to at most 32 MiB) with new
     mappings that it unmaps on free, and trims the heap's free top beyond a threshold. A
     training step frees its activations and allocates them again in the next step, so each
-    step page-faults them back in, page by page: on CPU about 5,000 faults and two fifths of
-    a simple_cnn step (benchmarks/README.md, "freed memory"). With mmap'ed blocks and trimming
-    off, the next step reuses the same pages. The cost: the process keeps its peak heap,
-    which a training loop reaches again every step anyway. Process-wide and idempotent.
+    step page-faults them back in, page by page: on CPU 3,000-5,000 faults per simple_cnn
+    step and 80,000-90,000 per vgg11 step, whose steps ran 14-23% faster without them
+    (benchmarks/README.md, "Freed memory"). With mmap'ed blocks and trimming off, the next
+    step reuses the same pages. The cost: the process keeps its peak heap, which a training
+    loop reaches again every step anyway. Process-wide and idempotent.
     """
     global _retained
     if _retained:
