@@ -5,9 +5,9 @@
 * ``adam``: torch.optim.Adam; ``sgd``: torch.optim.SGD with cfg.momentum and cfg.nesterov;
   both with ``fused=True`` (one kernel per parameter, on CPU as on CUDA): torch's default on
   CPU is a Python loop of about ten small ops per parameter tensor, which for a
-  BatchEnsemble's many small fast-weight tensors measured 0.9 ms of a 30 ms simple_cnn step
-  (benchmarks/README.md, fast-weight price); the fused step differs from the loop only in
-  float rounding;
+  BatchEnsemble's many small fast-weight tensors measured 0.8 ms of a 25 ms simple_cnn step,
+  0.2 ms fused (benchmarks/README.md, "Optimizer step"); the fused step differs from the loop
+  only in float rounding;
   ``ivon``: ivon.IVON from the ivon-opt package (ess = cfg.ivon_ess or the number of training
   examples, hess_init = cfg.ivon_hess_init, weight_decay = cfg.ivon_weight_decay,
   mc_samples = cfg.ivon_train_samples).
