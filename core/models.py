@@ -310,7 +310,7 @@ class EnsembleNet(nn.Module):
             plain = layout == "plain" and dst == "member" and fused
             if not plain:  # plain: the block tiles inside its convolution, at no extra cost
                 x = convert_layout(x, layout, dst, m)
-            x = block(x, plain, nxt, given) if plain or nxt is not None or given else block(x)
+            x = block(x, plain, nxt, given) if isinstance(block, ConvBlock) else block(x)
             given = nxt is not None
             layout = dst
 

@@ -464,13 +464,17 @@ def test_fused_steps_equal_torchs_loop_and_resume_across_memory_layouts(name):
     else:
         loop = torch.optim.SGD(twin.parameters(), momentum=0.9, nesterov=True, foreach=False, **kw)
     x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
-    for _ in range(3):
-        for module, opt in ((conv, fused), (twin, loop)):
-            opt.zero_grad()
-            module(x).square().sum().backward()
-            opt.step()
-    for a, b in zip(conv.parameters(), twin.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    def step_alike(pairs, steps=1):
+        for _ in range(steps):
+            for module, opt in pairs:
+                opt.zero_grad()
+                module(x).square().sum().backward()
+                opt.step()
+        (a, _), (b, _) = pairs
+        torch.testing.assert_close(_flat(a), _flat(b), rtol=1e-5, atol=1e-6)
+
+    step_alike([(conv, fused), (twin, loop)], steps=3)
 
     # channels_last weights and state -> a contiguous copy continues as the original does
     nhwc = copy.deepcopy(conv).to(memory_format=torch.channels_last)
@@ -487,9 +491,4 @@ def test_fused_steps_equal_torchs_loop_and_resume_across_memory_layouts(name):
     resumed = copy.deepcopy(conv)
     opt_resumed, _ = build_optimizer(resumed, cfg, 100, 4)
     load_optimizer_state_dict(opt_resumed, saved)
-    for module, opt in ((conv, fused), (resumed, opt_resumed)):
-        opt.zero_grad()
-        module(x).square().sum().backward()
-        opt.step()
-    for a, b in zip(conv.parameters(), resumed.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    step_alike([(conv, fused), (resumed, opt_resumed)])
