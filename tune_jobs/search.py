@@ -82,12 +82,13 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
+        from tune_jobs.samplers import NSGAIISampler
+
         exp_dir.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}")
         multi = len(names) > 1
-        sampler = (
-            optuna.samplers.NSGAIISampler(seed=0) if multi else optuna.samplers.TPESampler(seed=0)
-        )
+        # NSGA-II from tune_jobs.samplers: Optuna's own holds a lock Ray cannot pickle.
+        sampler = NSGAIISampler(seed=0) if multi else optuna.samplers.TPESampler(seed=0)
         return OptunaSearch(
             space=SearchSpace(space["arch"]),
             metric=metric if multi else metric[0],
