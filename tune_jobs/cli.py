@@ -30,7 +30,7 @@ from tune_jobs.options import (
     StudyFailed,
     StudyInterrupted,
     check_overrides_not_swept,
-    check_study,
+    check_space,
 )
 
 __all__ = ["cli", "command", "job_option_params", "option"]
@@ -45,7 +45,10 @@ def job_option_params() -> list[click.Option]:
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         kind = strip_none(hints[f.name])
         settings: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
-        if kind is bool:
+        if "choices" in f.metadata:  # click offers them in --help and refuses any other value
+            decls = [flag, f.name]
+            settings["type"] = click.Choice(f.metadata["choices"])
+        elif kind is bool:
             decls = [f"{flag}/--no-{flag.removeprefix('--')}", f.name]
         elif typing.get_origin(kind) is tuple:  # tuple[str, ...]: a repeatable option
             decls = [flag, f.name]
@@ -77,10 +80,11 @@ def command(
     def run(**values: Any) -> None:
         opts = JobOptions(**{k: v for k, v in values.items() if k not in extra_names})
         try:
+            opts.check()  # first: a script builds its space from the options (SWEEPS[preset])
             study = _make_study(make_study, opts, {k: values[k] for k in extra_names}, extra)
             if opts.name is None:
                 opts.name = study.name + ("" if opts.preset == "full" else f"_{opts.preset}")
-            check_study(study, opts)
+            check_space(study, opts)
             from tune_jobs.runner import run_study
 
             run_study(study, opts)

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import socket
 import tempfile
@@ -122,10 +123,29 @@ class NothingToResume(Exception):
     """`--resume` of a study that finished: its results are there, nothing is run."""
 
 
-def _option(default: Any, help: str, flag: str | None = None) -> Any:
-    """A JobOptions field: its default, its `--help` text and, if not `--field-name`, its flag."""
-    metadata = {"help": help} if flag is None else {"help": help, "flag": flag}
+def _option(
+    default: Any, help: str, flag: str | None = None, choices: Iterable[str] | None = None
+) -> Any:
+    """A JobOptions field: its default, its `--help` text, if not `--field-name` its flag, and
+    the values it allows if they are a fixed set (`choices`: the command line offers and checks
+    them, `JobOptions.check` checks them too)."""
+    metadata: dict[str, Any] = {"help": help}
+    if flag is not None:
+        metadata["flag"] = flag
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# A study's name is one folder inside --storage-path: no separators, no `..`, nothing a file
+# system, S3 or a shell would read as more than a name. ASCII letters, digits and `_.+=@-`,
+# not starting with a dot (`.`, `..`, hidden folders), at most 255 characters (a file name's
+# limit on common file systems).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_+=@-][A-Za-z0-9_.+=@-]{0,254}")
+NAME_ALLOWED = (
+    "one folder name inside --storage-path: ASCII letters, digits and '_.+=@-', not starting "
+    "with '.', at most 255 characters"
+)
 
 
 @dataclass(kw_only=True)
@@ -133,9 +153,9 @@ class JobOptions:
     """The options every study script takes; `tune_jobs.cli` makes one command-line option of
     each field (`--field-name`, or `flag` from the field's metadata) with the field's help."""
 
-    preset: str = _option("full", f"The study's scale, one of {list(PRESETS)} (see below).")
+    preset: str = _option("full", "The study's scale (see below).", choices=PRESETS)
     smoke: bool = _option(False, "Alias of --preset smoke: a pipeline check of ~2 min on 2 CPUs.")
-    dataset: str = _option("cifar10", f"One of {list(DATASETS)}.")
+    dataset: str = _option("cifar10", "The dataset every trial trains on.", choices=DATASETS)
     data_dir: str | None = _option(None, "Dataset root (else $ENSEMBLE_DATA_DIR, else download).")
     epochs: int | None = _option(None, "Epochs per trial (default: the study's).")
     seeds: int = _option(1, "Replicates per cell: seed becomes a grid dimension 0..N-1.")
@@ -143,7 +163,9 @@ class JobOptions:
         None, "Ray address; 'auto' joins a running cluster (default: start Ray locally)."
     )
     storage_path: str = _option("~/ray_results", "Experiment root: local folder, s3:// or gs://.")
-    name: str | None = _option(None, "Experiment name (default: the study's name).")
+    name: str | None = _option(
+        None, "Experiment name, a folder in --storage-path (default: the study's name)."
+    )
     resume: bool = _option(False, "Continue the interrupted experiment of this name.")
     cpus_per_trial: float = _option(1.0, "CPUs per trial; also its torch thread count.")
     gpus_per_trial: float | None = _option(
@@ -171,9 +193,12 @@ class JobOptions:
         self.smoke = self.smoke or self.preset == "smoke"
 
     def check(self) -> None:
-        """Option errors that need no Ray: one message naming option, value and what is allowed."""
-        if self.preset not in PRESETS:
-            raise JobError(refusal("--preset", self.preset, list(PRESETS)))
+        """Option errors that need no Ray: one message naming option, value and what is allowed.
+        The command line runs this before the study script builds anything from the options."""
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                raise JobError(refusal(flag_of(f.name), getattr(self, f.name), list(allowed)))
         if self.smoke and self.preset != "smoke":
             raise JobError(
                 refusal(
@@ -183,8 +208,8 @@ class JobOptions:
                     why=f"--smoke is --preset smoke, which contradicts --preset {self.preset}",
                 )
             )
-        if self.dataset not in DATASETS:
-            raise JobError(refusal("--dataset", self.dataset, DATASETS))
+        if self.name is not None and not NAME_PATTERN.fullmatch(self.name):
+            raise JobError(refusal("--name", self.name, NAME_ALLOWED))
         check_int("--seeds", self.seeds, 1, MAX_SEEDS)
         if self.epochs is not None:
             check_int("--epochs", self.epochs, 1, MAX_EPOCHS)
@@ -467,9 +492,14 @@ def validate_space(study: Study) -> int:
 
 
 def check_study(study: Study, opts: JobOptions) -> None:
-    """Every check that needs no Ray: the options, `--set` against the sweep, ASHA against the
-    metric, each grid config."""
+    """Every check that needs no Ray: the options, then `check_space`."""
     opts.check()
+    check_space(study, opts)
+
+
+def check_space(study: Study, opts: JobOptions) -> None:
+    """The checks of a study built from checked options: `--set` against the sweep, ASHA
+    against the metric, the data every trial names, each grid config."""
     check_overrides_not_swept(study, opts)
     opts.parsed_overrides()  # a value that is not of its field's type
     if uses_asha(study, opts) and isinstance(study.metric, list):

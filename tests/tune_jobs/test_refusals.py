@@ -114,6 +114,63 @@ def test_core_train_device_cuda_without_cuda_is_one_line():
 # ----------------------------------------------------------------------------------------
 # 3. refused before Ray, naming the option
 # ----------------------------------------------------------------------------------------
+STUDY_SCRIPTS = ("alpha_gamma.py", "ensemble_size.py", "optimizers.py", "sharing.py", "search.py")
+
+
+@pytest.mark.parametrize("script", STUDY_SCRIPTS)
+def test_a_preset_or_dataset_not_offered_is_one_line_in_every_script(
+    tmp_path, storage, cifar10_dir, script
+):
+    """A study script builds its grid from the preset (`SWEEPS[preset]`): a preset it does not
+    offer is refused before that, by the one list of choices, not a KeyError traceback."""
+    base = ["--data-dir", str(cifar10_dir), "--storage-path", str(storage)]
+    assert_refused(
+        tmp_path,
+        storage,
+        [*base, "--preset", "gpu"],
+        "Invalid value for '--preset': 'gpu' is not one of 'full', 'cpu', 'smoke'.",
+        script=script,
+    )
+    assert_refused(
+        tmp_path,
+        storage,
+        [*base, "--smoke", "--dataset", "mnist"],
+        "Invalid value for '--dataset': 'mnist' is not one of 'cifar10', 'cifar20', 'imagefolder'.",
+        script=script,
+    )
+
+
+def test_choices_are_checked_from_their_one_declaration_without_the_command_line():
+    with pytest.raises(JobError, match=r"^--preset='gpu' is not allowed; choose one of \['full'"):
+        JobOptions(preset="gpu").check()
+    with pytest.raises(JobError, match=r"^--dataset='mnist' is not allowed; choose one of"):
+        JobOptions(dataset="mnist").check()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../escaped", "..", ".", "a/b", "/abs", "with space", ".hidden", "", "x" * 256, "a\\b"],
+)
+def test_a_name_that_is_not_one_folder_is_refused_and_nothing_is_written_outside(
+    tmp_path, storage, cifar10_dir, name
+):
+    """--name is one folder inside --storage-path: a path that would leave it (tried: the
+    experiment landed two folders above it) is refused before anything is written anywhere."""
+    nested = tmp_path / "deep" / "er"
+    nested.mkdir(parents=True)
+    outside = snapshot(tmp_path)
+    args = [*smoke_args(nested, cifar10_dir), "--name", name]
+    assert_refused(tmp_path, storage, args, f"--name={name!r}: must be one folder name inside")
+    after = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("raytmp")}
+    assert after == outside
+    assert not any(nested.iterdir())
+
+
+def test_an_ordinary_name_is_taken():
+    for name in ("alpha_gamma", "ag-2026.12.02", "run+seed=3", "v1@cluster"):
+        JobOptions(name=name).check()
+
+
 def test_storage_path_that_is_a_file_or_under_one_is_refused(tmp_path, storage, cifar10_dir):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a folder")
