@@ -31,6 +31,7 @@ CONFIGS = {
     "local": REPO / "clusters" / "local" / "cluster.yaml",
 }
 PROJECT_MOUNT = "~/ensemble-efficiency"
+INSTALL = f"pip install -c {PROJECT_MOUNT}/constraints.txt -e {PROJECT_MOUNT}"
 TOKEN_PATH = "~/.ray/auth_token"
 IMAGE_RE = re.compile(r"^rayproject/ray:2\.60\.\d+-py311-(gpu|cu\d+)$")
 # Ports that must never be reachable from outside the cluster: dashboard/Jobs API, GCS, client.
@@ -101,7 +102,7 @@ def test_ray_validation_accepts_config(name, no_cloud):
     assert prepared["head_node_type"] in prepared["available_node_types"]
     # Setup commands were merged for both node kinds: every node installs the project.
     for kind in ("head", "worker"):
-        assert f"pip install -e {PROJECT_MOUNT}" in prepared[f"{kind}_setup_commands"]
+        assert INSTALL in prepared[f"{kind}_setup_commands"]
 
 
 def _unknown_top_level_key(cfg):
@@ -240,7 +241,7 @@ def test_project_synced_and_installed(name):
     cfg = load(name)
     assert cfg["file_mounts"][PROJECT_MOUNT] == "."  # `ray up` runs from the repo root
     assert (REPO / "pyproject.toml").is_file()
-    assert f"pip install -e {PROJECT_MOUNT}" in cfg["setup_commands"]
+    assert INSTALL in cfg["setup_commands"]  # from the lock, as README installs
     assert ".gitignore" in cfg["rsync_filter"]  # results, caches, venvs stay local
 
 

@@ -137,7 +137,7 @@ def run_job(*args):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "mnist"], "--dataset='mnist' is not allowed; choose one of"),
+        (["--dataset", "mnist"], "Invalid value for '--dataset': 'mnist' is not one of 'cifar10'"),
         (["--set", "alpha=1.5"], "alpha=1.5: fast-weight init must be a number in [-1, 1]"),
         (["--set", "batchsize=64"], "unknown config field 'batchsize'"),
         (["--gpus-per-trial", "2"], "--gpus-per-trial=2.0: this machine has at most 0 GPU(s)"),
