@@ -41,6 +41,16 @@ RESUME_COMMAND = "resume_command"  # the command line that continues the study
 TRIALS = "trials"  # trials the study runs
 TRIALS_FINISHED = "trials_finished"  # trials ended when it was interrupted
 DRIVER = "driver"  # {"host": ..., "pid": ...} of the process that runs the study
+# What produced the study (core.provenance.provenance, computed by the driver when the study
+# starts): a dict with the keys below. analysis shows it in the report's overview and compares
+# it across the experiments of a comparison; a study recorded before it has no such key.
+PROVENANCE = "provenance"
+PROV_COMMIT = "commit"  # git commit of the code's checkout; None outside a git checkout
+PROV_DIRTY = "dirty"  # bool: the checkout had uncommitted changes; None outside git
+PROV_PACKAGE_VERSION = "package_version"  # the installed ensemble-efficiency's version
+PROV_VERSIONS = "versions"  # {"python": ..., "torch": ..., "ray": ..., "optuna": ..., "cuda": ...}
+PROV_CPU = "cpu"  # the driver's CPU model
+PROV_LIBRARIES = ("python", "torch", "ray", "optuna", "cuda")  # the keys of PROV_VERSIONS
 
 # --- Evaluation metrics ---------------------------------------------------------------------------
 # Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.trainable
