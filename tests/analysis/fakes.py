@@ -49,6 +49,16 @@ def epoch_values(acc: float, loss: float, epoch: int, epochs: int, val: bool) ->
     return row
 
 
+# Where a fabricated trial ran (core.columns.RUNTIME_KEYS): a CPU, fp32, nothing switched on.
+RUNTIME = {
+    C.DEVICE_NAME: "AMD EPYC 7763",
+    C.RESOLVED_DEVICE: "cpu",
+    C.RESOLVED_PRECISION: "fp32",
+    C.RESOLVED_CHANNELS_LAST: False,
+    C.RESOLVED_COMPILE: False,
+}
+
+
 def trial(
     trial_id: str,
     acc: float,
@@ -61,12 +71,14 @@ def trial(
     batches_per_s: float = 50.0,
     study: str = "alpha_gamma",
     robust: bool = True,
+    runtime: dict[str, Any] | None = None,
     **config: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One results row and its history rows. outcome: completed | diverged | error |
     asha_stopped | early_stopped | nan (completed but its metrics are NaN). robust: the last
     epoch reports the robustness metrics (`robustness_values`; not for diverged, NaN or
-    ASHA-stopped trials)."""
+    ASHA-stopped trials). runtime: where it ran (default RUNTIME)."""
+    runtime = RUNTIME if runtime is None else runtime
     cfg = config_columns(**config)
     epochs = cfg["epochs"]
     done = epochs_done if epochs_done is not None else (0 if outcome == "error" else epochs)
@@ -102,6 +114,7 @@ def trial(
             {
                 C.NODE: "10.0.0.1",
                 C.NODE_ID: "f00d",
+                **runtime,
             }
         )
         assert tuple(row) == (*C.KEY_COLUMNS, *C.HISTORY_COLUMNS)
@@ -117,6 +130,7 @@ def trial(
         C.ASHA_STOPPED: outcome == "asha_stopped",
         C.NODE: "10.0.0.1" if done else None,
         C.NODE_ID: "f00d" if done else None,
+        **{k: v if done else None for k, v in runtime.items()},
     }
     for m in C.EPOCH_METRICS:
         col = [h[m] for h in history]
