@@ -243,6 +243,28 @@ def write_experiment(
     return folder
 
 
+def provenance(
+    commit: str | None = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b",
+    dirty: bool | None = False,
+    package_version: str | None = "0.1.0",
+    cpu: str = "AMD EPYC 7763",
+    **versions: str | None,
+) -> dict[str, Any]:
+    """A study.json provenance record (core.provenance.provenance's keys): the given code
+    version and library versions (python, torch, ray, optuna, cuda; defaults below)."""
+    default = {"python": "3.11.9", "torch": "2.4.0", "ray": "2.50.0", "optuna": "4.0.0"}
+    default["cuda"] = None
+    default.update(versions)
+    assert tuple(default) == C.PROV_LIBRARIES
+    return {
+        C.PROV_COMMIT: commit,
+        C.PROV_DIRTY: dirty,
+        C.PROV_PACKAGE_VERSION: package_version,
+        C.PROV_VERSIONS: default,
+        C.PROV_CPU: cpu,
+    }
+
+
 def mean(values: Iterable[float]) -> float:
     v = [x for x in values if not math.isnan(x)]
     return sum(v) / len(v)
