@@ -21,6 +21,7 @@ from analysis.html import PLOTLY_JS, TABLE_DIR, comparison_html
 from analysis.load import Experiment, load_experiment
 from analysis.overview import overview_of
 from analysis.pages import is_smoke
+from analysis.provenance import provenance_notes
 from analysis.report import check_out, fresh_out
 from analysis.tidy import is_usable, varying_columns
 
@@ -92,6 +93,7 @@ def _notes(exps: Sequence[Experiment], labels: Sequence[str], table: pd.DataFram
     if (table["seeds"] < 2).any():
         one = ", ".join(table.loc[table["seeds"] < 2, "experiment"])
         notes.append(f"one seed in {one}: differences between configurations are untested")
+    notes += provenance_notes([e.meta for e in exps], labels)  # code and library versions
     return notes
 
 

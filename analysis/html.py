@@ -13,6 +13,7 @@ import plotly.io as pio
 from analysis.definitions import DEFINITIONS, better
 from analysis.overview import Overview
 from analysis.pages import Page
+from analysis.provenance import provenance_facts
 from analysis.schema import metric_label
 
 PLOTLY_JS = "plotly.min.js"
@@ -255,7 +256,8 @@ def comparison_html(
 
 
 def facts_of(meta: dict[str, object], results: pd.DataFrame, study: str | None) -> dict:
-    """Key facts for the index table."""
+    """Key facts for the index table: the study, its trials and seeds, and what produced it
+    (analysis.provenance)."""
     facts: dict[str, object] = {"study": study or "unknown (figures chosen from the columns)"}
     for key in ("name", "dataset", "preset", "smoke"):
         if key in meta:
@@ -263,4 +265,5 @@ def facts_of(meta: dict[str, object], results: pd.DataFrame, study: str | None) 
     facts["trials"] = len(results)
     if "seed" in results:
         facts["seeds"] = results["seed"].nunique()
+    facts.update(provenance_facts(meta, results))  # what produced it ("not recorded": older)
     return facts

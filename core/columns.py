@@ -41,6 +41,16 @@ RESUME_COMMAND = "resume_command"  # the command line that continues the study
 TRIALS = "trials"  # trials the study runs
 TRIALS_FINISHED = "trials_finished"  # trials ended when it was interrupted
 DRIVER = "driver"  # {"host": ..., "pid": ...} of the process that runs the study
+# What produced the study (core.provenance.provenance, computed by the driver when the study
+# starts): a dict with the keys below. analysis shows it in the report's overview and compares
+# it across the experiments of a comparison; a study recorded before it has no such key.
+PROVENANCE = "provenance"
+PROV_COMMIT = "commit"  # git commit of the code's checkout; None outside a git checkout
+PROV_DIRTY = "dirty"  # bool: the checkout had uncommitted changes; None outside git
+PROV_PACKAGE_VERSION = "package_version"  # the installed ensemble-efficiency's version
+PROV_VERSIONS = "versions"  # {"python": ..., "torch": ..., "ray": ..., "optuna": ..., "cuda": ...}
+PROV_CPU = "cpu"  # the driver's CPU model
+PROV_LIBRARIES = ("python", "torch", "ray", "optuna", "cuda")  # the keys of PROV_VERSIONS
 
 # --- Evaluation metrics ---------------------------------------------------------------------------
 # Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.trainable
@@ -149,7 +159,8 @@ OOD_METRICS = tuple(ood_metric(k, s) for s in OOD_SCORES for k in OOD_KEYS)
 ROBUSTNESS_S = "robustness_s"  # wall time of the robustness evaluation (not in epoch_s)
 ROBUSTNESS_METRICS = (*CORRUPT_MEANS, *CORRUPT_CELLS, *OOD_METRICS)
 ROBUSTNESS_KEYS = (*ROBUSTNESS_METRICS, ROBUSTNESS_S)
-REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO, *ROBUSTNESS_KEYS)  # every key of one report
+# Every metric of one report (numbers and flags); core.train reports RUNTIME_KEYS (below) too.
+REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO, *ROBUSTNESS_KEYS)
 
 # --- Where a trial ran ----------------------------------------------------------------------------
 # Ray Tune adds node_ip to every report by itself; core.trainable's Ray reporter adds node_id
@@ -157,6 +168,22 @@ REPORT_KEYS = (EPOCH, *EPOCH_METRICS, *EPOCH_INFO, *ROBUSTNESS_KEYS)  # every ke
 RAY_NODE_IP = "node_ip"
 NODE = "node"  # IP of the node
 NODE_ID = "node_id"  # Ray node ID
+# What the trial computed on (core.train reports them every epoch, core.provenance names the
+# device): the device's name and what the config's device, precision, channels_last and compile
+# (`auto` by default) resolved to there (core.runtime.Runtime). Text and flags, not metrics:
+# tune_jobs.results keeps them in both tables like the node, and the report counts them.
+DEVICE_NAME = "device_name"  # "<GPU name> x<GPUs the trial sees>", or the CPU model
+RESOLVED_DEVICE = "resolved_device"  # "cpu", "cuda", "cuda:0"
+RESOLVED_PRECISION = "resolved_precision"  # "fp32" or "bf16"
+RESOLVED_CHANNELS_LAST = "resolved_channels_last"  # bool
+RESOLVED_COMPILE = "resolved_compile"  # bool
+RUNTIME_KEYS = (
+    DEVICE_NAME,
+    RESOLVED_DEVICE,
+    RESOLVED_PRECISION,
+    RESOLVED_CHANNELS_LAST,
+    RESOLVED_COMPILE,
+)
 
 # --- Columns of both tables -----------------------------------------------------------------------
 # Written by tune_jobs.results in every row of results.parquet and history.parquet; analysis
@@ -185,7 +212,7 @@ def extra_column(key: str) -> str:
 # Written by tune_jobs.results, one row per trial per epoch (an epoch reported twice by a
 # retried trial keeps its last report); read by analysis (learning curves). Every column of
 # history.parquet besides KEY_COLUMNS and the config columns:
-HISTORY_COLUMNS = (*REPORT_KEYS, NODE, NODE_ID)
+HISTORY_COLUMNS = (*REPORT_KEYS, NODE, NODE_ID, *RUNTIME_KEYS)
 
 # --- results.parquet: per-trial columns -----------------------------------------------------------
 # Written by tune_jobs.results from each trial's history and error; read by analysis.
@@ -196,7 +223,17 @@ ERROR = "error"  # "<ExceptionType>: <message>" (at most ERROR_CHARS characters)
 ERROR_CHARS = 2000
 EPOCHS_DONE = "epochs_done"  # last epoch reported (0: none)
 ASHA_STOPPED = "asha_stopped"  # stopped by the scheduler before `epochs`, not diverged/early
-OUTCOME_COLUMNS = (STATUS, ERROR, EPOCHS_DONE, DIVERGED, EARLY_STOPPED, ASHA_STOPPED, NODE, NODE_ID)
+OUTCOME_COLUMNS = (
+    STATUS,
+    ERROR,
+    EPOCHS_DONE,
+    DIVERGED,
+    EARLY_STOPPED,
+    ASHA_STOPPED,
+    NODE,
+    NODE_ID,
+    *RUNTIME_KEYS,  # those of its last epoch
+)
 # Per-epoch metric m summarised per trial: final_<m> (last epoch), best_<m> (max for accuracies,
 # min otherwise), avg_<m> (mean over epochs); NaN values are skipped by best and avg.
 FINAL, BEST, AVG = "final", "best", "avg"

@@ -53,6 +53,7 @@ from core.optim import (
     predict_probs,
     train_step,
 )
+from core.provenance import device_name
 from core.runtime import (
     Runtime,
     load_model_state,
@@ -238,6 +239,20 @@ def _setup(
     return runtime, data, prepare_model(model, runtime)
 
 
+def runtime_columns(runtime: Runtime) -> dict[str, str | bool]:
+    """What a trial computes on, as core.columns.RUNTIME_KEYS: the device's name and what the
+    config's device, precision, channels_last and compile resolved to there. Reported with
+    every epoch, so that each row of the results says where its numbers come from (a study's
+    `auto` trials may resolve differently on a cluster's different nodes)."""
+    return {
+        C.DEVICE_NAME: device_name(runtime.device),
+        C.RESOLVED_DEVICE: str(runtime.device),
+        C.RESOLVED_PRECISION: runtime.precision,
+        C.RESOLVED_CHANNELS_LAST: runtime.channels_last,
+        C.RESOLVED_COMPILE: runtime.compile,
+    }
+
+
 def train(
     cfg: TrialConfig,
     data: DataBundle | None = None,
@@ -251,6 +266,7 @@ def train(
     runtime, data, model = _setup(cfg, data)
     device = runtime.device
     print(runtime.describe(cfg), flush=True)  # once per trial: what 'auto' resolved to
+    ran_on = runtime_columns(runtime)  # and in every report
     n_params = count_parameters(unwrap(model))
     shape = tuple(data.train_x.shape[1:])
     flops = train_flops_per_image(unwrap(model), cfg, shape, data.num_classes)
@@ -320,6 +336,7 @@ def train(
             C.CURRENT_LR: optimizer.param_groups[0]["lr"],
             C.DIVERGED: diverged,
             C.EARLY_STOPPED: False,
+            **ran_on,
         }
         test_probs = None
         for split, loader in ((C.TEST, test_loader), (C.VAL, val_loader)):

@@ -624,7 +624,9 @@ def study_record(
 ) -> dict[str, Any]:
     """What `study.json` says about a study: which one, with which data, optimised how; its
     state (`core.columns.STUDY_STATES`), the options and space it was started with (what
-    `--resume` compares), the command that resumes it and the process that runs it."""
+    `--resume` compares), the command that resumes it and the process that runs it. `more`
+    adds what only the runner can say: what produced the study (core.columns.PROVENANCE, from
+    core.provenance, which asks torch about CUDA: this module imports neither torch nor Ray)."""
     info = {
         "study": study.name,
         "name": opts.experiment_name,

@@ -19,6 +19,7 @@ from core.columns import (
     BATCHES_PER_S,
     BEST,
     CONFIG_COLUMNS,
+    DEVICE_NAME,
     DIVERGED,
     EARLY_STOPPED,
     EPOCH,
@@ -41,9 +42,14 @@ from core.columns import (
     PEAK_MEMORY_MB,
     RAY_NODE_IP,
     REPORT_KEYS,
+    RESOLVED_CHANNELS_LAST,
+    RESOLVED_COMPILE,
+    RESOLVED_DEVICE,
+    RESOLVED_PRECISION,
     RESULTS_COLUMNS,
     RESULTS_FILE,
     ROBUSTNESS_KEYS,
+    RUNTIME_KEYS,
     STATUS,
     STATUS_ERROR,
     STATUS_TERMINATED,
@@ -73,6 +79,16 @@ __all__ = [
 ]
 
 _FLAGS = (DIVERGED, EARLY_STOPPED)
+# Where each epoch ran, column <- report key: text, and the resolved runtime's switches (bool).
+# None where a report lacks them (Ray adds node_ip; trials of older code reported no runtime).
+_WHERE_TEXT = (
+    (NODE, RAY_NODE_IP),
+    (NODE_ID, NODE_ID),
+    (DEVICE_NAME, DEVICE_NAME),
+    (RESOLVED_DEVICE, RESOLVED_DEVICE),
+    (RESOLVED_PRECISION, RESOLVED_PRECISION),
+)
+_WHERE_FLAGS = (RESOLVED_CHANNELS_LAST, RESOLVED_COMPILE)
 
 
 def config_columns(config: dict[str, Any]) -> dict[str, Any]:
@@ -103,13 +119,26 @@ def _history(result: Any) -> pd.DataFrame:
     out[EPOCH] = out[EPOCH].astype(int)
     for col in _FLAGS:  # a report without the flag did not raise it
         out[col] = out[col].astype("boolean").fillna(False).astype(bool)
-    for col, src in ((NODE, RAY_NODE_IP), (NODE_ID, NODE_ID)):
+    for col, src in _WHERE_TEXT:
         out[col] = hist[src].map(_text) if src in hist else None
+    for col in _WHERE_FLAGS:
+        out[col] = hist[col].map(_flag) if col in hist else None
     return out.reset_index(drop=True)
 
 
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _text(v: Any) -> str | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    return None if _missing(v) else str(v)
+
+
+def _flag(v: Any) -> bool | None:
+    """A reported bool as bool (progress.csv may hand it back as the text 'True')."""
+    if _missing(v):
+        return None
+    return v == "True" if isinstance(v, str) else bool(v)
 
 
 def _mean(values: pd.Series) -> float:
@@ -158,8 +187,8 @@ def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]
         and not row[EARLY_STOPPED]
         and row[EPOCHS_DONE] < cfg.get("epochs", math.inf)
     )
-    row[NODE] = None if last is None else last[NODE]
-    row[NODE_ID] = None if last is None else last[NODE_ID]
+    for col in (NODE, NODE_ID, *RUNTIME_KEYS):  # where its last epoch ran
+        row[col] = None if last is None else last[col]
     for m in EPOCH_METRICS:
         vals = pd.to_numeric(epochs[m], errors="coerce")
         finite = vals.dropna()

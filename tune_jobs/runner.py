@@ -26,6 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from core.columns import (
+    PROVENANCE,
     RESULTS_FILE,
     STATE_FINISHED,
     STATE_INTERRUPTED,
@@ -38,6 +39,7 @@ from core.columns import (
 )
 from core.data import load_dataset
 from core.errors import refusal
+from core.provenance import provenance
 from core.trainable import ray_trainable
 from tune_jobs.estimate import cost_lines
 from tune_jobs.options import (
@@ -140,19 +142,21 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
         )
         print("\n".join(lines), flush=True)
-        save_record(local_dir, exp_path, study, opts, STATE_RUNNING)
+        # What produced the study, taken once as it starts: an edit of the code while it
+        # runs does not change what its record says.
+        produced_by = {PROVENANCE: provenance()}
+        save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
         result_grid = tuner.fit()
         finished = finished_trials(exp_path)
         if finished < n_trials:
             # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
-            save_record(
-                local_dir, exp_path, study, opts, STATE_INTERRUPTED, **{TRIALS_FINISHED: finished}
-            )
+            more = {TRIALS_FINISHED: finished, **produced_by}
+            save_record(local_dir, exp_path, study, opts, STATE_INTERRUPTED, **more)
             raise StudyInterrupted(
                 f"study interrupted with {finished} of {n_trials} trial(s) finished; the state "
                 f"is saved in {exp_path}; continue it with: {resume_command(study, opts)}"
             )
-        write_study_json(local_dir, study, opts)
+        write_study_json(local_dir, study, opts, **produced_by)
         results_path, history_path, results = write_results(result_grid, study.name, local_dir)
         if study.after is not None:
             study.after(local_dir, results, alone(opts.cpus_per_trial, gpus_per_trial))
@@ -387,7 +391,10 @@ def save_record(
     local_dir: Path, exp_path: str, study: Study, opts: JobOptions, state: str, **more: Any
 ) -> None:
     """Write study.json with the study's state (and upload it with cloud storage): written
-    when the study starts, so that --resume and the report know what it was started with."""
+    when the study starts, so that --resume and the report know what it was started with.
+    `more` holds what the record gets besides `study_record`'s own keys: the runner passes
+    `core.columns.PROVENANCE` (core.provenance needs torch, which tune_jobs.options may not
+    import), and TRIALS_FINISHED when the study was interrupted."""
     path = write_study_json(local_dir, study, opts, state, **more)
     if is_uri(exp_path):
         fs, remote = pafs.FileSystem.from_uri(exp_path)

@@ -49,6 +49,16 @@ def epoch_values(acc: float, loss: float, epoch: int, epochs: int, val: bool) ->
     return row
 
 
+# Where a fabricated trial ran (core.columns.RUNTIME_KEYS): a CPU, fp32, nothing switched on.
+RUNTIME = {
+    C.DEVICE_NAME: "AMD EPYC 7763",
+    C.RESOLVED_DEVICE: "cpu",
+    C.RESOLVED_PRECISION: "fp32",
+    C.RESOLVED_CHANNELS_LAST: False,
+    C.RESOLVED_COMPILE: False,
+}
+
+
 def trial(
     trial_id: str,
     acc: float,
@@ -61,12 +71,14 @@ def trial(
     batches_per_s: float = 50.0,
     study: str = "alpha_gamma",
     robust: bool = True,
+    runtime: dict[str, Any] | None = None,
     **config: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One results row and its history rows. outcome: completed | diverged | error |
     asha_stopped | early_stopped | nan (completed but its metrics are NaN). robust: the last
     epoch reports the robustness metrics (`robustness_values`; not for diverged, NaN or
-    ASHA-stopped trials)."""
+    ASHA-stopped trials). runtime: where it ran (default RUNTIME)."""
+    runtime = RUNTIME if runtime is None else runtime
     cfg = config_columns(**config)
     epochs = cfg["epochs"]
     done = epochs_done if epochs_done is not None else (0 if outcome == "error" else epochs)
@@ -102,6 +114,7 @@ def trial(
             {
                 C.NODE: "10.0.0.1",
                 C.NODE_ID: "f00d",
+                **runtime,
             }
         )
         assert tuple(row) == (*C.KEY_COLUMNS, *C.HISTORY_COLUMNS)
@@ -117,6 +130,7 @@ def trial(
         C.ASHA_STOPPED: outcome == "asha_stopped",
         C.NODE: "10.0.0.1" if done else None,
         C.NODE_ID: "f00d" if done else None,
+        **{k: v if done else None for k, v in runtime.items()},
     }
     for m in C.EPOCH_METRICS:
         col = [h[m] for h in history]
@@ -227,6 +241,28 @@ def write_experiment(
         info.update({"metric": C.VAL_ACC, "mode": "max", **meta})
         (folder / C.STUDY_FILE).write_text(json.dumps(info))
     return folder
+
+
+def provenance(
+    commit: str | None = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b",
+    dirty: bool | None = False,
+    package_version: str | None = "0.1.0",
+    cpu: str = "AMD EPYC 7763",
+    **versions: str | None,
+) -> dict[str, Any]:
+    """A study.json provenance record (core.provenance.provenance's keys): the given code
+    version and library versions (python, torch, ray, optuna, cuda; defaults below)."""
+    default = {"python": "3.11.9", "torch": "2.4.0", "ray": "2.50.0", "optuna": "4.0.0"}
+    default["cuda"] = None
+    default.update(versions)
+    assert tuple(default) == C.PROV_LIBRARIES
+    return {
+        C.PROV_COMMIT: commit,
+        C.PROV_DIRTY: dirty,
+        C.PROV_PACKAGE_VERSION: package_version,
+        C.PROV_VERSIONS: default,
+        C.PROV_CPU: cpu,
+    }
 
 
 def mean(values: Iterable[float]) -> float:

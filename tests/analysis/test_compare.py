@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from analysis import ReportInputError
 from analysis.__main__ import app
 from analysis.compare import build_comparison, default_out
 from analysis.figures.compare import main_metric_boxes, pareto_overlay
+from analysis.provenance import provenance_notes
 from analysis.tidy import tidy_results
 from core import columns as C
 from tests.analysis import fakes
@@ -114,3 +116,71 @@ def test_refusals_are_one_line_and_exit_2(folders, tmp_path):
     assert res.exit_code == 2
     assert res.stderr.strip().count("\n") == 0 and "does not exist" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_notes_flag_different_code_and_library_versions(tmp_path):
+    """Three searches: one made from another commit with uncommitted changes and another torch,
+    one recorded before provenance was."""
+    results, history = fakes.search_frames()
+    made = {
+        "a": fakes.provenance(),
+        "b": fakes.provenance(commit="9f8e7d6c5b4a" + "0" * 28, dirty=True, torch="2.5.1"),
+        "old": None,
+    }
+    folders = [
+        fakes.write_experiment(
+            tmp_path / name,
+            results,
+            history,
+            study="search",
+            **({C.PROVENANCE: record} if record else {}),
+        )
+        for name, record in made.items()
+    ]
+    index = build_comparison(folders, tmp_path / "cmp").read_text()
+    notes = [html.unescape(n) for n in re.findall(r"<li>(.*?)</li>", index)]
+    assert (
+        "the experiments were made with different code versions (a: commit 1a2b3c4; "
+        "b: commit 9f8e7d6 with uncommitted changes)" in notes
+    )
+    assert "the experiments used different torch versions (a: 2.4.0; b: 2.5.1)" in notes
+    assert (
+        "provenance not recorded for old (studies from before it was): their code and "
+        "library versions cannot be compared" in notes
+    )
+    assert not [n for n in notes if "Ray versions" in n or "Python versions" in n]
+
+
+def notes_of(*records: dict) -> list[str]:
+    """provenance_notes of experiments a, b, ... whose study.json hold these records."""
+    labels = "abcdefgh"[: len(records)]
+    return provenance_notes([{C.PROVENANCE: r} for r in records], list(labels))
+
+
+def test_provenance_notes_of_each_kind_of_difference():
+    same = fakes.provenance()
+    assert notes_of(same, fakes.provenance()) == []
+    # the same commit, one tree dirty: different code
+    dirty = fakes.provenance(dirty=True)
+    (note,) = notes_of(same, dirty)
+    assert note.startswith("the experiments were made with different code versions")
+    # both dirty at one commit: the code may still differ
+    assert notes_of(dirty, dirty) == [
+        "made with uncommitted changes: a, b (one commit, but the code may differ)"
+    ]
+    # installed packages: their versions; CUDA on one side only; several libraries at once
+    installed = fakes.provenance(commit=None, dirty=None, package_version="0.2.0")
+    gpu = fakes.provenance(
+        commit=None, dirty=None, package_version="0.1.0", cuda="12.4", ray="2.60.0"
+    )
+    assert notes_of(installed, gpu) == [
+        "the experiments were made with different code versions (a: package version 0.2.0; "
+        "b: package version 0.1.0)",
+        "the experiments used different Ray versions (a: 2.50.0; b: 2.60.0)",
+        "the experiments used different CUDA versions (a: none; b: 12.4)",
+    ]
+    # nothing recorded at all: said once, no comparison of versions
+    assert provenance_notes([{}, {"name": "x"}], ["a", "b"]) == [
+        "provenance not recorded for a, b (studies from before it was): their code and "
+        "library versions cannot be compared"
+    ]

@@ -181,3 +181,66 @@ def test_one_seed_study_says_differences_are_untested(tmp_path):
     text = index.read_text()
     assert '<table class="best">' not in text
     assert "configurations are not ranked, since ranking never reads the test set" in text
+
+
+def facts(index_html: str) -> dict[str, str]:
+    """The overview's key facts table: fact -> value as shown."""
+    table = re.search(r"<table>(.*?)</table>", index_html, re.S).group(1)
+    return {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", table)
+    }
+
+
+def test_the_overview_says_what_produced_the_study(tmp_path):
+    results, history = fakes.search_frames()
+    # four trials ran on a GPU node, with what auto resolves to there
+    gpu = {
+        C.DEVICE_NAME: "NVIDIA H200 x1",
+        C.RESOLVED_DEVICE: "cuda",
+        C.RESOLVED_PRECISION: "bf16",
+        C.RESOLVED_CHANNELS_LAST: True,
+        C.RESOLVED_COMPILE: True,
+    }
+    for col, value in gpu.items():
+        results[col] = results[col].astype(object)
+        results.loc[results.index[:4], col] = value
+    record = fakes.provenance(dirty=True, cuda="12.4")
+    exp = fakes.write_experiment(
+        tmp_path / "s", results, history, "search", **{C.PROVENANCE: record}
+    )
+    shown = facts(build_report(exp).read_text())
+    assert shown["code version"] == "commit 1a2b3c4 with uncommitted changes"
+    assert shown["library versions"] == (
+        "Python 3.11.9, torch 2.4.0, Ray 2.50.0, Optuna 4.0.0, CUDA 12.4"
+    )
+    assert shown["driver CPU"] == "AMD EPYC 7763"
+    # search_8 errored before its first epoch: it reported no device
+    assert shown["trial devices"] == (
+        "AMD EPYC 7763 (5 trials), NVIDIA H200 x1 (4 trials), not recorded (1 trial)"
+    )
+    assert shown["resolved runtime (precision, channels_last, compile)"] == (
+        "cpu fp32, channels_last off, compile off (5 trials), "
+        "cuda bf16, channels_last on, compile on (4 trials), not recorded (1 trial)"
+    )
+    # outside a git checkout: the installed package's version
+    record = fakes.provenance(commit=None, dirty=None, package_version="0.1.0")
+    exp = fakes.write_experiment(
+        tmp_path / "p", results, history, "search", **{C.PROVENANCE: record}
+    )
+    assert facts(build_report(exp).read_text())["code version"] == "package version 0.1.0"
+
+
+def test_a_study_without_provenance_says_not_recorded(ag_report, tmp_path):
+    shown = facts(ag_report.read_text())  # study.json from before provenance was recorded
+    # 3 seeds x 80 cells; seed 0 of one cell errored before its first epoch
+    for fact in ("code version", "library versions", "driver CPU"):
+        assert shown[fact] == "not recorded", fact
+    assert shown["trial devices"] == "AMD EPYC 7763 (239 trials), not recorded (1 trial)"
+    # results from before the devices were reported: no such columns at all
+    results, history = fakes.search_frames()
+    exp = fakes.write_experiment(
+        tmp_path / "old", results.drop(columns=list(C.RUNTIME_KEYS)), history, "search"
+    )
+    shown = facts(build_report(exp).read_text())
+    assert shown["trial devices"] == shown["code version"] == "not recorded"

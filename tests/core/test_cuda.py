@@ -10,6 +10,7 @@ import torch
 
 from core import columns as C
 from core.config import TrialConfig
+from core.runtime import capabilities
 from core.train import train
 from tests.core.test_runtime import METRICS, TINY, data  # noqa: F401 (the fixture)
 
@@ -31,6 +32,14 @@ def test_a_trial_trains_on_cuda_under_auto_and_under_fp32(data, ensemble):  # no
     for h in (*auto, *fp32):
         assert all(math.isfinite(h[k]) for k in METRICS)
         assert h[C.PEAK_MEMORY_MB] > 0 and h[C.FLOP_PER_S] > 0
+        assert h[C.RESOLVED_DEVICE] == "cuda"
+        assert h[C.DEVICE_NAME] == f"{torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
+    # what auto resolved to on this GPU, as each epoch reports it
+    caps = capabilities(torch.device("cuda"))
+    assert auto[0][C.RESOLVED_PRECISION] == ("bf16" if caps.bf16 else "fp32")
+    assert auto[0][C.RESOLVED_CHANNELS_LAST] is True
+    assert auto[0][C.RESOLVED_COMPILE] is (caps.no_compile is None)
+    assert fp32[0][C.RESOLVED_PRECISION] == "fp32" and fp32[0][C.RESOLVED_COMPILE] is False
     # bf16 and fp32 learn alike on the same data order
     assert auto[-1][C.TRAIN_LOSS] == pytest.approx(fp32[-1][C.TRAIN_LOSS], rel=0.1)
 

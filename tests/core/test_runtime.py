@@ -9,11 +9,13 @@ import math
 import pytest
 import torch
 
+from core import columns as C
 from core import runtime as R
 from core.config import ConfigError, TrialConfig
 from core.data import DataBundle
 from core.models import model_for_config
 from core.optim import build_optimizer, predict_probs, train_step
+from core.provenance import cpu_model
 from core.runtime import Capabilities, load_model_state, resolve_runtime, unwrap
 from core.train import time_train_steps, train
 
@@ -191,6 +193,21 @@ def test_channels_last_gives_the_numbers_of_contiguous(data):
     w = states_b[0]["model"]["blocks.conv1.conv.weight"]
     assert w.is_contiguous(memory_format=torch.channels_last)  # the model did run NHWC
     assert states_b[0]["runtime"]["channels_last"] is True
+
+
+def test_every_epoch_reports_its_device_and_what_auto_resolved_to(data):
+    # `auto` everywhere (the device too, where it is the CPU: tests/core/test_cuda.py checks a
+    # GPU's), then explicit values: each epoch says what ran
+    device = "cpu" if torch.cuda.is_available() else "auto"
+    auto, states = run(data, device=device, epochs=2)
+    for h in auto:
+        assert h[C.DEVICE_NAME] == cpu_model() and h[C.RESOLVED_DEVICE] == "cpu"
+        assert h[C.RESOLVED_PRECISION] == "fp32"
+        assert h[C.RESOLVED_CHANNELS_LAST] is False and h[C.RESOLVED_COMPILE] is False
+    assert states[-1]["runtime"]["precision"] == auto[-1][C.RESOLVED_PRECISION]
+    (chosen,), _ = run(data, precision="bf16", channels_last="on")
+    assert chosen[C.RESOLVED_PRECISION] == "bf16" and chosen[C.RESOLVED_CHANNELS_LAST] is True
+    assert set(C.RUNTIME_KEYS) <= set(chosen) and set(C.REPORT_KEYS) <= set(chosen)
 
 
 def test_compile_gives_eager_numbers_and_checkpoints_move_between_the_two(data, aot_eager):

@@ -203,3 +203,31 @@ def test_an_asha_study_records_its_robustness_epochs():
     assert robustness_epochs(study, JobOptions(smoke=True)) == (2,)  # 4 epochs, grace 2
     assert study_record(study, JobOptions(smoke=True))["robustness_epochs"] == [2]
     assert robustness_epochs(study, JobOptions(smoke=True, asha=False)) == ()
+
+
+def test_study_json_records_what_produced_the_study(tmp_path):
+    """The runner's record path: save_record writes the provenance it is given into
+    study.json (tune_jobs.options cannot compute it: core.provenance asks torch about CUDA)."""
+    import json
+
+    from core.columns import PROV_COMMIT, PROV_CPU, PROV_VERSIONS, PROVENANCE, STUDY_STATE
+    from core.provenance import provenance
+    from tune_jobs import alpha_gamma
+    from tune_jobs.runner import save_record
+
+    opts = JobOptions(smoke=True, storage_path=str(tmp_path), name="x")
+    study = alpha_gamma.make_study(opts)
+    produced_by = provenance()
+    assert study_record(study, opts, **{PROVENANCE: produced_by})[PROVENANCE] == produced_by
+    assert PROVENANCE not in study_record(study, opts)  # only what the caller passes
+    exp = tmp_path / "x"
+    exp.mkdir()
+    save_record(exp, str(exp), study, opts, "running", **{PROVENANCE: produced_by})
+    saved = json.loads((exp / "study.json").read_text())
+    assert saved[STUDY_STATE] == "running" and saved[PROVENANCE] == produced_by
+    assert saved[PROVENANCE][PROV_VERSIONS]["ray"] and saved[PROVENANCE][PROV_CPU]
+    if (REPO / ".git").exists():  # this checkout: its commit
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        assert saved[PROVENANCE][PROV_COMMIT] == head

@@ -24,6 +24,23 @@ STUDY = "alpha_gamma"
 BASE = {"arch": "simple_cnn", "ensemble": "batch", "ensemble_size": 2, "epochs": 3}
 
 
+# What core.train reports of the device (core.columns.RUNTIME_KEYS): a CPU, and a GPU node.
+CPU_RUNTIME = {
+    C.DEVICE_NAME: "AMD EPYC",
+    C.RESOLVED_DEVICE: "cpu",
+    C.RESOLVED_PRECISION: "fp32",
+    C.RESOLVED_CHANNELS_LAST: False,
+    C.RESOLVED_COMPILE: False,
+}
+GPU_RUNTIME = {
+    C.DEVICE_NAME: "NVIDIA H200 x1",
+    C.RESOLVED_DEVICE: "cuda",
+    C.RESOLVED_PRECISION: "bf16",
+    C.RESOLVED_CHANNELS_LAST: True,
+    C.RESOLVED_COMPILE: True,
+}
+
+
 def robustness(epoch: int) -> dict:
     """Robustness keys as measured at `epoch`: 0.001 * (key index) + epoch."""
     return {k: 0.001 * i + epoch for i, k in enumerate(C.ROBUSTNESS_KEYS)}
@@ -65,6 +82,7 @@ def report(
         diverged=diverged,
         early_stopped=False,
         node_id="node-a",
+        **CPU_RUNTIME,
     )
     rep.update(robustness(epoch) if robust else {k: NAN for k in C.ROBUSTNESS_KEYS})
     if diverged:
@@ -131,8 +149,8 @@ def fabricated() -> list[Result]:
             [
                 report(1, 0.5),
                 report(2, 0.9, node_ip="10.0.0.1"),
-                report(2, 0.55, node_ip="10.0.0.2", node_id="node-b"),
-                report(3, 0.6, node_ip="10.0.0.2", node_id="node-b"),
+                report(2, 0.55, node_ip="10.0.0.2", node_id="node-b", **GPU_RUNTIME),
+                report(3, 0.6, node_ip="10.0.0.2", node_id="node-b", **GPU_RUNTIME),
             ],
             {**BASE, "seed": 4},
         ),
@@ -302,6 +320,31 @@ def test_retried_trial_keeps_the_last_report_of_an_epoch(frames):
     assert r["best_test_acc"] == pytest.approx(0.6)  # not the overwritten 0.9
     assert r["avg_test_acc"] == pytest.approx((0.5 + 0.55 + 0.6) / 3)
     assert r["total_s"] == pytest.approx(2.0 + 4.0 + 6.0)
+    # where each epoch ran: epoch 1 on the CPU, the retried epochs on the GPU node; the row
+    # says where its last epoch ran
+    assert h[C.DEVICE_NAME].tolist() == ["AMD EPYC", "NVIDIA H200 x1", "NVIDIA H200 x1"]
+    assert h[C.RESOLVED_COMPILE].tolist() == [False, True, True]
+    for col, value in GPU_RUNTIME.items():
+        assert r[col] == value, col
+    for col, value in CPU_RUNTIME.items():
+        assert row(results, "t_normal")[col] == value, col
+
+
+def test_trials_that_did_not_report_their_device_have_none(tmp_path: Path):
+    # reports of code from before the runtime was reported, a trial that errored at once
+    old = [{k: v for k, v in report(e, 0.5).items() if k not in C.RUNTIME_KEYS} for e in (1, 2)]
+    grid = [
+        result("t_old", old, {**BASE, "epochs": 2}),
+        result("t_new", [report(1, 0.5)], {**BASE, "epochs": 1}),
+        result("t_error0", None, BASE, error=ValueError("bad data")),
+    ]
+    write_results(grid, STUDY, tmp_path)
+    results = pd.read_parquet(tmp_path / C.RESULTS_FILE).set_index("trial_id")
+    history = pd.read_parquet(tmp_path / C.HISTORY_FILE)
+    for col in C.RUNTIME_KEYS:
+        assert results.loc[["t_old", "t_error0"], col].isna().all(), col
+        assert history.loc[history["trial_id"] == "t_old", col].isna().all(), col
+        assert results.at["t_new", col] == CPU_RUNTIME[col], col
 
 
 def test_dtypes(frames):

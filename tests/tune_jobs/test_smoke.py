@@ -14,8 +14,10 @@ import optuna
 import pandas as pd
 import pytest
 
+from core import columns as C
 from core.columns import CALIB_COLUMNS, EPOCH, TEST_ACC, TRAIN_LOSS, VAL_ACC
 from core.config import TrialConfig
+from core.provenance import code_version, cpu_model
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
 from tune_jobs.options import JobOptions, grid_configs
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
@@ -104,6 +106,13 @@ def check_tables(exp, module, study):
     assert (merged["final_test_acc"] == merged["test_acc"]).all()
     info = json.loads((exp / "study.json").read_text())
     assert info["study"] == study and info["smoke"] is True
+    # what produced it, and where each trial ran (the trials here run on this machine's CPU)
+    produced_by = info[C.PROVENANCE]
+    assert produced_by[C.PROV_VERSIONS]["torch"] and produced_by[C.PROV_CPU] == cpu_model()
+    assert produced_by[C.PROV_COMMIT] == code_version()[C.PROV_COMMIT]
+    assert (results[C.DEVICE_NAME] == cpu_model()).all()
+    assert (results[C.RESOLVED_PRECISION] == "fp32").all()
+    assert not results[C.RESOLVED_COMPILE].any()
     return results, history
 
 
