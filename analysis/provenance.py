@@ -102,8 +102,13 @@ def provenance_facts(meta: dict[str, Any], results: pd.DataFrame) -> dict[str, s
     libraries = library_versions(record)
     devices, runtimes = trial_devices(results)
     cpu = record.get(C.PROV_CPU) if record is not None else None
+    earlier = meta.get(C.PROVENANCE_EARLIER) or []
+    code = code_text(record)
+    before = [code_text(r) for r in earlier if isinstance(r, dict)]
+    if any(b != code for b in before):  # resumed by other code: say what made earlier trials
+        code += f" (resumed; earlier runs: {', '.join(dict.fromkeys(before))})"
     return {
-        "code version": code_text(record),
+        "code version": code,
         "library versions": (
             ", ".join(f"{name} {v}" for name, v in libraries.items()) or NOT_RECORDED
         ),

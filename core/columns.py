@@ -45,6 +45,9 @@ DRIVER = "driver"  # {"host": ..., "pid": ...} of the process that runs the stud
 # starts): a dict with the keys below. analysis shows it in the report's overview and compares
 # it across the experiments of a comparison; a study recorded before it has no such key.
 PROVENANCE = "provenance"
+# The provenance of the runs before the last one, oldest first: a study resumed (`--resume`) by
+# other code or on another stack keeps what made its earlier trials.
+PROVENANCE_EARLIER = "provenance_earlier"
 PROV_COMMIT = "commit"  # git commit of the code's checkout; None outside a git checkout
 PROV_DIRTY = "dirty"  # bool: the checkout had uncommitted changes; None outside git
 PROV_PACKAGE_VERSION = "package_version"  # the installed ensemble-efficiency's version

@@ -27,6 +27,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from core.columns import (
     PROVENANCE,
+    PROVENANCE_EARLIER,
     RESULTS_FILE,
     STATE_FINISHED,
     STATE_INTERRUPTED,
@@ -144,7 +145,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         print("\n".join(lines), flush=True)
         # What produced the study, taken once as it starts: an edit of the code while it
         # runs does not change what its record says.
-        produced_by = {PROVENANCE: provenance()}
+        produced_by = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
         save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
         result_grid = tuner.fit()
         finished = finished_trials(exp_path)
@@ -411,6 +412,19 @@ def _read_bytes(exp_path: str, name: str) -> bytes | None:
         return None
     with fs.open_input_stream(f"{remote}/{name}") as f:
         return f.read()
+
+
+def earlier_provenance(exp_path: str, opts: JobOptions) -> dict[str, Any]:
+    """On --resume: {PROVENANCE_EARLIER: the saved record's earlier runs and its own last
+    run}, so that the record keeps what made every run of the study; {} for a new study."""
+    if not opts.resume:
+        return {}
+    raw = _read_bytes(exp_path, STUDY_FILE)
+    saved = json.loads(raw) if raw else {}
+    earlier = list(saved.get(PROVENANCE_EARLIER, []))
+    if PROVENANCE in saved:
+        earlier.append(saved[PROVENANCE])
+    return {PROVENANCE_EARLIER: earlier} if earlier else {}
 
 
 def check_resume_state(exp_path: str, study: Study, opts: JobOptions) -> None:

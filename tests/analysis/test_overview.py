@@ -229,6 +229,16 @@ def test_the_overview_says_what_produced_the_study(tmp_path):
         tmp_path / "p", results, history, "search", **{C.PROVENANCE: record}
     )
     assert facts(build_report(exp).read_text())["code version"] == "package version 0.1.0"
+    # resumed by other code: the earlier runs' code is named too (the same code is not)
+    earlier = [fakes.provenance(commit="f" * 40), record, fakes.provenance(commit="f" * 40)]
+    meta = {C.PROVENANCE: fakes.provenance(), C.PROVENANCE_EARLIER: earlier}
+    exp = fakes.write_experiment(tmp_path / "r", results, history, "search", **meta)
+    assert facts(build_report(exp).read_text())["code version"] == (
+        "commit 1a2b3c4 (resumed; earlier runs: commit fffffff, package version 0.1.0)"
+    )
+    meta[C.PROVENANCE_EARLIER] = [fakes.provenance()]
+    exp = fakes.write_experiment(tmp_path / "same", results, history, "search", **meta)
+    assert facts(build_report(exp).read_text())["code version"] == "commit 1a2b3c4"
 
 
 def test_a_study_without_provenance_says_not_recorded(ag_report, tmp_path):

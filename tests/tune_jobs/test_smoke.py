@@ -336,9 +336,14 @@ def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130  # interrupted, state saved, no partial tables
     assert not (exp / "results.parquet").exists()
+    first_run = json.loads((exp / "study.json").read_text())["provenance"]
 
     r = run_job("alpha_gamma.py", *args, "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
+    # The record keeps what made the first run's trials beside what made the resumed run's.
+    record = json.loads((exp / "study.json").read_text())
+    assert record["provenance_earlier"] == [first_run]
+    assert record["provenance"]["commit"] == first_run["commit"]
     # Ray's per-trial "Failed to fetch metrics" warnings for the trials still to run stay off
     assert "Failed to fetch metrics" not in r.stdout + r.stderr
     results, history = check_tables(exp, alpha_gamma, "alpha_gamma")
