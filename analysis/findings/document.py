@@ -13,13 +13,15 @@ from pathlib import Path
 
 from analysis.findings import alpha_gamma, ensemble_size, optimizers, sharing
 from analysis.findings.data import FINDINGS
+from analysis.schema import STUDIES as KNOWN_STUDIES
 from core import columns as C
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "findings.md"
 BLOCK = re.compile(r"<!-- findings:([a-z0-9_]+) -->\n(.*?)<!-- /findings -->", re.S)
 
 STUDY_MODULES = (optimizers, alpha_gamma, ensemble_size, sharing)
-STUDIES = tuple(m.STUDY for m in STUDY_MODULES)
+# The studies with findings: those of analysis.schema with a module here, in its order.
+STUDIES = tuple(s for s in KNOWN_STUDIES if s in {m.STUDY for m in STUDY_MODULES})
 # Each generated block of docs/findings.md: its name and what makes it from findings/.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     name: make for m in STUDY_MODULES for name, make in m.BLOCKS.items()

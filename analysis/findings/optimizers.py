@@ -28,12 +28,13 @@ from analysis.findings.statistics import (
 )
 from analysis.tidy import UNUSABLE
 from core import columns as C
+from core.config import OPTIMIZERS, TrialConfig
 
 STUDY = "optimizers"
 PICTURE_PAGE = "optimizers"  # the report page docs/findings/optimizers.png is a screenshot of
 
+# The models of the study (its rows, with each of core.config's OPTIMIZERS): (ensemble, size).
 MODELS = (("single", 1), ("batch", 8), ("deep", 8))
-OPTIMIZERS = ("adam", "sgd", "ivon")
 MODELS_COLUMNS = (ACC, NLL, ECE, DISAGREE, CORRUPT_ACC, AUROC)
 OVERFITTING_COLUMNS = (TRAIN_ACC, VAL_ACC, GAP, VAL_LOSS_RISE, C.EPOCH_AT_BEST_VAL, NLL, ECE)
 
@@ -45,7 +46,6 @@ def _model(df: pd.DataFrame, ensemble: str, size: int, optimizer: str) -> pd.Ser
 def flops_per_image(row: pd.Series) -> float:
     """Training FLOPs per image of a results row's model (core.cost), from its config: the
     studies run before the cost columns existed lack `train_flops_per_image`."""
-    from core.config import TrialConfig
     from core.cost import COST_FIELDS, config_flops_per_image
 
     if C.TRAIN_FLOPS_PER_IMAGE in row and pd.notna(row[C.TRAIN_FLOPS_PER_IMAGE]):
