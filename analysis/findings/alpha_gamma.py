@@ -117,21 +117,13 @@ def _alike_lines(df: pd.DataFrame) -> list[str]:
     """The cells whose members start alike against the others: disagreement, accuracy."""
     a, g = pd.to_numeric(df["alpha"]), pd.to_numeric(df["gamma"])
     same = a.isin(IDENTICAL) & g.isin(IDENTICAL)
+    groups = (
+        ("cells whose members start alike (alpha and gamma in {0, 1}) - the others", DISAGREE),
+        ("the same two groups", ACC),
+    )
     return [
-        comparison_line(
-            "cells whose members start alike (alpha and gamma in {0, 1}) - the others",
-            stat_of(df, same, DISAGREE),
-            stat_of(df, ~same, DISAGREE),
-            METRICS[DISAGREE],
-            "worse",
-        ),
-        comparison_line(
-            "the same two groups",
-            stat_of(df, same, ACC),
-            stat_of(df, ~same, ACC),
-            METRICS[ACC],
-            "worse",
-        ),
+        comparison_line(what, stat_of(df, same, c), stat_of(df, ~same, c), METRICS[c], "worse")
+        for what, c in groups
     ]
 
 
