@@ -19,18 +19,6 @@ from analysis.tidy import (
 )
 from core.columns import EPOCHS_DONE
 
-STAT_COLUMNS = (
-    "mean",
-    "std",
-    "n",
-    "n_trials",
-    "n_diverged",
-    "n_error",
-    "n_nan",
-    "n_asha",
-    "min_epochs_asha",
-)
-
 
 def aggregate(results: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
     """One row per group of `by` (in study order) with, for `metric`:

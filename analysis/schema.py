@@ -61,7 +61,8 @@ __all__ = [
 # Config columns that vary between trials without being a studied factor.
 NOT_SWEPT = ("seed", "data_dir", "device", "num_threads")
 
-# The study kinds the report has pages for (study.json's `study`, the results' `study` column).
+# The study kinds the report has pages for (study.json's `study`, the results' `study` column),
+# declared once: analysis.findings covers those of them it has a module for.
 STUDIES = ("alpha_gamma", "ensemble_size", "optimizers", "sharing", "search")
 
 # Without these the report cannot say anything; a figure's own columns are checked before it is
