@@ -26,7 +26,8 @@ import time
 import torch
 
 from core.config import TrialConfig
-from core.models import build_model, resolve_deep_impl
+from core.models import build_model
+from core.network import resolve_deep_impl
 from core.optim import build_optimizer, train_step
 from core.runtime import retain_freed_memory
 

@@ -23,7 +23,7 @@ import time
 import torch
 
 from core.config import TrialConfig
-from core.models import ConvBlock, build_model
+from core.models import build_model
 from core.optim import build_optimizer, train_step
 from core.runtime import retain_freed_memory
 
@@ -31,10 +31,7 @@ from core.runtime import retain_freed_memory
 def make_step(arch: str, ensemble: str, m: int, batch: int, device: torch.device, fused: bool):
     """A closure running one Adam training step of the model on a fixed batch."""
     size = 1 if ensemble == "single" else m
-    model = build_model(arch, 10, ensemble_size=size, ensemble=ensemble).to(device)
-    for block in model.modules():
-        if isinstance(block, ConvBlock):
-            block.fused = block.fused and fused
+    model = build_model(arch, 10, ensemble_size=size, ensemble=ensemble, fuse=fused).to(device)
     cfg = TrialConfig(arch=arch, ensemble=ensemble, ensemble_size=size)
     opt, sched = build_optimizer(model, cfg, num_train=batch * 100, steps_per_epoch=100)
     x = torch.randn(batch, 3, 32, 32, device=device)

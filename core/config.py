@@ -2,10 +2,12 @@
 
 A study is a set of TrialConfigs; Ray Tune hands each trial a plain dict, and
 `TrialConfig.from_dict` turns it back into a checked dataclass. Each field declares its allowed
-values next to it (`knob(default, check)`); the rules that tie fields together follow in
-`TrialConfig.validate`, and the model rules in `check_model`, which `core.models.build_model`
-runs too. Every bad value is refused with one message naming the field, the value and what is
-allowed (`core.errors.refusal`), so a typo fails on the driver before any cluster work starts.
+values next to it (`knob(default, check)`, the vocabulary of `core.checks`); the model fields
+are `core.spec.ModelSpec`'s, declared there (`TrialConfig.model` is the ModelSpec). The rules
+that tie fields together follow in `TrialConfig.validate`, and the model rules in
+`core.spec.check_model`, which `core.models.build_model` runs too. Every bad value is refused
+with one message naming the field, the value and what is allowed (`core.errors.refusal`), so a
+typo fails on the driver before any cluster work starts.
 Code below a validated config trusts it.
 
 This module is torch-free: checking a config imports no model code.
@@ -14,17 +16,23 @@ This module is torch-free: checking a config imports no model code.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
-import sys
 import types
 import typing
-from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.architectures import ARCHITECTURES, SHARING, check_sharing
+from core.architectures import SHARING
+from core.checks import POSITIVE, flag, integer, knob, number, one_of, tags, text_or_none
 from core.errors import ConfigError, refusal
+from core.spec import (
+    ENSEMBLES,
+    MAX_ENSEMBLE_SIZE,
+    MODEL_FIELDS,
+    NORMS,
+    ModelSpec,
+    check_model,
+    valid_sharing_regimes,
+)
 
 __all__ = [
     "DATASETS",
@@ -41,6 +49,7 @@ __all__ = [
     "SCHEDULES",
     "SHARING",
     "ConfigError",
+    "ModelSpec",
     "TrialConfig",
     "allowed_values",
     "check_field",
@@ -50,8 +59,6 @@ __all__ = [
 ]
 
 DATASETS = ("cifar10", "cifar20", "imagefolder")
-ENSEMBLES = ("single", "batch", "deep")
-NORMS = ("batch", "member", "none")
 OPTIMIZERS = ("adam", "sgd", "ivon")
 SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -64,130 +71,17 @@ FAST_WEIGHT_SWEEP = (-1.0, -0.8, -0.5, -0.2, 0.0, 0.2, 0.5, 0.8, 1.0)
 # Upper bounds no researcher hits legitimately; they turn a typo (an extra digit, a pasted
 # 99999999999999999999) into a refusal instead of a run that never ends or an OverflowError.
 MAX_EPOCHS = 10_000  # days per trial even for simple_cnn on CIFAR
-MAX_ENSEMBLE_SIZE = 64  # the literature stops at 16; 64 members of vgg11 need ~10 GB of weights
 MAX_BATCH_SIZE = 65_536  # larger than CIFAR's 50,000 training images
 MAX_SUBSET = 100_000_000  # examples; more than any image folder this code can hold in memory
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_SAMPLES = 10_000  # IVON weight samples per step or per prediction
 MAX_THREADS = 1_024  # torch CPU threads
-FAST_WEIGHT_ALLOWED = (
-    "a number in [-1, 1] or None "
-    "(v<0: N(1,|v|), 0: ones, 0<v<=1: random signs with P(+1)=v, None: frozen ones)"
-)
-
-Check = Callable[[str, Any], None]  # (field name, value) -> None, or raises ConfigError
 
 
-# ----------------------------------------------------------------------------------------------
-# value checks: each returns a Check that words its refusal with `refusal`
-# ----------------------------------------------------------------------------------------------
-def one_of(allowed: Collection[Any]) -> Check:
-    """A value from `allowed` (read at check time, so a registry may grow)."""
-
-    def check(name: str, value: Any) -> None:
-        if value not in allowed:
-            raise ConfigError(refusal(name, value, list(allowed)))
-
-    check.allowed = lambda: "one of " + ", ".join(map(str, allowed))  # type: ignore[attr-defined]
-    return check
-
-
-def integer(lo: int | None = None, hi: int | None = None, optional: bool = False) -> Check:
-    """An int (never a bool) in [lo, hi] (either end open when None); None too when optional.
-    A huge int (99999999999999999999) is refused here, before anything converts it."""
-    if lo is not None and hi is not None:
-        bounds = f" in [{lo}, {hi:,}]"
-    elif lo is not None:
-        bounds = f" >= {lo}"
-    elif hi is not None:
-        bounds = f" <= {hi:,}"
-    else:
-        bounds = ""
-    phrase = "an integer" + bounds + (" or None" * optional)
-
-    def check(name: str, value: Any) -> None:
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(refusal(name, value, phrase))
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(refusal(name, value, phrase))
-
-    check.allowed = phrase  # type: ignore[attr-defined]
-    return check
-
-
-def number(
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    optional: bool = False,
-) -> Check:
-    """A finite real number in the interval; None too when optional."""
-    rng = (
-        f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
-        f"{'inf' if hi is None else hi}{')' if hi_open else ']'}"
-    )
-
-    def check(name: str, value: Any) -> None:
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(refusal(name, value, "a number" + " or None" * optional))
-        if abs(value) > sys.float_info.max:  # an int no float holds: a refusal, no OverflowError
-            raise ConfigError(refusal(name, value, f"in {rng}"))
-        if math.isnan(value):
-            raise ConfigError(refusal(name, value, "a number" + " or None" * optional))
-        bad = (
-            math.isinf(value)
-            or (lo is not None and (value <= lo if lo_open else value < lo))
-            or (hi is not None and (value >= hi if hi_open else value > hi))
-        )
-        if bad:
-            raise ConfigError(refusal(name, value, f"in {rng}"))
-
-    check.allowed = f"a number in {rng}" + " or None" * optional  # type: ignore[attr-defined]
-    return check
-
-
-def fast_weight_init(name: str, value: Any) -> None:
-    """A fast-weight init value (core.layers.init_fast_weight): a number in [-1, 1] or None."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not -1.0 <= value <= 1.0:
-        raise ConfigError(refusal(name, value, FAST_WEIGHT_ALLOWED, what="fast-weight init"))
-
-
-def flag(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(refusal(name, value, "True or False"))
-
-
-def text_or_none(name: str, value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(refusal(name, value, "a path or None"))
-
-
-# What each check allows, in words (`allowed_values`: a command's --help lists it).
-fast_weight_init.allowed = FAST_WEIGHT_ALLOWED  # type: ignore[attr-defined]
-flag.allowed = "True or False"  # type: ignore[attr-defined]
-text_or_none.allowed = "a path or None"  # type: ignore[attr-defined]
-
-
-def tags(name: str, value: Any) -> None:
-    if not isinstance(value, dict):
-        raise ConfigError(refusal(name, value, "a dict of tags"))
-
-
-def knob(default: Any, check: Check) -> Any:
-    """A TrialConfig field with its allowed values declared next to it."""
-    if callable(default):
-        return field(default_factory=default, metadata={"check": check})
-    return field(default=default, metadata={"check": check})
-
-
-POSITIVE = number(lo=0.0, lo_open=True)
+def model_knob(name: str) -> Any:
+    """A TrialConfig field that is ModelSpec's field `name`: default and check declared there."""
+    spec_field = MODEL_FIELDS[name]
+    return field(default=spec_field.default, metadata=spec_field.metadata)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,23 +102,15 @@ class TrialConfig:
     val_fraction: float = knob(0.0, number(lo=0.0, hi=1.0, hi_open=True))
     # random crop (4-pixel pad) and horizontal flip, on tensors
     augment: bool = knob(True, flag)
-    # --- model ---
-    # architecture from core.architectures' registry
-    arch: str = knob("vgg11", one_of(ARCHITECTURES))
-    # single network | BatchEnsemble | deep (independent members)
-    ensemble: str = knob("batch", one_of(ENSEMBLES))
-    # members M; must be 1 for `single`
-    ensemble_size: int = knob(4, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
-    # input-side fast-weight init (see core.layers); None: frozen ones
-    alpha: float | None = knob(0.5, fast_weight_init)
-    # output-side fast-weight init; None: frozen ones
-    gamma: float | None = knob(0.5, fast_weight_init)
-    # region whose same-shape layers tie slow weights (core.architectures)
-    sharing_network: str = knob("none", one_of(SHARING))
-    # region where all members use one layer
-    sharing_ensemble: str = knob("none", one_of(SHARING))
-    # batch (shared stats, per-member affine) | member | none
-    norm: str = knob("batch", one_of(NORMS))
+    # --- model: core.spec.ModelSpec declares each field's meaning, default and check ---
+    arch: str = model_knob("arch")
+    ensemble: str = model_knob("ensemble")
+    ensemble_size: int = model_knob("ensemble_size")
+    alpha: float | None = model_knob("alpha")
+    gamma: float | None = model_knob("gamma")
+    sharing_network: str = model_knob("sharing_network")
+    sharing_ensemble: str = model_knob("sharing_ensemble")
+    norm: str = model_knob("norm")
     # --- optimisation ---
     # adam | sgd | ivon
     optimizer: str = knob("adam", one_of(OPTIMIZERS))
@@ -280,8 +166,8 @@ class TrialConfig:
     num_threads: int | None = knob(None, integer(lo=1, hi=MAX_THREADS, optional=True))
     # --- how the trial computes (core.runtime: 'auto' resolved per device, once per trial) ---
     # On CPU every auto is off/fp32, so CPU trials compute exactly as before these fields.
-    # The CUDA autos follow what each is known to do on Ampere-and-newer GPUs; they have not
-    # been timed on a GPU in this project yet.
+    # The CUDA autos follow what each is known to do on Ampere-and-newer GPUs (not yet timed
+    # on a GPU here: benchmarks/README.md, "Not yet measured").
     # auto | fp32 | bf16: bf16 autocast of the forward pass and loss (weights, gradients,
     # optimizer state and metrics stay fp32; no gradient scaling: bf16 has fp32's range).
     # auto: bf16 on a CUDA GPU with native bf16 (Ampere and newer: tensor-core matmuls and
@@ -293,10 +179,8 @@ class TrialConfig:
     # bf16 convs want), off on CPU (no gain known for these small nets; same numbers)
     channels_last: str = knob("auto", one_of(SWITCHES))
     # auto | on | off: torch.compile the model (inductor). auto: on for CUDA when triton is
-    # installed (fuses BatchEnsemble's per-member scale/shift, norm and ReLU passes; its tens
-    # of seconds of compilation per trial should be repaid by a GPU trial of minutes), off on
-    # CPU (compiling simple_cnn's training step took about 3 minutes on the project's busy
-    # 2-core machine, the order of a CPU trial's whole training). Checkpoints hold the
+    # installed (fuses BatchEnsemble's per-member scale/shift, norm and ReLU passes), off on
+    # CPU (why, measured: benchmarks/README.md, "Not yet measured"). Checkpoints hold the
     # uncompiled module's state_dict either way. When on, the first epoch's timing includes it.
     compile: str = knob("auto", one_of(SWITCHES))
     # free-form tags kept with the result
@@ -315,6 +199,11 @@ class TrialConfig:
         cfg.validate()
         return cfg
 
+    @property
+    def model(self) -> ModelSpec:
+        """The model settings (deep_impl, not a TrialConfig field, at ModelSpec's default)."""
+        return ModelSpec(**{name: getattr(self, name) for name in _MODEL_FIELDS})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -329,7 +218,7 @@ class TrialConfig:
         for f in dataclasses.fields(self):
             if f.name not in _MODEL_FIELDS:
                 f.metadata["check"](f.name, getattr(self, f.name))
-        check_model(**{name: getattr(self, name) for name in _MODEL_FIELDS})
+        check_model(self.model)
         if self.dataset == "imagefolder" and not self.data_dir:
             raise ConfigError(
                 refusal(
@@ -384,79 +273,6 @@ def check_field(name: str, value: Any) -> None:
     _FIELDS[name].metadata["check"](name, value)
 
 
-def check_model(
-    arch: str,
-    ensemble: str = "batch",
-    ensemble_size: int = 4,
-    alpha: float | None = 0.5,
-    gamma: float | None = 0.5,
-    sharing_network: str = "none",
-    sharing_ensemble: str = "none",
-    norm: str = "batch",
-) -> None:
-    """The model fields' checks and the rules between them; `core.models.build_model` runs
-    this too, so a model is only ever built from values these rules allow."""
-    given = locals()
-    for name in _MODEL_FIELDS:
-        check_field(name, given[name])
-    if ensemble == "single" and ensemble_size != 1:
-        raise ConfigError(
-            refusal(
-                "ensemble_size",
-                ensemble_size,
-                "1 (use ensemble 'batch' or 'deep' for more members)",
-                "ensemble 'single' is one network",
-            )
-        )
-    if ensemble != "single" and ensemble_size < 2:
-        raise ConfigError(
-            refusal(
-                "ensemble_size",
-                ensemble_size,
-                "an integer >= 2, or ensemble 'single' for one network",
-                f"ensemble {ensemble!r} needs at least 2 members",
-            )
-        )
-    if norm == "member" and ensemble != "batch":
-        raise ConfigError(
-            refusal(
-                "norm",
-                norm,
-                "'batch' or 'none'",
-                f"per-member statistics are an option of the 'batch' ensemble only, not of "
-                f"{ensemble!r} ('single' has one member, 'deep' members always have their own "
-                "BatchNorm)",
-            )
-        )
-    if ensemble == "single" and sharing_ensemble != "none":
-        raise ConfigError(
-            refusal(
-                "sharing_ensemble",
-                sharing_ensemble,
-                ["none"],
-                "a 'single' network has no members to share layers between",
-            )
-        )
-    check_sharing(arch, sharing_network, sharing_ensemble)
-
-
-def valid_sharing_regimes(arch: str, ensemble: str) -> list[tuple[str, str]]:
-    """All valid (sharing_network, sharing_ensemble) pairs for `arch` and `ensemble`,
-    ('none', 'none') first."""
-    check_field("arch", arch)
-    check_field("ensemble", ensemble)
-    size = 1 if ensemble == "single" else 2
-    out = []
-    for sn in SHARING:
-        for se in SHARING:
-            try:
-                check_model(arch, ensemble, size, None, None, sn, se, "batch")
-            except ConfigError:
-                continue
-            out.append((sn, se))
-    return out
-
-
 def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
     """Merge bundles: a non-field key whose value is a dict of fields.
 
@@ -491,20 +307,21 @@ def parse_field(name: str, raw: str) -> Any:
     optional = type(None) in args or (isinstance(tp, types.UnionType) and type(None) in args)
     if optional and raw.lower() == "none":
         return None
-    base = [a for a in args if a is not type(None)][0] if args else tp
+    value_type = [a for a in args if a is not type(None)][0] if args else tp
     try:
-        if base is bool:
+        if value_type is bool:
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return raw.lower() in ("true", "1", "yes")
-        if base is int:
+        if value_type is int:
             return int(raw)
-        if base is float:
+        if value_type is float:
             return float(raw)
     except ValueError:
-        raise ConfigError(refusal(name, raw, f"a {base.__name__}")) from None
+        raise ConfigError(refusal(name, raw, f"a {value_type.__name__}")) from None
     return raw
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
-_MODEL_FIELDS = tuple(inspect.signature(check_model).parameters)  # the fields it checks
+# the TrialConfig fields that are ModelSpec's (its checks run together in check_model)
+_MODEL_FIELDS = tuple(name for name in _FIELDS if name in MODEL_FIELDS)

@@ -86,8 +86,8 @@ def format_table(
                 model = build_model(
                     arch,
                     num_classes,
-                    ensemble_size,
-                    ensemble,
+                    ensemble_size=ensemble_size,
+                    ensemble=ensemble,
                     sharing_network=sn,
                     sharing_ensemble=se,
                     norm=norm,

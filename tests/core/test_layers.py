@@ -390,7 +390,7 @@ def test_fused_conv_norm_relu_equals_the_layers_in_turn(alpha, gamma, training):
 def test_fused_block_on_an_untiled_input_equals_it_on_the_tiled_input(
     alpha, gamma, training, channels_last
 ):
-    """plain=True (alpha in the kernel, one convolution of the B rows) is the same function
+    """shared_input=True (alpha in the kernel, one convolution of the B rows) is the same function
     as the tiled input, in outputs, gradients (the input's too) and running statistics."""
     torch.manual_seed(0)
     m, b, c = 3, 4, 6
@@ -404,7 +404,7 @@ def test_fused_block_on_an_untiled_input_equals_it_on_the_tiled_input(
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     tiled = x1.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])
     ref = be_conv_norm_relu(mods[0], mods[1], tiled)
-    out = be_conv_norm_relu(mods[2], mods[3], x2, plain=True)
+    out = be_conv_norm_relu(mods[2], mods[3], x2, shared_input=True)
     assert out.shape == ref.shape == (m * b, c, 5, 5)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
     assert out.is_contiguous(memory_format=fmt)
@@ -457,7 +457,7 @@ def test_fused_block_applying_the_next_alpha_equals_relu_then_the_multiply(train
     nxt_norm = BEBatchNorm2d(c, m).double()
     with torch.no_grad():
         nxt.alpha.copy_(a1)
-        applied = be_conv_norm_relu(nxt, nxt_norm, out, alpha_given=True)
+        applied = be_conv_norm_relu(nxt, nxt_norm, out, alpha_applied=True)
         nxt_norm.reset_parameters()  # the running statistics as before the first call
         own = be_conv_norm_relu(nxt, nxt_norm, F.relu(norm(conv(x))))
     torch.testing.assert_close(applied, own, rtol=1e-10, atol=1e-12)

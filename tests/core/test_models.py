@@ -12,6 +12,7 @@ from core.config import ConfigError, TrialConfig
 from core.layers import (
     BEBatchNorm2d,
     BEConv2d,
+    BEConvNormReLU,
     BELinear,
     DeepConv2d,
     DeepLinear,
@@ -269,7 +270,7 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
 def test_build_model_rejects_bad_arguments(kwargs, match):
     args = dict(arch="simple_cnn", num_classes=10) | kwargs
     with pytest.raises(ConfigError, match=match):
-        build_model(**args)
+        build_model(args.pop("arch"), **args)
 
 
 def test_count_parameters_counts_tied_tensors_once():
@@ -413,15 +414,13 @@ def test_one_sgd_step_moves_a_deep_member_as_it_moves_a_single_network():
 
 
 def _train_fused_against_unfused(fused, plain) -> torch.Tensor:
-    """Give `plain` fused's state with its fused blocks switched off (the layers in turn), run
-    one backward pass of both on the same batch and check every gradient; return the batch."""
-    from core.models import ConvBlock
+    """Give `plain` (built with fuse=False: the layers in turn) fused's state, run one backward
+    pass of both on the same batch and check every gradient; return the batch."""
+    from core.network import FusedConvBlock
 
     plain.load_state_dict(fused.state_dict())  # same parameters and buffers, same keys
-    blocks = [blk for blk in plain.modules() if isinstance(blk, ConvBlock)]
-    assert any(blk.fused for blk in blocks)
-    for blk in blocks:
-        blk.fused = False
+    assert any(isinstance(blk, FusedConvBlock) for blk in fused.modules())
+    assert not any(isinstance(blk, FusedConvBlock) for blk in plain.modules())
     x = torch.randn(4, 3, 16, 16, dtype=torch.double)
     y = torch.randint(0, 10, (4,))
     m = fused.ensemble_size
@@ -443,13 +442,18 @@ def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(
 
     torch.manual_seed(0)
     fused = build_model("simple_cnn", 10, ensemble_size=3).double()
-    plain = build_model("simple_cnn", 10, ensemble_size=3).double()
+    plain = build_model("simple_cnn", 10, ensemble_size=3, fuse=False).double()
     carriers = {"conv1", "conv2", "conv4", "conv5"}
     if zero_alpha:  # an alpha entry exactly 0: conv2's alpha is then applied by conv2 itself
         with torch.no_grad():
             fused.blocks["conv2"].conv.alpha[1, 3] = 0.0
         carriers.discard("conv1")
-    carried = fused._alpha_carriers(torch.device("cpu"))
+    cpu = torch.device("cpu")
+    carried = {
+        name: blk.alpha_out(cpu)
+        for name, blk in fused.blocks.items()
+        if isinstance(blk, BEConvNormReLU) and blk.alpha_out(cpu) is not None
+    }
     assert set(carried) == carriers
     for a, t in carried.items():
         assert t is fused.blocks[CARRIERS[a]].conv.alpha
@@ -522,7 +526,7 @@ def test_deep_impl_checkpoints_load_either_way_and_can_be_switched():
 
 
 def test_deep_impl_auto_resolves_by_device_and_arch():
-    from core.models import DEEP_IMPL_AUTO, resolve_deep_impl
+    from core.network import DEEP_IMPL_AUTO, resolve_deep_impl
 
     assert set(DEEP_IMPL_AUTO.values()) <= {"grouped", "loop"}
     for impl in ("grouped", "loop"):
@@ -551,6 +555,8 @@ def test_fused_blocks_equal_the_unfused_layers_under_sharing_and_frozen_fast_wei
     takes the untiled input) and frozen fast weights: the gradients of the unfused layers."""
 
     torch.manual_seed(0)
-    fused = build_model("simple_cnn", 10, 3, "batch", **changes).double()
-    plain = build_model("simple_cnn", 10, 3, "batch", **changes).double()
+    fused = build_model("simple_cnn", 10, ensemble_size=3, ensemble="batch", **changes).double()
+    plain = build_model(
+        "simple_cnn", 10, ensemble_size=3, ensemble="batch", fuse=False, **changes
+    ).double()
     _train_fused_against_unfused(fused, plain)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from core.architectures import ARCHITECTURES, ArchSpec, Classifier, Conv
-from core.config import SHARING, ConfigError, TrialConfig, check_model, valid_sharing_regimes
+from core.config import SHARING, ConfigError, TrialConfig, valid_sharing_regimes
 from core.models import build_model, count_parameters
+from core.spec import ModelSpec, check_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def validate_sharing(arch, ensemble, sharing_network, sharing_ensemble):
     """The sharing rules alone: check_model with a member count that fits `ensemble`."""
     size = 1 if ensemble == "single" else 2
-    check_model(arch, ensemble, size, None, None, sharing_network, sharing_ensemble)
+    check_model(
+        ModelSpec(
+            arch=arch,
+            ensemble=ensemble,
+            ensemble_size=size,
+            alpha=None,
+            gamma=None,
+            sharing_network=sharing_network,
+            sharing_ensemble=sharing_ensemble,
+        )
+    )
 
 
 # The tables written out by hand: (in, out, region, tie label) per 3x3 conv, classifier input.
@@ -115,9 +126,11 @@ def test_hand_formula_matches_known_numbers():
     assert expected_count("simple_cnn", "batch", 4, 10, "none", "none") == 30_796
 
 
-def _meta_model(*args, **kwargs):
+def _meta_model(arch, num_classes, ensemble_size, ensemble, **kwargs):
     with torch.device("meta"):
-        return build_model(*args, **kwargs)
+        return build_model(
+            arch, num_classes, ensemble_size=ensemble_size, ensemble=ensemble, **kwargs
+        )
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -208,8 +221,8 @@ def test_tied_layers_share_the_parameter_object(ensemble, m, sharing_network):
     model = build_model(
         arch,
         5,
-        m,
-        ensemble,
+        ensemble_size=m,
+        ensemble=ensemble,
         sharing_network=sharing_network,
         sharing_ensemble="early" if ensemble != "single" else "none",
     )
@@ -261,7 +274,9 @@ def test_vgg11_refuses_early_network_sharing(sharing_network, ensemble, m):
     with pytest.raises(ConfigError, match=match):
         validate_sharing("vgg11", ensemble, sharing_network, "none")
     with pytest.raises(ConfigError, match=match):
-        build_model("vgg11", 10, m, ensemble, sharing_network=sharing_network)
+        build_model(
+            "vgg11", 10, ensemble_size=m, ensemble=ensemble, sharing_network=sharing_network
+        )
     with pytest.raises(ConfigError, match=match):
         TrialConfig.from_dict(
             {
@@ -319,7 +334,9 @@ class _Rows:
 @pytest.mark.parametrize("ensemble", ["batch", "deep"])
 def test_early_shared_region_runs_once_on_the_untiled_batch(ensemble):
     m, b = 4, 3
-    model = build_model("simple_cnn", 5, m, ensemble, sharing_ensemble="early")
+    model = build_model(
+        "simple_cnn", 5, ensemble_size=m, ensemble=ensemble, sharing_ensemble="early"
+    )
     rows = _Rows(model)
     y = model(torch.randn(b, 3, 8, 8))
     assert y.shape == (m, b, 5)
@@ -338,7 +355,7 @@ def test_early_shared_region_runs_once_on_the_untiled_batch(ensemble):
 
 def test_deep_shared_region_runs_on_all_member_rows():
     m, b = 3, 2
-    model = build_model("simple_cnn", 5, m, "batch", sharing_ensemble="deep")
+    model = build_model("simple_cnn", 5, ensemble_size=m, ensemble="batch", sharing_ensemble="deep")
     rows = _Rows(model)
     y = model(torch.randn(b, 3, 8, 8))
     # conv1, the first BatchEnsemble block, takes the B images and tiles in its convolution
@@ -352,14 +369,14 @@ def test_deep_shared_region_runs_on_all_member_rows():
 @pytest.mark.parametrize("ensemble", ["batch", "deep"])
 def test_all_shared_members_are_identical(ensemble):
     m, b = 3, 2
-    model = build_model("simple_cnn", 5, m, ensemble, sharing_ensemble="all")
+    model = build_model("simple_cnn", 5, ensemble_size=m, ensemble=ensemble, sharing_ensemble="all")
     rows = _Rows(model)
     y = model(torch.randn(b, 3, 8, 8))
     assert y.shape == (m, b, 5)
     assert all(shape[0] == b for shape in rows.shapes.values())  # computed once
     torch.testing.assert_close(y[0], y[1])
     torch.testing.assert_close(y[0], y[2])
-    single = build_model("simple_cnn", 5, 1, "single")
+    single = build_model("simple_cnn", 5, ensemble_size=1, ensemble="single")
     assert count_parameters(model) == count_parameters(single)
 
 
@@ -370,7 +387,7 @@ def test_single_rejects_ensemble_sharing():
     with pytest.raises(ConfigError, match=r"sharing_ensemble='early': a 'single' network"):
         validate_sharing("vgg11", "single", "none", "early")
     with pytest.raises(ConfigError, match=r"sharing_ensemble='all': a 'single' network"):
-        build_model("simple_cnn", 10, 1, "single", sharing_ensemble="all")
+        build_model("simple_cnn", 10, ensemble_size=1, ensemble="single", sharing_ensemble="all")
 
 
 @pytest.mark.parametrize(
@@ -421,7 +438,7 @@ def toy_arch(monkeypatch):
 
 
 def test_regime_that_changes_nothing_is_an_error(toy_arch):
-    assert build_model("toy", 3, 2)(torch.randn(2, 3, 4, 4)).shape == (2, 2, 3)
+    assert build_model("toy", 3, ensemble_size=2)(torch.randn(2, 3, 4, 4)).shape == (2, 2, 3)
     for sn in ("deep", "all"):
         with pytest.raises(
             ConfigError,
@@ -431,7 +448,7 @@ def test_regime_that_changes_nothing_is_an_error(toy_arch):
         ):
             validate_sharing("toy", "batch", sn, "none")
         with pytest.raises(ConfigError, match=rf"sharing_network='{sn}'"):
-            build_model("toy", 3, 2, sharing_network=sn)
+            build_model("toy", 3, ensemble_size=2, sharing_network=sn)
     for se in ("deep", "all"):
         with pytest.raises(
             ConfigError,

@@ -1,0 +1,134 @@
+"""ModelSpec: the settings of one model, their defaults and allowed values declared once, and
+the rules between them (`check_model`).
+
+`TrialConfig` takes its model fields from here, `core.models.build_model` builds from a
+ModelSpec and `core.network.EnsembleNet` keeps the one it was built from. Torch-free: a config
+is checked on the driver without importing model code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from core.architectures import ARCHITECTURES, SHARING, check_sharing
+from core.checks import fast_weight_init, integer, knob, one_of
+from core.errors import ConfigError, refusal
+
+__all__ = [
+    "DEEP_IMPLS",
+    "ENSEMBLES",
+    "MAX_ENSEMBLE_SIZE",
+    "MODEL_FIELDS",
+    "NORMS",
+    "ModelSpec",
+    "check_model",
+    "valid_sharing_regimes",
+]
+
+ENSEMBLES = ("single", "batch", "deep")
+NORMS = ("batch", "member", "none")
+DEEP_IMPLS = ("auto", "grouped", "loop")  # how a deep trunk is computed (core.network)
+MAX_ENSEMBLE_SIZE = 64  # the literature stops at 16; 64 members of vgg11 need ~10 GB of weights
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: the architecture, the kind and size of the ensemble, and its options."""
+
+    # architecture from core.architectures' registry
+    arch: str = knob("vgg11", one_of(ARCHITECTURES))
+    # single network | BatchEnsemble | deep (independent members)
+    ensemble: str = knob("batch", one_of(ENSEMBLES))
+    # members M; must be 1 for `single`
+    ensemble_size: int = knob(4, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
+    # input-side fast-weight init (see core.layers.init_fast_weight); None: frozen ones
+    alpha: float | None = knob(0.5, fast_weight_init)
+    # output-side fast-weight init; None: frozen ones
+    gamma: float | None = knob(0.5, fast_weight_init)
+    # region whose same-shape layers tie slow weights (core.architectures)
+    sharing_network: str = knob("none", one_of(SHARING))
+    # region where all members use one layer
+    sharing_ensemble: str = knob("none", one_of(SHARING))
+    # batch (shared stats, per-member affine) | member | none
+    norm: str = knob("batch", one_of(NORMS))
+    # a deep trunk as grouped convolutions or a loop over members; auto: the faster one
+    # measured for the input's device (core.network.DEEP_IMPL_AUTO). Same parameters either way.
+    deep_impl: str = knob("auto", one_of(DEEP_IMPLS))
+
+
+# name -> dataclass field (its default, and its check in metadata["check"])
+MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelSpec)}
+
+
+def check_model(spec: ModelSpec) -> None:
+    """Every field's check and the rules between them; `core.models.build_model` runs this
+    too, so a model is only ever built from values these rules allow."""
+    for name, f in MODEL_FIELDS.items():
+        f.metadata["check"](name, getattr(spec, name))
+    ensemble, size, norm = spec.ensemble, spec.ensemble_size, spec.norm
+    if ensemble == "single" and size != 1:
+        raise ConfigError(
+            refusal(
+                "ensemble_size",
+                size,
+                "1 (use ensemble 'batch' or 'deep' for more members)",
+                "ensemble 'single' is one network",
+            )
+        )
+    if ensemble != "single" and size < 2:
+        raise ConfigError(
+            refusal(
+                "ensemble_size",
+                size,
+                "an integer >= 2, or ensemble 'single' for one network",
+                f"ensemble {ensemble!r} needs at least 2 members",
+            )
+        )
+    if norm == "member" and ensemble != "batch":
+        raise ConfigError(
+            refusal(
+                "norm",
+                norm,
+                "'batch' or 'none'",
+                f"per-member statistics are an option of the 'batch' ensemble only, not of "
+                f"{ensemble!r} ('single' has one member, 'deep' members always have their own "
+                "BatchNorm)",
+            )
+        )
+    if ensemble == "single" and spec.sharing_ensemble != "none":
+        raise ConfigError(
+            refusal(
+                "sharing_ensemble",
+                spec.sharing_ensemble,
+                ["none"],
+                "a 'single' network has no members to share layers between",
+            )
+        )
+    check_sharing(spec.arch, spec.sharing_network, spec.sharing_ensemble)
+
+
+def valid_sharing_regimes(arch: str, ensemble: str) -> list[tuple[str, str]]:
+    """All valid (sharing_network, sharing_ensemble) pairs for `arch` and `ensemble`,
+    ('none', 'none') first."""
+    for name, value in (("arch", arch), ("ensemble", ensemble)):
+        MODEL_FIELDS[name].metadata["check"](name, value)
+    size = 1 if ensemble == "single" else 2
+    out = []
+    for sn in SHARING:
+        for se in SHARING:
+            spec = ModelSpec(
+                arch=arch,
+                ensemble=ensemble,
+                ensemble_size=size,
+                alpha=None,
+                gamma=None,
+                sharing_network=sn,
+                sharing_ensemble=se,
+            )
+            try:
+                check_model(spec)
+            except ConfigError:
+                continue
+            out.append((sn, se))
+    return out
