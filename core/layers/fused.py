@@ -292,7 +292,9 @@ class BEConvNormReLU(nn.Module):
     successor then skips: on CPU in eager mode only, and only while that alpha has no entry
     exactly 0 (where relu(t) * a would lose the ReLU's mask); the zero check reads the values (a
     device sync on CUDA, a graph break under torch.compile, whose fusion makes the multiply
-    free there anyway). Both blocks decide from the same alpha, so a linked pair runs in turn.
+    free there anyway). The check runs once per pair, in this block's forward, which tells the
+    successor for its next call only (`_alpha_applied`, consumed there): a successor called on
+    its own, without this block's output, applies its alpha itself.
     """
 
     def __init__(self, conv: BEConv2d, norm: BEBatchNorm2d, shared_input: bool = False) -> None:
@@ -300,13 +302,13 @@ class BEConvNormReLU(nn.Module):
         self.conv = conv
         self.norm = norm
         self.shared_input = shared_input
-        # links in tuples, so that nn.Module registers no second parent
+        # the link in a tuple, so that nn.Module registers no second parent
         self._successor: tuple[BEConvNormReLU, ...] = ()
-        self._predecessor: tuple[BEConvNormReLU, ...] = ()
+        # set by the predecessor's forward when its output already carries this block's alpha
+        self._alpha_applied = False
 
     def carry_alpha_to(self, successor: BEConvNormReLU) -> None:
         self._successor = (successor,)
-        successor._predecessor = (self,)
 
     def alpha_out(self, device: torch.device) -> torch.Tensor | None:
         """The successor's alpha when this block applies it to its output on `device`."""
@@ -315,7 +317,7 @@ class BEConvNormReLU(nn.Module):
         return None
 
     def _alpha_carried(self, device: torch.device) -> bool:
-        """Whether this block's alpha is applied by its predecessor on `device`."""
+        """Whether a predecessor may apply this block's alpha on `device`."""
         return (
             device.type == "cpu"
             and not torch.compiler.is_compiling()
@@ -324,10 +326,11 @@ class BEConvNormReLU(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        applied = bool(self._predecessor) and self._alpha_carried(x.device)
-        return be_conv_norm_relu(
-            self.conv, self.norm, x, self.shared_input, self.alpha_out(x.device), applied
-        )
+        applied, self._alpha_applied = self._alpha_applied, False
+        alpha_out = self.alpha_out(x.device)
+        if self._successor:
+            self._successor[0]._alpha_applied = alpha_out is not None
+        return be_conv_norm_relu(self.conv, self.norm, x, self.shared_input, alpha_out, applied)
 
     def extra_repr(self) -> str:
         return "shared_input=True" if self.shared_input else ""

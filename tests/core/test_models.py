@@ -463,6 +463,25 @@ def test_fused_blocks_train_like_the_unfused_layers_and_share_their_checkpoints(
     torch.testing.assert_close(fused(x), plain(x))
 
 
+def test_a_block_whose_alpha_is_carried_applies_it_itself_when_called_alone():
+    """conv3's alpha is applied by conv2's output pass inside the network; conv3 called on its
+    own (a hook, a probe) gets no such output and must apply its alpha as the unfused layers
+    do, also right after a full forward pass of the network. (conv3 pools, so it carries no
+    alpha of its own successor: its output is the unfused block's.)"""
+    torch.manual_seed(0)
+    fused = build_model("simple_cnn", 10, ensemble_size=3).double().eval()
+    plain = build_model("simple_cnn", 10, ensemble_size=3, fuse=False).double().eval()
+    plain.load_state_dict(fused.state_dict())
+    cpu = torch.device("cpu")
+    assert fused.blocks["conv2"].alpha_out(cpu) is fused.blocks["conv3"].conv.alpha
+    assert fused.blocks["conv3"].alpha_out(cpu) is None
+    h = torch.randn(3 * 2, fused.blocks["conv3"].conv.in_channels, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.blocks["conv3"](h), plain.blocks["conv3"](h))
+        fused(torch.randn(2, 3, 32, 32, dtype=torch.float64))  # sets conv3's flag, consumed
+        torch.testing.assert_close(fused.blocks["conv3"](h), plain.blocks["conv3"](h))
+
+
 # ----------------------------------------------------------------------------------------------
 # a deep ensemble's two computations (deep_impl) over one parameter layout
 # ----------------------------------------------------------------------------------------------
