@@ -11,16 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from tune_jobs.cli import command, option
-from tune_jobs.options import (
-    JobError,
-    JobOptions,
+from tune_jobs.errors import JobError
+from tune_jobs.options import JobOptions
+from tune_jobs.record import study_record
+from tune_jobs.study import (
     Study,
     asha_rungs,
     check_study,
     grid,
     grid_configs,
     robustness_epochs,
-    study_record,
     with_seeds,
 )
 
@@ -33,7 +33,8 @@ def test_options_and_study_spaces_load_neither_ray_nor_torch(name):
     """Options are checked in a moment, before Ray starts: building a space loads no Ray/torch."""
     code = f"""
 import sys
-from tune_jobs.options import JobOptions, check_study
+from tune_jobs.options import JobOptions
+from tune_jobs.study import check_study
 from tune_jobs import {name} as study_module
 for smoke in (False, True):
     opts = JobOptions(smoke=smoke)
@@ -207,7 +208,7 @@ def test_an_asha_study_records_its_robustness_epochs():
 
 def test_study_json_records_what_produced_the_study(tmp_path):
     """The runner's record path: save_record writes the provenance it is given into
-    study.json (tune_jobs.options cannot compute it: core.provenance asks torch about CUDA)."""
+    study.json (tune_jobs.record cannot compute it: core.provenance asks torch about CUDA)."""
     import json
 
     from core.columns import PROV_COMMIT, PROV_CPU, PROV_VERSIONS, PROVENANCE, STUDY_STATE
