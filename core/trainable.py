@@ -49,7 +49,7 @@ def ray_trainable(
     `data` is the full dataset loaded once on the driver and shared with every trial through
     `tune.with_parameters`; each trial applies its own subset/validation split.
     `robustness_epochs`: the study's epochs at which robustness is also measured (ASHA's rungs:
-    `tune_jobs.options.robustness_epochs`), the same for every trial.
+    `tune_jobs.study.robustness_epochs`), the same for every trial.
     """
     # Ray Train logs "Checkpoint successfully created at: ..." at INFO for every epoch's
     # checkpoint, in this (the trial's) process: its logger at WARNING keeps its warnings only.

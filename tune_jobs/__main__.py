@@ -1,7 +1,7 @@
 """`python -m tune_jobs`: the studies, one line each: its name, what it sweeps (at the default
 `--preset full`) and how to run it. Found, not listed: every module of this package that has a
 `make_study` is a study, so a new study script shows up here by itself. Neither Ray nor torch
-is loaded (a study's space is built from its options alone, `tune_jobs.options`)."""
+is loaded (a study's space is built from its options alone, `tune_jobs.study`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from types import ModuleType
 from typing import Any
 
 import tune_jobs
-from tune_jobs.options import JobOptions, Study, grid_configs, swept_fields
+from tune_jobs.options import JobOptions
 from tune_jobs.search_space import SearchSpace
+from tune_jobs.study import Study, grid_configs, swept_fields
 
 
 def studies() -> list[ModuleType]:

@@ -6,7 +6,8 @@ python tune_jobs/alpha_gamma.py --seeds 3 --address auto --storage-path s3://buc
 
 from core.config import FAST_WEIGHT_SWEEP
 from tune_jobs.cli import cli
-from tune_jobs.options import JobOptions, Study, grid, with_seeds
+from tune_jobs.options import JobOptions
+from tune_jobs.study import Study, grid, with_seeds
 
 SMOKE_SWEEP = (-0.5, 0.5)  # a 2 x 2 corner of the grid: same files, minutes on 2 CPUs
 CPU_SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)  # every other value of the sweep: 5 x 5 cells
@@ -19,7 +20,7 @@ SMALL_LR = 3e-3
 
 def make_study(opts: JobOptions) -> Study:
     sweep = SWEEPS[opts.preset]
-    space = opts.base(
+    space = opts.fixed_config(
         arch="vgg11",
         ensemble="batch",
         ensemble_size=4,

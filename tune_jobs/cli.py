@@ -21,17 +21,9 @@ import click
 
 from core.cli import Command, help_text, refuse, strip_none
 from core.errors import ConfigError, DataError
-from tune_jobs.options import (
-    PRESETS,
-    JobError,
-    JobOptions,
-    NothingToResume,
-    Study,
-    StudyFailed,
-    StudyInterrupted,
-    check_overrides_not_swept,
-    check_space,
-)
+from tune_jobs.errors import JobError, NothingToResume, StudyFailed, StudyInterrupted
+from tune_jobs.options import PRESETS, JobOptions
+from tune_jobs.study import Study, check_overrides_not_swept, check_space
 
 __all__ = ["cli", "command", "job_option_params", "option"]
 

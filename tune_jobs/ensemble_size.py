@@ -6,7 +6,8 @@ The batch size is fixed (128) for every ensemble size: each member sees every ex
 """
 
 from tune_jobs.cli import cli
-from tune_jobs.options import JobOptions, Study, grid, with_seeds
+from tune_jobs.options import JobOptions
+from tune_jobs.study import Study, grid, with_seeds
 
 SIZES = tuple(range(2, 10))
 LRS = (0.02, 0.002, 0.0002)
@@ -15,7 +16,7 @@ GRIDS = {"full": (SIZES, LRS), "cpu": ((2, 4, 6, 8), LRS), "smoke": ((2, 4), (0.
 
 def make_study(opts: JobOptions) -> Study:
     sizes, lrs = GRIDS[opts.preset]
-    space = opts.base(
+    space = opts.fixed_config(
         arch="vgg11",
         ensemble="batch",
         alpha=0.5,

@@ -19,7 +19,8 @@ from core.config import TrialConfig
 from core.cost import COST_FIELDS, config_flops_per_image
 from core.data import DataBundle
 from core.train import time_train_steps
-from tune_jobs.options import JobOptions, Study, grid_configs, uses_asha
+from tune_jobs.options import JobOptions
+from tune_jobs.study import Study, grid_configs, uses_asha
 
 WARMUP, STEPS = 2, 5  # training steps timed before the study (after warm-up)
 EVAL_SHARE = 1 / 3  # a forward pass costs about a third of a training step per image

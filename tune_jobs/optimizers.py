@@ -8,7 +8,8 @@ curves are reported every epoch. Each optimizer keeps its usual learning rate.
 """
 
 from tune_jobs.cli import cli
-from tune_jobs.options import JobOptions, Study, grid, with_seeds
+from tune_jobs.options import JobOptions
+from tune_jobs.study import Study, grid, with_seeds
 
 MODELS = {
     "single": {"ensemble": "single", "ensemble_size": 1},
@@ -28,7 +29,7 @@ OPTIMIZERS = {
 
 
 def make_study(opts: JobOptions) -> Study:
-    space = opts.base(arch="vgg11", alpha=1.0, gamma=0.2, val_fraction=0.1, epochs=15)
+    space = opts.fixed_config(arch="vgg11", alpha=1.0, gamma=0.2, val_fraction=0.1, epochs=15)
     # Bundles: each grid value sets several config fields together (one bundle per cell, so
     # that the deep ensemble is not crossed with every optimizer).
     cells = [m | o for m in MODELS.values() for o in OPTIMIZERS.values()]

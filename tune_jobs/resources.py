@@ -1,7 +1,7 @@
 """What the machines offer a study: GPUs on this machine, CPUs and GPUs on the cluster, and
 storage that every node can reach. Used by `tune_jobs.runner`; `check_local` runs before Ray
-starts, the others need it started. (The Ray-free checks, a reachable `--address` and this
-machine's CPUs, are in `tune_jobs.options`.)"""
+starts, the others need it started. (The checks that need no Ray, a reachable `--address`,
+this machine's CPUs and the CPU and GPU bounds these checks share, are `tune_jobs.preflight`'s.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import yaml
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from core.errors import refusal
-from tune_jobs.options import ADDRESS_ALLOWED, JobError, Study, check_cpus, grid_configs
+from tune_jobs.errors import JobError
+from tune_jobs.preflight import ADDRESS_ALLOWED, check_cpus, check_gpus
+from tune_jobs.study import Study, grid_configs
 
 # Written on the head by `ray up`: the launcher's config, node types with their resources.
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
@@ -76,7 +78,7 @@ def refuse_cuda(why: str, allowed: str = "device=auto or device=cpu") -> JobErro
 
 def check_local(study: Study, gpus_per_trial: float | None) -> None:
     """Without --address, before Ray starts: the GPUs asked for are on this machine (its CPUs
-    are checked with the options: `tune_jobs.options.check_cpus`)."""
+    are checked with the options: `tune_jobs.preflight.check_cpus`)."""
     gpus = local_gpus()
     if gpus_per_trial:
         check_gpus(gpus_per_trial, gpus, "this machine")
@@ -125,19 +127,6 @@ def check_cluster(
             )
         )
     return gpus_per_trial
-
-
-def check_gpus(per_trial: float, most: float, where: str) -> None:
-    """Refuse `--gpus-per-trial` above the GPUs that `where` has at most."""
-    if per_trial > most:
-        raise JobError(
-            refusal(
-                "--gpus-per-trial",
-                per_trial,
-                f"a value <= {most:g} (fractions such as 0.25 share one GPU)",
-                why=f"{where} has at most {most:g} GPU(s)",
-            )
-        )
 
 
 def check_storage_reachable(root: str) -> None:

@@ -7,58 +7,28 @@ experiment folder; with `s3://` or `gs://` storage they are written locally and 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray
 from ray import tune
 from ray.tune import ExperimentAnalysis
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from core.columns import (
-    PROVENANCE,
-    PROVENANCE_EARLIER,
-    RESULTS_FILE,
-    STATE_FINISHED,
-    STATE_INTERRUPTED,
-    STATE_RUNNING,
-    STATUS,
-    STATUS_TERMINATED,
-    STUDY_FILE,
-    STUDY_STATE,
-    TRIALS_FINISHED,
-)
+from core.columns import PROVENANCE, STATE_INTERRUPTED, STATE_RUNNING, TRIALS_FINISHED
 from core.data import load_dataset
-from core.errors import refusal
 from core.provenance import provenance
 from core.trainable import ray_trainable
+from tune_jobs.errors import StudyFailed, StudyInterrupted
 from tune_jobs.estimate import cost_lines
-from tune_jobs.options import (
-    JobError,
-    JobOptions,
-    NothingToResume,
-    Study,
-    StudyFailed,
-    StudyInterrupted,
-    check_resume,
-    is_uri,
-    resume_command,
-    robustness_epochs,
-    study_epochs,
-    swept_fields,
-    uses_asha,
-    write_study_json,
-)
+from tune_jobs.options import JobOptions
+from tune_jobs.preflight import is_uri
+from tune_jobs.record import write_study_json
 from tune_jobs.resources import (
     check_cluster,
     check_local,
@@ -67,13 +37,21 @@ from tune_jobs.resources import (
     start_ray,
 )
 from tune_jobs.results import write_results
+from tune_jobs.resume import resume_command
+from tune_jobs.resume_guard import (
+    check_experiment_state,
+    check_resume_state,
+    clear_killed_run,
+    earlier_provenance,
+)
+from tune_jobs.study import Study, robustness_epochs, study_epochs, swept_fields, uses_asha
 from tune_jobs.watch import ProgressTable, TensorBoardCallback, mlflow_callback, start_lines
 
 
 def run_study(study: Study, opts: JobOptions) -> Path:
     """Start Ray, run (or resume) the Tuner, write the files; returns the local study folder.
 
-    `study` and `opts` have passed `tune_jobs.options.check_study` (the command line does it
+    `study` and `opts` have passed `tune_jobs.study.check_study` (the command line does it
     before importing this module); what is checked here needs Ray or torch.
     """
     n_trials = study.trial_count
@@ -86,15 +64,9 @@ def run_study(study: Study, opts: JobOptions) -> Path:
 
     # Data is decoded once, here on the driver, before any cluster work, and shipped to every
     # trial through the object store (tune.with_parameters). It is the dataset and location
-    # every trial config names: both come from --dataset and --data-dir only (JobOptions.base).
+    # every trial config names: both come from --dataset and --data-dir only
+    # (JobOptions.fixed_config).
     data = load_dataset(opts.dataset, opts.data_location())
-
-    # Ray Tune's classic progress table lets us choose its columns (watch.ProgressTable); the new
-    # output engine does not. Tune reads this when a run starts, so setting it here is enough.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A trial's traceback goes to its error.txt only, not to the console once per attempt (a
-    # documented Tune variable); the summary at the end names each distinct error once.
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     configure_ray_output()
     dashboard_url = start_ray(opts.address)
     try:
@@ -112,32 +84,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             else Path(os.path.expanduser("~/ray_results")) / opts.experiment_name
         )
         local_dir.mkdir(parents=True, exist_ok=True)
-        # ASHA stops trials at its rungs only: robustness is measured there too (and at the end).
-        with_data = tune.with_parameters(
-            ray_trainable, data=data, robustness_epochs=robustness_epochs(study, opts)
-        )
-        # Tune names trials and their folders after the trainable: keep them train_<id>.
-        with_data.__name__ = "train"
-        trainable = tune.with_resources(
-            with_data, {"cpu": opts.cpus_per_trial, "gpu": gpus_per_trial}
-        )
-        if opts.resume:
-            clear_killed_run(exp_path)
-            tuner = tune.Tuner.restore(
-                exp_path,
-                trainable=trainable,
-                resume_unfinished=True,
-                resume_errored=True,
-                param_space=study.space,
-            )
-            watch_with_current_options(tuner, study, opts)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=study.space,
-                tune_config=tune_config(study, opts, local_dir),
-                run_config=run_config(study, opts, root),
-            )
+        tuner = make_tuner(study, opts, trainable(study, opts, data, gpus_per_trial), local_dir)
         print(f"study {study.name}: {n_trials} trial(s) in {exp_path}")
         lines = start_lines(
             exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
@@ -146,17 +93,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         # What produced the study, taken once as it starts: an edit of the code while it
         # runs does not change what its record says.
         produced_by = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
-        save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
-        result_grid = tuner.fit()
-        finished = finished_trials(exp_path)
-        if finished < n_trials:
-            # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
-            more = {TRIALS_FINISHED: finished, **produced_by}
-            save_record(local_dir, exp_path, study, opts, STATE_INTERRUPTED, **more)
-            raise StudyInterrupted(
-                f"study interrupted with {finished} of {n_trials} trial(s) finished; the state "
-                f"is saved in {exp_path}; continue it with: {resume_command(study, opts)}"
-            )
+        result_grid = fit(tuner, study, opts, local_dir, produced_by)
         write_study_json(local_dir, study, opts, **produced_by)
         results_path, history_path, results = write_results(result_grid, study.name, local_dir)
         if study.after is not None:
@@ -173,6 +110,61 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     return local_dir
+
+
+def trainable(study: Study, opts: JobOptions, data: Any, gpus_per_trial: float) -> Any:
+    """The trial function with the data (shipped through the object store) and the epochs of
+    its robustness measurements bound, asking for a trial's CPUs and GPUs."""
+    # ASHA stops trials at its rungs only: robustness is measured there too (and at the end).
+    with_data = tune.with_parameters(
+        ray_trainable, data=data, robustness_epochs=robustness_epochs(study, opts)
+    )
+    # Tune names trials and their folders after the trainable: keep them train_<id>.
+    with_data.__name__ = "train"
+    return tune.with_resources(with_data, {"cpu": opts.cpus_per_trial, "gpu": gpus_per_trial})
+
+
+def make_tuner(study: Study, opts: JobOptions, trainable: Any, local_dir: Path) -> tune.Tuner:
+    """A new Tuner, or with --resume the saved one restored (once what a killed run left is
+    cleared), its loggers following this run's options."""
+    exp_path = f"{opts.storage_root()}/{opts.experiment_name}"
+    if not opts.resume:
+        return tune.Tuner(
+            trainable,
+            param_space=study.space,
+            tune_config=tune_config(study, opts, local_dir),
+            run_config=run_config(study, opts, opts.storage_root()),
+        )
+    clear_killed_run(exp_path)
+    tuner = tune.Tuner.restore(
+        exp_path,
+        trainable=trainable,
+        resume_unfinished=True,
+        resume_errored=True,
+        param_space=study.space,
+    )
+    watch_with_current_options(tuner, study, opts)
+    return tuner
+
+
+def fit(
+    tuner: tune.Tuner, study: Study, opts: JobOptions, local_dir: Path, produced_by: dict
+) -> Any:
+    """Record the study as running, run the Tuner; returns its ResultGrid once every trial
+    finished, else records the study as interrupted and raises StudyInterrupted."""
+    exp_path = f"{opts.storage_root()}/{opts.experiment_name}"
+    save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
+    result_grid = tuner.fit()
+    finished = finished_trials(exp_path)
+    if finished < study.trial_count:
+        # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
+        more = {TRIALS_FINISHED: finished, **produced_by}
+        save_record(local_dir, exp_path, study, opts, STATE_INTERRUPTED, **more)
+        raise StudyInterrupted(
+            f"study interrupted with {finished} of {study.trial_count} trial(s) finished; the "
+            f"state is saved in {exp_path}; continue it with: {resume_command(study, opts)}"
+        )
+    return result_grid
 
 
 def print_cost(study: Study, opts: JobOptions, data, gpus: float, nodes: dict) -> None:
@@ -230,32 +222,6 @@ def error_summary(name: str, n_trials: int, failed: list[tuple[str, str]]) -> st
     return "\n".join(lines)
 
 
-def check_experiment_state(exp_path: str, opts: JobOptions) -> None:
-    """Refuse to overwrite an experiment without `--resume`, or to resume a missing one."""
-    restorable = tune.Tuner.can_restore(exp_path)
-    exists = restorable or (
-        not is_uri(exp_path) and Path(exp_path).exists() and any(Path(exp_path).iterdir())
-    )
-    if opts.resume and not restorable:
-        raise JobError(
-            refusal(
-                "--name",
-                opts.experiment_name,
-                "the name of an experiment in --storage-path (check --name and --storage-path)",
-                why=f"--resume: no experiment to resume at {exp_path}",
-            )
-        )
-    if exists and not opts.resume:
-        raise JobError(
-            refusal(
-                "--name",
-                opts.experiment_name,
-                "another --name to start afresh",
-                why=f"experiment {exp_path} already exists; pass --resume to continue it",
-            )
-        )
-
-
 def finished_trials(exp_path: str) -> int:
     """Trials that ended (TERMINATED or ERROR) in the experiment state Tune saved last.
 
@@ -265,46 +231,6 @@ def finished_trials(exp_path: str) -> int:
     """
     trials = ExperimentAnalysis(exp_path).trials
     return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-
-
-def clear_killed_run(exp_path: str, timeout_s: float = 60.0, poll_s: float = 0.2) -> None:
-    """Before `--resume`: nothing left of a killed run may write into the resumed study.
-
-    1. The trial actors of a driver that died (SIGKILL, a lost machine) run on until Ray's
-       GCS has noticed the death and stopped them, and until then they may write checkpoints
-       into the trial folders. Wait for every live actor of a dead job to be gone (they are
-       the only writers a killed run leaves; at most `timeout_s`, then refuse).
-    2. Tune writes each trial's result.json and progress.csv into a staging folder in the
-       driver's Ray session and copies it to the storage path now and then. A restored run
-       reuses that folder (Tune names it after the first run's start time), so on a cluster
-       that outlived the killed driver it still holds reports that driver got but never
-       copied; the restored run would copy them into the experiment folder before restoring
-       its trials' files from there, and a report of the killed run would follow the
-       snapshot's last epoch. Remove it: the storage path is the one record of the killed run.
-    """
-    gcs = ray._private.state.state  # the GCS tables; ray.util.state needs the dashboard
-    deadline = time.monotonic() + timeout_s
-    waiting = False
-    while True:
-        dead_jobs = {j["JobID"] for j in gcs.job_table() if j["IsDead"]}
-        alive = gcs.actor_table(None, actor_state_name="ALIVE").values()
-        left = sorted(
-            {a["JobID"] for a in alive if a["JobID"] in dead_jobs and not a["IsDetached"]}
-        )
-        if not left:
-            break
-        if time.monotonic() > deadline:
-            raise JobError(
-                f"--resume: actors of the ended Ray job(s) {', '.join(left)} are still alive "
-                f"after {timeout_s:.0f} s and may write into {exp_path}; stop them (`ray stop` "
-                "on their node) and run --resume again"
-            )
-        if not waiting:
-            print(f"--resume: waiting for Ray to stop the actors of ended job(s) {', '.join(left)}")
-            waiting = True
-        time.sleep(poll_s)
-    for staging in {t.local_experiment_path for t in ExperimentAnalysis(exp_path).trials}:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneConfig:
@@ -385,68 +311,18 @@ def upload(local_dir: Path, exp_path: str) -> None:
             pafs.copy_files(str(f), f"{path}/{f.name}", destination_filesystem=fs)
 
 
-# ----------------------------------------------------------------------------------------
-# The study record and --resume
-# ----------------------------------------------------------------------------------------
 def save_record(
     local_dir: Path, exp_path: str, study: Study, opts: JobOptions, state: str, **more: Any
 ) -> None:
     """Write study.json with the study's state (and upload it with cloud storage): written
     when the study starts, so that --resume and the report know what it was started with.
     `more` holds what the record gets besides `study_record`'s own keys: the runner passes
-    `core.columns.PROVENANCE` (core.provenance needs torch, which tune_jobs.options may not
+    `core.columns.PROVENANCE` (core.provenance needs torch, which tune_jobs.record may not
     import), and TRIALS_FINISHED when the study was interrupted."""
     path = write_study_json(local_dir, study, opts, state, **more)
     if is_uri(exp_path):
         fs, remote = pafs.FileSystem.from_uri(exp_path)
         pafs.copy_files(str(path), f"{remote}/{path.name}", destination_filesystem=fs)
-
-
-def _read_bytes(exp_path: str, name: str) -> bytes | None:
-    """A file of the experiment folder (local or s3:// / gs://), None when absent."""
-    if not is_uri(exp_path):
-        path = Path(exp_path) / name
-        return path.read_bytes() if path.is_file() else None
-    fs, remote = pafs.FileSystem.from_uri(exp_path)
-    if fs.get_file_info(f"{remote}/{name}").type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(f"{remote}/{name}") as f:
-        return f.read()
-
-
-def earlier_provenance(exp_path: str, opts: JobOptions) -> dict[str, Any]:
-    """On --resume: {PROVENANCE_EARLIER: the saved record's earlier runs and its own last
-    run}, so that the record keeps what made every run of the study; {} for a new study."""
-    if not opts.resume:
-        return {}
-    raw = _read_bytes(exp_path, STUDY_FILE)
-    saved = json.loads(raw) if raw else {}
-    earlier = list(saved.get(PROVENANCE_EARLIER, []))
-    if PROVENANCE in saved:
-        earlier.append(saved[PROVENANCE])
-    return {PROVENANCE_EARLIER: earlier} if earlier else {}
-
-
-def check_resume_state(exp_path: str, study: Study, opts: JobOptions) -> None:
-    """Before Ray starts, on --resume: the options must be the saved study's (JobError naming
-    each difference), and a study that finished with every trial terminated has nothing to
-    resume (NothingToResume). A study with errored trials is resumed: they are retried."""
-    if not opts.resume:
-        return
-    raw = _read_bytes(exp_path, STUDY_FILE)
-    saved = json.loads(raw) if raw else {}
-    check_resume(saved, study, opts)
-    if saved.get(STUDY_STATE, STATE_FINISHED) != STATE_FINISHED:
-        return
-    results = _read_bytes(exp_path, RESULTS_FILE)
-    if results is None:
-        return
-    statuses = pq.read_table(pa.BufferReader(results), columns=[STATUS]).column(STATUS).to_pylist()
-    if all(s == STATUS_TERMINATED for s in statuses):
-        raise NothingToResume(
-            f"nothing to resume: study {opts.experiment_name} finished; "
-            f"results: {exp_path}/{RESULTS_FILE}"
-        )
 
 
 def configure_ray_output() -> None:
@@ -467,6 +343,12 @@ def configure_ray_output() -> None:
     * the trials' `ray.train` logger (per-epoch "Checkpoint successfully created at") is set
       in `core.trainable`, in the process that logs it.
     """
+    # Ray Tune's classic progress table lets us choose its columns (watch.ProgressTable); the new
+    # output engine does not. Tune reads this when a run starts, so setting it here is enough.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A trial's traceback goes to its error.txt only, not to the console once per attempt (a
+    # documented Tune variable); the summary at the end names each distinct error once.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.checks import integer
 from core.columns import (
     BATCHES_PER_S,
     DIVERGED,
@@ -25,8 +26,10 @@ from core.columns import (
 )
 from core.pareto import pareto_mask
 from tune_jobs.cli import cli, option
-from tune_jobs.options import MAX_TRIALS, JobError, JobOptions, Study, check_int
+from tune_jobs.errors import JobError
+from tune_jobs.options import MAX_TRIALS, JobOptions, check_option
 from tune_jobs.search_space import SearchSpace
+from tune_jobs.study import Study
 
 # Objective name -> (reported metric, direction).
 OBJECTIVES = {
@@ -64,7 +67,7 @@ def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
 
 def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:
     names = parse_objectives(objectives)
-    check_int("--num-samples", num_samples, 1, MAX_TRIALS)
+    check_option("--num-samples", num_samples, integer(lo=1, hi=MAX_TRIALS))
     if opts.seeds != 1:
         # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
         # searchers do not combine with. Rerun the best configs with --seeds in a grid study.
@@ -74,7 +77,7 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         )
     if opts.smoke:
         num_samples = min(num_samples, 4)
-    space = opts.base(arch="vgg11", ensemble="batch", epochs=10)
+    space = opts.fixed_config(arch="vgg11", ensemble="batch", epochs=10)
     metric = [OBJECTIVES[n][0] for n in names]
     mode = [OBJECTIVES[n][1] for n in names]
 

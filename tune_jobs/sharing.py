@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from core.columns import CALIB_COLUMNS, RESULTS_FILE
 from core.config import TrialConfig, valid_sharing_regimes
 from tune_jobs.cli import cli
-from tune_jobs.options import JobOptions, Study, grid, grid_configs, with_seeds
+from tune_jobs.options import JobOptions
+from tune_jobs.study import Study, grid, grid_configs, with_seeds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +52,7 @@ def regimes(arch: str, preset: str = "full") -> list[dict[str, str]]:
 
 
 def make_study(opts: JobOptions) -> Study:
-    space = opts.base(
+    space = opts.fixed_config(
         arch="vgg11_share",
         ensemble="batch",
         ensemble_size=CPU_MEMBERS if opts.preset == "cpu" else 8,

@@ -66,7 +66,7 @@ def watched(result: Mapping[str, Any]) -> dict[str, float]:
 
 
 def hparams(trial: Any, fields: Sequence[str]) -> dict[str, Any]:
-    """The trial's swept config fields (`tune_jobs.options.swept_fields`) with their values, read
+    """The trial's swept config fields (`tune_jobs.study.swept_fields`) with their values, read
     from its validated config; a search (no grid) names its fields by the suggested parameters.
     None (a fast-weight init switched off) is left out: TensorBoard has no missing value."""
     cfg = TrialConfig.from_dict(trial.config)

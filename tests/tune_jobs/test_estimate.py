@@ -12,7 +12,8 @@ from core.data import load_dataset
 from core.models import model_for_config
 from tune_jobs import alpha_gamma, sharing
 from tune_jobs.estimate import concurrency, cost_lines, duration, estimate, split_sizes
-from tune_jobs.options import JobOptions, grid_configs
+from tune_jobs.options import JobOptions
+from tune_jobs.study import grid_configs
 
 LOCAL = {"127.0.0.1:abcd": {"CPU": 2.0, "GPU": 0.0}}
 SMALL = ["train_subset=300", "test_subset=100"]

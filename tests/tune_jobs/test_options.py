@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.checks import integer
 from tune_jobs.cli import command, option
-from tune_jobs.options import (
-    JobError,
-    JobOptions,
-    Study,
-    asha_rungs,
-    check_study,
-    grid,
-    grid_configs,
-    robustness_epochs,
-    study_record,
-    with_seeds,
-)
+from tune_jobs.errors import JobError
+from tune_jobs.options import JobOptions, check_option, set_items
+from tune_jobs.study import Study
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = ["alpha_gamma", "ensemble_size", "optimizers", "sharing", "search"]
@@ -33,7 +25,8 @@ def test_options_and_study_spaces_load_neither_ray_nor_torch(name):
     """Options are checked in a moment, before Ray starts: building a space loads no Ray/torch."""
     code = f"""
 import sys
-from tune_jobs.options import JobOptions, check_study
+from tune_jobs.options import JobOptions
+from tune_jobs.study import check_study
 from tune_jobs import {name} as study_module
 for smoke in (False, True):
     opts = JobOptions(smoke=smoke)
@@ -160,74 +153,20 @@ def test_each_bad_option_is_refused_by_name(opts, message):
     assert message in str(err.value)
 
 
-def test_asha_is_refused_for_a_multi_objective_study():
-    study = Study("s", {"epochs": 1}, metric=["val_acc", "params"], mode=["max", "min"])
-    check_study(study, JobOptions())  # the study's default (off) is fine
-    with pytest.raises(JobError, match="--asha=True: ASHA ranks trials by one metric"):
-        check_study(study, JobOptions(asha=True))
+def test_set_items_is_the_one_reading_of_set():
+    """(key, item as given, value text) in order, stripped; an item without '=' refused."""
+    items = [" lr = 0.5", "norm=member", "lr=0.1"]
+    assert list(set_items(items)) == [
+        ("lr", " lr = 0.5", "0.5"),
+        ("norm", "norm=member", "member"),
+        ("lr", "lr=0.1", "0.1"),
+    ]
+    with pytest.raises(JobError, match=r"^--set='lr': must be key=value, e.g. --set norm=member$"):
+        list(set_items(["lr"]))
 
 
-def test_grid_helpers():
-    space = with_seeds({"lr": grid([0.1, 0.01]), "epochs": 1}, 3)
-    configs = grid_configs(space)
-    assert len(configs) == 6 == Study("s", space).trial_count
-    assert {(c["lr"], c["seed"]) for c in configs} == {
-        (lr, s) for lr in (0.1, 0.01) for s in range(3)
-    }
-    assert with_seeds({}, 1) == {"seed": 0}
-    assert Study("s", space, num_samples=4, make_search_alg=lambda _: None).trial_count == 4
-
-
-@pytest.mark.parametrize(
-    ("grace", "factor", "max_t"),
-    [(2, 3.0, 4), (2, 3.0, 6), (2, 3.0, 15), (1, 2.0, 10), (1, 3.0, 27), (3, 2.5, 40), (5, 3.0, 5)],
-)
-def test_asha_rungs_are_rays_own(grace, factor, max_t):
-    """The epochs where robustness is also measured are exactly where Ray's ASHA decides:
-    its bracket's rung milestones, each reached at the first whole epoch >= the milestone."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    scheduler = ASHAScheduler(
-        time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=factor
-    )
-    (bracket,) = scheduler._brackets
-    milestones = [m for m, _ in bracket._rungs]
-    decided = {e for e in range(1, max_t + 1) for m in milestones if e - 1 < m <= e}
-    assert asha_rungs(grace, factor, max_t) == tuple(sorted(e for e in decided if e < max_t))
-
-
-def test_an_asha_study_records_its_robustness_epochs():
-    from tune_jobs import alpha_gamma
-
-    study = alpha_gamma.make_study(JobOptions(smoke=True))
-    assert robustness_epochs(study, JobOptions(smoke=True)) == (2,)  # 4 epochs, grace 2
-    assert study_record(study, JobOptions(smoke=True))["robustness_epochs"] == [2]
-    assert robustness_epochs(study, JobOptions(smoke=True, asha=False)) == ()
-
-
-def test_study_json_records_what_produced_the_study(tmp_path):
-    """The runner's record path: save_record writes the provenance it is given into
-    study.json (tune_jobs.options cannot compute it: core.provenance asks torch about CUDA)."""
-    import json
-
-    from core.columns import PROV_COMMIT, PROV_CPU, PROV_VERSIONS, PROVENANCE, STUDY_STATE
-    from core.provenance import provenance
-    from tune_jobs import alpha_gamma
-    from tune_jobs.runner import save_record
-
-    opts = JobOptions(smoke=True, storage_path=str(tmp_path), name="x")
-    study = alpha_gamma.make_study(opts)
-    produced_by = provenance()
-    assert study_record(study, opts, **{PROVENANCE: produced_by})[PROVENANCE] == produced_by
-    assert PROVENANCE not in study_record(study, opts)  # only what the caller passes
-    exp = tmp_path / "x"
-    exp.mkdir()
-    save_record(exp, str(exp), study, opts, "running", **{PROVENANCE: produced_by})
-    saved = json.loads((exp / "study.json").read_text())
-    assert saved[STUDY_STATE] == "running" and saved[PROVENANCE] == produced_by
-    assert saved[PROVENANCE][PROV_VERSIONS]["ray"] and saved[PROVENANCE][PROV_CPU]
-    if (REPO / ".git").exists():  # this checkout: its commit
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        assert saved[PROVENANCE][PROV_COMMIT] == head
+def test_integer_options_are_checked_by_cores_integer_check():
+    """Bounds worded as a config field's are (core.checks.integer), raised as a JobError."""
+    check_option("--seeds", 3, integer(lo=1, hi=1000))
+    with pytest.raises(JobError, match=r"^--seeds=0: must be an integer in \[1, 1,000\]$"):
+        check_option("--seeds", 0, integer(lo=1, hi=1000))

@@ -22,7 +22,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tune_jobs.options import MAX_SEEDS, JobError, JobOptions, Study, local_cpus
+from tune_jobs.errors import JobError
+from tune_jobs.options import MAX_SEEDS, JobOptions
+from tune_jobs.preflight import local_cpus
+from tune_jobs.study import Study
 
 from .conftest import REPO
 
@@ -329,11 +332,11 @@ def test_set_of_a_field_with_its_own_option_names_the_option(
 
 
 def test_every_trial_names_the_data_the_driver_loads():
-    from tune_jobs.options import check_study
+    from tune_jobs.study import check_study
 
     opts = JobOptions(dataset="cifar10")
-    check_study(Study("s", opts.base(epochs=1)), opts)
-    sneaky = Study("s", {**opts.base(epochs=1), "dataset": "cifar20"})
+    check_study(Study("s", opts.fixed_config(epochs=1)), opts)
+    sneaky = Study("s", {**opts.fixed_config(epochs=1), "dataset": "cifar20"})
     with pytest.raises(JobError, match=r"dataset='cifar20': .* allowed: 'cifar10', from --dataset"):
         check_study(sneaky, opts)
 

@@ -17,7 +17,9 @@ import pytest
 
 from core.columns import RESULTS_FILE, STATUS, STUDY_FILE, TRIAL_ID
 from tune_jobs import alpha_gamma
-from tune_jobs.options import JobOptions, resume_command, write_study_json
+from tune_jobs.options import JobOptions
+from tune_jobs.record import write_study_json
+from tune_jobs.resume import resume_command
 
 from .conftest import CI_SIZES, REPO, run_job
 

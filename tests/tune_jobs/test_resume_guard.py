@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tune_jobs import runner
-from tune_jobs.options import JobError
+from tune_jobs import resume_guard
+from tune_jobs.errors import JobError
 
 
 class FakeGcs:
@@ -34,7 +34,9 @@ def staging(tmp_path, monkeypatch):
     (folder / "train_x").mkdir(parents=True)
     (folder / "train_x" / "result.json").write_text('{"epoch": 3}\n')
     trial = SimpleNamespace(local_experiment_path=str(folder))
-    monkeypatch.setattr(runner, "ExperimentAnalysis", lambda path: SimpleNamespace(trials=[trial]))
+    monkeypatch.setattr(
+        resume_guard, "ExperimentAnalysis", lambda path: SimpleNamespace(trials=[trial])
+    )
     return folder
 
 
@@ -42,8 +44,8 @@ def test_resume_waits_for_the_killed_jobs_actors_then_drops_the_staging(
     staging, monkeypatch, capsys
 ):
     gcs = FakeGcs(alive_polls=3)
-    monkeypatch.setattr(runner.ray._private.state, "state", gcs)
-    runner.clear_killed_run("/exp", poll_s=0)
+    monkeypatch.setattr(resume_guard.ray._private.state, "state", gcs)
+    resume_guard.clear_killed_run("/exp", poll_s=0)
     assert gcs.polls == 4
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "01000000" in out and "02000000" not in out
@@ -51,8 +53,8 @@ def test_resume_waits_for_the_killed_jobs_actors_then_drops_the_staging(
 
 
 def test_resume_refuses_while_the_killed_jobs_actors_live(staging, monkeypatch):
-    monkeypatch.setattr(runner.ray._private.state, "state", FakeGcs(alive_polls=float("inf")))
+    monkeypatch.setattr(resume_guard.ray._private.state, "state", FakeGcs(alive_polls=float("inf")))
     with pytest.raises(JobError, match="01000000.*still alive") as e:
-        runner.clear_killed_run("/exp", timeout_s=0, poll_s=0)
+        resume_guard.clear_killed_run("/exp", timeout_s=0, poll_s=0)
     assert "\n" not in str(e.value) and "/exp" in str(e.value)
     assert staging.exists()  # nothing touched

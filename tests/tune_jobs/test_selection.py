@@ -8,15 +8,10 @@ import pytest
 
 from core import columns as C
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
-from tune_jobs.options import (
-    VAL_FRACTION,
-    JobError,
-    JobOptions,
-    Study,
-    check_study,
-    grid_configs,
-    study_record,
-)
+from tune_jobs.errors import JobError
+from tune_jobs.options import VAL_FRACTION, JobOptions
+from tune_jobs.record import study_record
+from tune_jobs.study import Study, check_study, grid_configs
 
 GRIDS = (alpha_gamma, ensemble_size, optimizers, sharing)
 SEARCHES = ("accuracy", "accuracy,params", "accuracy,throughput", "accuracy,flops")

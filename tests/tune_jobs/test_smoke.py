@@ -19,8 +19,9 @@ from core.columns import CALIB_COLUMNS, EPOCH, TEST_ACC, TRAIN_LOSS, VAL_ACC
 from core.config import TrialConfig
 from core.provenance import code_version, cpu_model
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
-from tune_jobs.options import JobOptions, grid_configs
+from tune_jobs.options import JobOptions
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
+from tune_jobs.study import grid_configs
 
 from .conftest import CI_SIZES, REPO, run_job
 

@@ -8,7 +8,9 @@ import pytest
 
 from core.config import FAST_WEIGHT_SWEEP, TrialConfig, valid_sharing_regimes
 from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
-from tune_jobs.options import JobError, JobOptions, grid_configs, validate_space
+from tune_jobs.errors import JobError
+from tune_jobs.options import JobOptions
+from tune_jobs.study import grid_configs, validate_space
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,14 +9,11 @@ import sys
 import pytest
 
 from tune_jobs import alpha_gamma, optimizers, sharing
-from tune_jobs.options import (
-    JobError,
-    JobOptions,
-    check_resume,
-    defining_options,
-    study_record,
-    swept_fields,
-)
+from tune_jobs.errors import JobError
+from tune_jobs.options import JobOptions
+from tune_jobs.record import study_record
+from tune_jobs.resume import check_resume, defining_options
+from tune_jobs.study import swept_fields
 
 from .conftest import REPO
 
