@@ -21,7 +21,7 @@ STUDY_FILE = "study.json"  # what ran: study kind, name, dataset, objectives, ..
 PARETO_FILE = "pareto_front.parquet"  # results rows of the Pareto-optimal trials (search)
 OPTUNA_DB = "optuna.db"  # the search's SQLite Optuna storage
 FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
-# Keys of study.json that say how trials were selected (tune_jobs.options.study_record): the
+# Keys of study.json that say how trials were selected (tune_jobs.record.study_record): the
 # reported metric ASHA, the searcher and the report rank by (a validation metric), and its mode.
 STUDY_SELECTION_METRIC = "selection_metric"
 STUDY_SELECTION_MODE = "selection_mode"
