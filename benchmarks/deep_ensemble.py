@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import interleaved, median_ratio
 
 from core.config import TrialConfig
 from core.models import build_model
@@ -64,18 +64,6 @@ def make_singles(arch: str, m: int, x, y, device: torch.device):
     return step
 
 
-def time_steps(step, steps: int, device: torch.device) -> float:
-    """Seconds per step, measured over `steps` steps."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / steps
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
@@ -111,19 +99,8 @@ def main() -> None:
             cases = {"singles": make_singles(arch, m, x, y, device)}
             for impl in IMPLS:
                 cases[impl] = make_deep(arch, m, impl, x, y, device)
-            for step in cases.values():  # warm-up
-                step()
-                step()
-            times: dict[str, list[float]] = {k: [] for k in cases}
-            for _ in range(rounds):
-                for name, step in cases.items():
-                    times[name].append(time_steps(step, steps, device))
-            ratio = {
-                impl: statistics.median(
-                    t / s for t, s in zip(times[impl], times["singles"], strict=True)
-                )
-                for impl in IMPLS
-            }
+            times = interleaved(cases, rounds, steps, device)
+            ratio = {impl: median_ratio(times[impl], times["singles"]) for impl in IMPLS}
             med = {k: 1000 * statistics.median(v) for k, v in times.items()}
             faster = min(IMPLS, key=ratio.__getitem__)
             auto = resolve_deep_impl("auto", device.type, arch)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import interleaved, median_ratio
 
 from core.config import TrialConfig
 from core.models import build_model
@@ -41,18 +41,6 @@ def make_step(arch: str, ensemble: str, m: int, batch: int, device: torch.device
         train_step(model, opt, x, y, cfg, sched)
 
     return step
-
-
-def time_steps(step, steps: int, device: torch.device) -> float:
-    """Seconds per step, measured over `steps` steps."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / steps
 
 
 def main() -> None:
@@ -88,19 +76,9 @@ def main() -> None:
                 "be": make_step(arch, "batch", m, a.per_member, device, True),
                 "unfused": make_step(arch, "batch", m, a.per_member, device, False),
             }
-            for step in cases.values():  # warm-up
-                step()
-                step()
-            times: dict[str, list[float]] = {k: [] for k in cases}
-            for _ in range(rounds):
-                for name, step in cases.items():
-                    times[name].append(time_steps(step, steps, device))
-            ratio = statistics.median(
-                b / s for b, s in zip(times["be"], times["single"], strict=True)
-            )
-            before = statistics.median(
-                u / s for u, s in zip(times["unfused"], times["single"], strict=True)
-            )
+            times = interleaved(cases, rounds, steps, device)
+            ratio = median_ratio(times["be"], times["single"])
+            before = median_ratio(times["unfused"], times["single"])
             med = {k: 1000 * statistics.median(v) for k, v in times.items()}
             print(
                 f"{arch + f', M = {m}':18s} {med['single']:10.1f} {med['be']:8.1f} "

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import interleaved
 
 from core.config import TrialConfig
 from core.models import build_model
@@ -54,15 +54,8 @@ def main() -> None:
     headline = []
     for ensemble, m in (("single", 1), ("batch", a.members)):
         opts = {k: make(a.arch, ensemble, m, a.optimizer, k) for k in KINDS}
-        for opt in opts.values():
-            opt.step()  # creates the state
-        times: dict[str, list[float]] = {k: [] for k in KINDS}
-        for _ in range(a.rounds):
-            for k, opt in opts.items():
-                t0 = time.perf_counter()
-                for _ in range(a.steps):
-                    opt.step()
-                times[k].append((time.perf_counter() - t0) / a.steps)
+        # one untimed step each creates the optimizer's state
+        times = interleaved({k: o.step for k, o in opts.items()}, a.rounds, a.steps, warmup=1)
         med = {k: 1e6 * statistics.median(v) for k, v in times.items()}
         n = sum(len(g["params"]) for g in opts["fused"].param_groups)
         label = "single" if ensemble == "single" else f"BE{m}"

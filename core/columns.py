@@ -56,16 +56,15 @@ PROV_CPU = "cpu"  # the driver's CPU model
 PROV_LIBRARIES = ("python", "torch", "ray", "optuna", "cuda")  # the keys of PROV_VERSIONS
 
 # --- Evaluation metrics ---------------------------------------------------------------------------
-# Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.trainable
+# Written by core.metrics.evaluation_metrics (exactly these keys, in this order); core.train.train
 # reports each of them per evaluation split as <split>_<key>. Read through EPOCH_METRICS below.
 EVAL_KEYS = ("acc", "loss", "ece", "brier", "member_acc", "disagreement", "kl")
 
 # --- Splits ---------------------------------------------------------------------------------------
-# core.trainable measures loss and accuracy on the training batches as it trains, and the
+# core.train.train measures loss and accuracy on the training batches as it trains, and the
 # EVAL_KEYS on each evaluation split (val only when the config holds out a validation share).
 TRAIN, TEST, VAL = "train", "test", "val"
 SPLITS = (TRAIN, TEST, VAL)
-EVAL_SPLITS = (TEST, VAL)
 TRAIN_KEYS = ("loss", "acc")
 
 
@@ -74,9 +73,10 @@ def split_metric(split: str, key: str) -> str:
     return f"{split}_{key}"
 
 
-# --- Per-epoch report: what core.trainable.fit reports each epoch ---------------------------------
-# Written by core.trainable (one dict per epoch, handed to ray.tune.report); Ray Tune keeps them
-# in each Result's metrics_dataframe; read by tune_jobs.results, which writes history.parquet.
+# --- Per-epoch report: what core.train.train reports each epoch ----------------------------------
+# Written by core.train.train (one dict per epoch; under Ray Tune core.trainable.ray_trainable
+# hands each to ray.tune.report); Ray Tune keeps them in each Result's metrics_dataframe; read
+# by tune_jobs.results, which writes history.parquet.
 EPOCH = "epoch"  # 1-based
 TRAIN_METRICS = tuple(split_metric(TRAIN, k) for k in TRAIN_KEYS)  # train_loss, train_acc
 TEST_METRICS = tuple(split_metric(TEST, k) for k in EVAL_KEYS)

@@ -235,6 +235,25 @@ def _ivon_discard_samples(optimizer: torch.optim.Optimizer) -> None:
         reset()
 
 
+def _forward_backward(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrialConfig,
+    autocast: Autocast,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero the gradients, forward under `autocast()`, the loss on the fp32 logits, backward
+    outside the context; returns (loss, logits)."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+        logits = model(x)
+    logits = logits.float()
+    loss = ensemble_loss(logits, y, cfg.ensemble)
+    loss.backward()
+    return loss, logits
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -268,12 +287,7 @@ def train_step(
         logits = None
         for _ in range(cfg.ivon_train_samples):
             with optimizer.sampled_params(train=True):
-                optimizer.zero_grad(set_to_none=True)
-                with autocast():
-                    logits = model(x)
-                logits = logits.float()
-                loss = ensemble_loss(logits, y, cfg.ensemble)
-                loss.backward()
+                loss, logits = _forward_backward(model, optimizer, x, y, cfg, autocast)
                 _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -285,12 +299,7 @@ def train_step(
             _ivon_discard_samples(optimizer)
         optimizer.zero_grad(set_to_none=True)
     else:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            logits = model(x)
-        logits = logits.float()
-        loss = ensemble_loss(logits, y, cfg.ensemble)
-        loss.backward()
+        loss, logits = _forward_backward(model, optimizer, x, y, cfg, autocast)
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
             if cfg.grad_clip is not None:

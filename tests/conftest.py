@@ -1,9 +1,12 @@
-"""Session-wide isolation from what earlier runs left behind.
+"""Session-wide isolation from what earlier runs left behind, and the shared data fixtures.
 
 The decoded-data cache goes to a fresh per-session folder (``ENSEMBLE_CACHE_DIR``), so a cache
 written by a user's earlier run (in ``~/.cache/ensemble-efficiency/decoded``) is never read by
 the tests, and the tests never write into the user's cache. It is set in ``os.environ`` so that
 the subprocesses tests start (study scripts, CLIs, Ray workers) inherit it.
+
+The real CIFAR-10 images (``../shared/data/cifar10`` next to the checkout) are `cifar10_dir`,
+and loaded once per session as `cifar10`; a test that needs them is skipped where they are not.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from core.data import ENV_CACHE_DIR
+from core.data import ENV_CACHE_DIR, DataBundle, load_dataset
+
+CIFAR10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +35,20 @@ def session_cache_dir(tmp_path_factory) -> Iterator[Path]:
             os.environ.pop(ENV_CACHE_DIR, None)
         else:
             os.environ[ENV_CACHE_DIR] = before
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> Path:
+    """The real CIFAR-10 image folder (train/ and test/); the test is skipped without it."""
+    if not (CIFAR10 / "train").is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
+    return CIFAR10
+
+
+@pytest.fixture(scope="session")
+def cifar10(cifar10_dir: Path) -> DataBundle:
+    """The real CIFAR-10 images, loaded once per session (tests must not modify it)."""
+    return load_dataset("cifar10", str(cifar10_dir))
 
 
 def pytest_collection_modifyitems(config, items) -> None:

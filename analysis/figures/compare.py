@@ -7,9 +7,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from analysis.figures.search import cost_columns, pareto_table
+from analysis.figures.search import (
+    cost_columns,
+    cost_panels,
+    cost_points,
+    label_cost_axis,
+    pareto_table,
+)
 from analysis.figures.style import color, finish, fmt_metric
 from analysis.schema import metric_label
 from analysis.tidy import is_usable
@@ -82,12 +87,7 @@ def pareto_overlay(searches: Labelled) -> go.Figure:
     shared = [
         c for c in cost_columns(searches[0][1]) if all(c in cost_columns(r) for _, r in searches)
     ]
-    fig = make_subplots(
-        rows=1,
-        cols=max(len(shared), 1),
-        subplot_titles=[f"accuracy vs {metric_label(c)}" for c, _ in shared],
-        horizontal_spacing=0.1,
-    )
+    fig = cost_panels(shared)
     sizes = []
     for k, (label, res) in enumerate(searches):
         table = pareto_table(res)
@@ -96,40 +96,31 @@ def pareto_overlay(searches: Labelled) -> go.Figure:
             flag = table[f"pareto_{col}"]
             front = table[flag].sort_values(col)
             fronts.append(len(front))
-            fig.add_trace(
-                go.Scatter(
-                    x=table.loc[~flag, col],
-                    y=table.loc[~flag, SELECTION_COLUMN],
-                    mode="markers",
-                    marker={"color": color(k), "size": 6, "opacity": 0.3},
-                    name=f"{label}: other trials",
-                    legendgroup=label,
-                    showlegend=False,
-                    hovertext=[f"{label}: trial {t}" for t in table.loc[~flag, TRIAL_ID]],
-                    hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
-                ),
-                row=1,
-                col=j + 1,
+            rest = table[~flag]
+            other = cost_points(
+                rest[col],
+                rest[SELECTION_COLUMN],
+                [f"{label}: trial {t}" for t in rest[TRIAL_ID]],
+                mode="markers",
+                marker={"color": color(k), "size": 6, "opacity": 0.3},
+                name=f"{label}: other trials",
+                legendgroup=label,
+                showlegend=False,
             )
-            fig.add_trace(
-                go.Scatter(
-                    x=front[col],
-                    y=front[SELECTION_COLUMN],
-                    mode="markers+lines",
-                    line={"shape": "vh" if larger else "hv", "color": color(k), "width": 2},
-                    marker={"color": color(k), "size": 10, "symbol": "star"},
-                    name=f"{label}: Pareto front",
-                    legendgroup=label,
-                    showlegend=j == 0,
-                    hovertext=[f"{label}: trial {t}" for t in front[TRIAL_ID]],
-                    hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
-                ),
-                row=1,
-                col=j + 1,
+            optimal = cost_points(
+                front[col],
+                front[SELECTION_COLUMN],
+                [f"{label}: trial {t}" for t in front[TRIAL_ID]],
+                mode="markers+lines",
+                line={"shape": "vh" if larger else "hv", "color": color(k), "width": 2},
+                marker={"color": color(k), "size": 10, "symbol": "star"},
+                name=f"{label}: Pareto front",
+                legendgroup=label,
+                showlegend=j == 0,
             )
-            better = "more is better" if larger else "fewer is better"
-            fig.update_xaxes(title_text=f"{metric_label(col)} ({better})", row=1, col=j + 1)
-            fig.update_xaxes(tickformat=".3s", row=1, col=j + 1)
+            fig.add_trace(other, row=1, col=j + 1)
+            fig.add_trace(optimal, row=1, col=j + 1)
+            label_cost_axis(fig, col, larger, j + 1)
         sizes.append(f"{label}: {len(table)} trials, front {'/'.join(map(str, fronts))}")
     fig.update_yaxes(title_text=metric_label(SELECTION_COLUMN), row=1, col=1)
     fig.update_layout(legend={"orientation": "h", "y": -0.2})

@@ -45,6 +45,41 @@ def ensemble_size_table(
     return pd.concat([aggregate(df, ["line", "ensemble_size"], m) for m in present])
 
 
+def _line(s: pd.DataFrame, line: str, colour: str, showlegend: bool) -> go.Scatter:
+    """One line's mean per ensemble size, std error bars, n of n_trials on hover."""
+    x = [fmt_value(v) for v in s["ensemble_size"]]
+    err = [v if pd.notna(v) else None for v in s["std"]]
+    return go.Scatter(
+        x=x,
+        y=s["mean"],
+        error_y={"type": "data", "array": err, "visible": True},
+        customdata=list(zip(s["n"], s["n_trials"], s["std"], strict=True)),
+        mode="lines+markers",
+        name=line,
+        legendgroup=line,
+        showlegend=showlegend,
+        line={"color": colour},
+        hovertemplate=(
+            f"{line}<br>ensemble size %{{x}}<br>mean=%{{y:.4f}}"
+            "<br>std=%{customdata[2]:.4f}<br>n=%{customdata[0]} of "
+            "%{customdata[1]}<extra></extra>"
+        ),
+    )
+
+
+def _mark_gaps(
+    fig: go.Figure, r: int, c: int, s: pd.DataFrame, line: str, sizes: list[str]
+) -> None:
+    """A ✕ at the bottom of panel (r, c) for each size of `line` without a usable trial."""
+    xref = fig.get_subplot(r, c).xaxis.plotly_name.replace("axis", "")
+    yref = fig.get_subplot(r, c).yaxis.plotly_name.replace("axis", "")
+    for _, row in s[s["n"] == 0].iterrows():
+        size = fmt_value(row["ensemble_size"])
+        why = f"{line}, size {size}: no usable trial ({unusable_reason(row)})"
+        text = f"✕ {line}: {unusable_reason(row)}"
+        mark_below(fig, xref, yref, sizes.index(size), text, why)
+
+
 def ensemble_size_lines(
     results: pd.DataFrame,
     metrics: Sequence[str] = LINE_METRICS,
@@ -73,35 +108,8 @@ def ensemble_size_lines(
             s = stats[stats["line"] == line]
             if s.empty:
                 continue
-            x = [fmt_value(v) for v in s["ensemble_size"]]
-            err = [v if pd.notna(v) else None for v in s["std"]]
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=s["mean"],
-                    error_y={"type": "data", "array": err, "visible": True},
-                    customdata=list(zip(s["n"], s["n_trials"], s["std"], strict=True)),
-                    mode="lines+markers",
-                    name=line,
-                    legendgroup=line,
-                    showlegend=k == 0,
-                    line={"color": color(li)},
-                    hovertemplate=(
-                        f"{line}<br>ensemble size %{{x}}<br>mean=%{{y:.4f}}"
-                        "<br>std=%{customdata[2]:.4f}<br>n=%{customdata[0]} of "
-                        "%{customdata[1]}<extra></extra>"
-                    ),
-                ),
-                row=r,
-                col=c,
-            )
-            xref = fig.get_subplot(r, c).xaxis.plotly_name.replace("axis", "")
-            yref = fig.get_subplot(r, c).yaxis.plotly_name.replace("axis", "")
-            for _, row in s[s["n"] == 0].iterrows():
-                size = fmt_value(row["ensemble_size"])
-                why = f"{line}, size {size}: no usable trial ({unusable_reason(row)})"
-                text = f"✕ {line}: {unusable_reason(row)}"
-                mark_below(fig, xref, yref, sizes.index(size), text, why)
+            fig.add_trace(_line(s, line, color(li), showlegend=k == 0), row=r, col=c)
+            _mark_gaps(fig, r, c, s, line, sizes)
         all_stats.append(stats)
     fig.update_xaxes(
         type="category", categoryorder="array", categoryarray=sizes, title_text="ensemble size"

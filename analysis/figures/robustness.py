@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.aggregate import aggregate, excluded_note
-from analysis.figures.style import colorscale, finish, fmt_metric
+from analysis.figures.style import finish, fmt_metric, heatmap_look
 from analysis.schema import metric_label
 from core.columns import (
     CORRUPTIONS,
@@ -93,12 +93,7 @@ def corruption_heatmap(results: pd.DataFrame, key: str = "acc", subtitle: str = 
                 "%{y}, severity %{x}<br>mean=%{z:.4f}<br>std=%{customdata[0]:.4f}"
                 "<br>n=%{customdata[1]} trials<extra></extra>"
             ),
-            colorscale=colorscale(corrupt_metric(key)),
-            colorbar={"title": {"text": label, "side": "right"}},
-            xgap=2,
-            ygap=2,
-            hoverongaps=False,
-            name=label,
+            **heatmap_look(corrupt_metric(key), label),
         )
     )
     fig.update_xaxes(type="category", title_text="severity (CIFAR-10-C)")

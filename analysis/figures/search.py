@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -67,6 +68,48 @@ def pareto_table(results: pd.DataFrame, pareto: pd.DataFrame | None = None) -> p
     return out.reset_index(drop=True)
 
 
+HOVER = "%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>"  # a point on a cost panel
+
+
+def cost_panels(costs: Sequence[tuple[str, bool]]) -> go.Figure:
+    """One panel per cost axis (at least one), titled 'accuracy vs <cost>'."""
+    return make_subplots(
+        rows=1,
+        cols=max(len(costs), 1),
+        subplot_titles=[f"accuracy vs {metric_label(c)}" for c, _ in costs],
+        horizontal_spacing=0.1,
+    )
+
+
+def cost_points(x: pd.Series, y: pd.Series, hovertext: list[str], **style: Any) -> go.Scatter:
+    """Trials on a cost panel: cost on x, accuracy on y, `hovertext` naming each trial."""
+    return go.Scatter(x=x, y=y, hovertext=hovertext, hovertemplate=HOVER, **style)
+
+
+def label_cost_axis(fig: go.Figure, col: str, larger: bool, panel: int) -> None:
+    """The x-axis of cost panel `panel` (1-based): the cost, which way is better, SI ticks."""
+    better = "more is better" if larger else "fewer is better"
+    fig.update_xaxes(title_text=f"{metric_label(col)} ({better})", row=1, col=panel)
+    fig.update_xaxes(tickformat=".3s", row=1, col=panel)
+
+
+def _trial_hover(
+    results: pd.DataFrame, hover_cols: Sequence[str]
+) -> Callable[[pd.Series], list[str]]:
+    """Hover text per trial id: 'trial <id>' and the `hover_cols` the results have."""
+    info = results.set_index(TRIAL_ID)
+    cols = [c for c in hover_cols if c in info]
+
+    def hover(ids: pd.Series) -> list[str]:
+        rows = []
+        for t in ids:
+            cfg = "<br>".join(f"{c}={fmt_value(info.at[t, c])}" for c in cols)
+            rows.append(f"trial {t}<br>{cfg}")
+        return rows
+
+    return hover
+
+
 def pareto_front_figure(
     results: pd.DataFrame, pareto: pd.DataFrame | None = None, hover_cols: Sequence[str] = ()
 ) -> go.Figure:
@@ -77,60 +120,36 @@ def pareto_front_figure(
     (accuracy up, parameters down / throughput up), joined by a step line."""
     table = pareto_table(results, pareto)
     costs = cost_columns(results)
-    fig = make_subplots(
-        rows=1,
-        cols=max(len(costs), 1),
-        subplot_titles=[f"accuracy vs {metric_label(c)}" for c, _ in costs],
-        horizontal_spacing=0.1,
-    )
-    info = results.set_index(TRIAL_ID)
-    hover_cols = [c for c in hover_cols if c in info]
-
-    def hover(ids: pd.Series) -> list[str]:
-        rows = []
-        for t in ids:
-            cfg = "<br>".join(f"{c}={fmt_value(info.at[t, c])}" for c in hover_cols)
-            rows.append(f"trial {t}<br>{cfg}")
-        return rows
-
+    fig = cost_panels(costs)
+    hover = _trial_hover(results, hover_cols)
     src = PARETO_FILE if pareto is not None else "computed, 2-D"
     for k, (col, larger) in enumerate(costs):
         flag = table["pareto_study"] if pareto is not None else table[f"pareto_{col}"]
         rest, front = table[~flag], table[flag].sort_values(col)
-        fig.add_trace(
-            go.Scatter(
-                x=rest[col],
-                y=rest[ACC],
-                mode="markers",
-                marker={"color": "#9aa7b8", "size": 7},
-                name="other trials",
-                legendgroup="other",
-                showlegend=k == 0,
-                hovertext=hover(rest[TRIAL_ID]),
-                hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
-            ),
-            row=1,
-            col=k + 1,
+        other = cost_points(
+            rest[col],
+            rest[ACC],
+            hover(rest[TRIAL_ID]),
+            mode="markers",
+            marker={"color": "#9aa7b8", "size": 7},
+            name="other trials",
+            legendgroup="other",
+            showlegend=k == 0,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=front[col],
-                y=front[ACC],
-                mode="markers+lines" if pareto is None else "markers",
-                line={"shape": "hv" if not larger else "vh", "color": "#d62728", "width": 1},
-                marker={"color": "#d62728", "size": 11, "symbol": "star"},
-                name=f"Pareto-optimal ({src})",
-                legendgroup="front",
-                showlegend=k == 0,
-                hovertext=hover(front[TRIAL_ID]),
-                hovertemplate="%{hovertext}<br>x=%{x:.4g}<br>acc=%{y:.4f}<extra></extra>",
-            ),
-            row=1,
-            col=k + 1,
+        optimal = cost_points(
+            front[col],
+            front[ACC],
+            hover(front[TRIAL_ID]),
+            mode="markers+lines" if pareto is None else "markers",
+            line={"shape": "hv" if not larger else "vh", "color": "#d62728", "width": 1},
+            marker={"color": "#d62728", "size": 11, "symbol": "star"},
+            name=f"Pareto-optimal ({src})",
+            legendgroup="front",
+            showlegend=k == 0,
         )
-        better = "more is better" if larger else "fewer is better"
-        fig.update_xaxes(title_text=f"{metric_label(col)} ({better})", row=1, col=k + 1)
-        fig.update_xaxes(tickformat=".3s", row=1, col=k + 1)
+        fig.add_trace(other, row=1, col=k + 1)
+        fig.add_trace(optimal, row=1, col=k + 1)
+        label_cost_axis(fig, col, larger, k + 1)
     fig.update_yaxes(title_text=metric_label(ACC), row=1, col=1)
     n_bad = len(results) - len(table)
     notes = [f"{len(table)} usable trials"]

@@ -47,6 +47,19 @@ def colorscale(metric: str) -> str:
     return "Viridis" if higher_is_better(metric) else "Viridis_r"
 
 
+def heatmap_look(metric: str, label: str) -> dict[str, Any]:
+    """go.Heatmap settings every heatmap shares: the metric's colour scale, a colour bar and
+    trace name from its label, 2-pixel gaps between cells, and no hover on empty cells."""
+    return {
+        "colorscale": colorscale(metric),
+        "colorbar": {"title": {"text": label, "side": "right"}},
+        "xgap": 2,
+        "ygap": 2,
+        "hoverongaps": False,
+        "name": label,
+    }
+
+
 def fmt_metric(value: Any, digits: int = 3) -> str:
     """'0.712'; '–' for NaN/None."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -76,6 +76,51 @@ def stratified_subset(y: torch.Tensor, num_classes: int, n: int, stream: int) ->
     return torch.sort(torch.cat(parts)).values
 
 
+def _check_val_fraction(bundle: DataBundle, val_fraction: float) -> None:
+    """Refuse a val_fraction outside [0, 1), or a second validation split."""
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, int | float)
+        or not (0.0 <= val_fraction < 1.0)
+    ):
+        raise ConfigError(refusal("val_fraction", val_fraction, "a number in [0, 1)"))
+    if val_fraction > 0 and bundle.val_x is not None:
+        raise ConfigError(
+            refusal(
+                "val_fraction",
+                val_fraction,
+                "0 here, or a value in [0, 1) on the unsplit bundle",
+                why=f"this bundle already has a validation split of {bundle.num_val} examples",
+            )
+        )
+
+
+def _hold_out(
+    train_parts: list[torch.Tensor], val_fraction: float, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted (train, validation) indices: the first round(val_fraction * n) of each class's
+    permuted indices are held out, leaving at least one in train."""
+    tr, va = [], []
+    for ix in train_parts:
+        n_val = math.floor(val_fraction * len(ix) + 0.5) if val_fraction > 0 else 0
+        n_val = min(n_val, max(len(ix) - 1, 0))
+        va.append(ix[:n_val])
+        tr.append(ix[n_val:])
+    train_idx = torch.sort(torch.cat(tr)).values
+    val_idx = torch.sort(torch.cat(va)).values
+    if val_fraction > 0 and len(val_idx) == 0:
+        raise ConfigError(
+            refusal(
+                "val_fraction",
+                val_fraction,
+                "a larger val_fraction or train_subset",
+                why=f"with {len(train_idx)} training examples over {num_classes} classes this "
+                "leaves an empty validation split",
+            )
+        )
+    return train_idx, val_idx
+
+
 def split_data(
     bundle: DataBundle,
     *,
@@ -92,21 +137,7 @@ def split_data(
     train). Deterministic for a given seed; indices keep their original order. mean / std
     are recomputed from the resulting training set.
     """
-    if (
-        isinstance(val_fraction, bool)
-        or not isinstance(val_fraction, int | float)
-        or not (0.0 <= val_fraction < 1.0)
-    ):
-        raise ConfigError(refusal("val_fraction", val_fraction, "a number in [0, 1)"))
-    if val_fraction > 0 and bundle.val_x is not None:
-        raise ConfigError(
-            refusal(
-                "val_fraction",
-                val_fraction,
-                "0 here, or a value in [0, 1) on the unsplit bundle",
-                why=f"this bundle already has a validation split of {bundle.num_val} examples",
-            )
-        )
+    _check_val_fraction(bundle, val_fraction)
     k = bundle.num_classes
     train_parts = _stratified_indices(
         bundle.train_y, k, train_subset, seeded_generator(seed, 0), "train_subset"
@@ -114,25 +145,8 @@ def split_data(
     test_parts = _stratified_indices(
         bundle.test_y, k, test_subset, seeded_generator(seed, 1), "test_subset"
     )
-    tr, va = [], []
-    for ix in train_parts:
-        n_val = math.floor(val_fraction * len(ix) + 0.5) if val_fraction > 0 else 0
-        n_val = min(n_val, max(len(ix) - 1, 0))
-        va.append(ix[:n_val])
-        tr.append(ix[n_val:])
-    train_idx = torch.sort(torch.cat(tr)).values
-    val_idx = torch.sort(torch.cat(va)).values
+    train_idx, val_idx = _hold_out(train_parts, val_fraction, k)
     test_idx = torch.sort(torch.cat(test_parts)).values
-    if val_fraction > 0 and len(val_idx) == 0:
-        raise ConfigError(
-            refusal(
-                "val_fraction",
-                val_fraction,
-                "a larger val_fraction or train_subset",
-                why=f"with {len(train_idx)} training examples over {k} classes this leaves an "
-                "empty validation split",
-            )
-        )
     val_x = bundle.val_x
     val_y = bundle.val_y
     if val_fraction > 0:

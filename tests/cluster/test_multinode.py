@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.tune_jobs.conftest import CIFAR10, REPO, run_job
+from tests.tune_jobs.conftest import REPO, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -114,10 +114,8 @@ def worker_ids(cluster) -> set[str]:
 # Jobs
 # ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    if not (CIFAR10 / "train").is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
-    return CIFAR10
+def data_dir(cifar10_dir: Path) -> Path:
+    return cifar10_dir
 
 
 def job_args(data_dir: Path, storage: Path, cluster, *extra: str) -> list[str]:

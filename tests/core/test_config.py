@@ -40,12 +40,6 @@ def test_bad_values_are_refused(changes, match):
         TrialConfig.from_dict(changes)
 
 
-def test_batch_size_does_not_depend_on_ensemble_size():
-    # The student study tied the batch size to the ensemble size.
-    sizes = {TrialConfig.from_dict({"ensemble_size": m}).batch_size for m in range(2, 10)}
-    assert sizes == {128}
-
-
 def test_bundles_set_several_fields_and_conflicts_are_refused():
     cfg = TrialConfig.from_dict({"model": {"ensemble": "single", "ensemble_size": 1}, "lr": 0.1})
     assert (cfg.ensemble, cfg.ensemble_size, cfg.lr) == ("single", 1, 0.1)

@@ -43,8 +43,7 @@ from core.data import (
 )
 from core.data.cache import cache_file, cache_key, write_cached
 from core.errors import ConfigError
-
-REAL_CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared/data/cifar10"
+from tests.conftest import CIFAR10
 
 
 @pytest.fixture(autouse=True)
@@ -876,21 +875,21 @@ def real_cifar10(tmp_path_factory):
     """Two loads of the real CIFAR-10 folder into a cache folder of their own, empty at the
     start (whatever earlier runs or other tests cached is not seen), with what each printed,
     and the data folder's listing before and after."""
-    if not REAL_CIFAR10.is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {REAL_CIFAR10}")
+    if not CIFAR10.is_dir():
+        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
     cache_dir = tmp_path_factory.mktemp("real-cifar10-cache")
     saved = os.environ.get(ENV_CACHE_DIR)
     os.environ[ENV_CACHE_DIR] = str(cache_dir)
     try:
-        before = listing(REAL_CIFAR10)
+        before = listing(CIFAR10)
         loads = []
         for _ in range(2):
             err = io.StringIO()
             t0 = time.perf_counter()
             with contextlib.redirect_stderr(err):
-                b = load_dataset("cifar10", REAL_CIFAR10)
+                b = load_dataset("cifar10", CIFAR10)
             loads.append((b, time.perf_counter() - t0, err.getvalue()))
-        after = listing(REAL_CIFAR10)
+        after = listing(CIFAR10)
     finally:
         if saved is None:
             os.environ.pop(ENV_CACHE_DIR, None)
@@ -914,7 +913,7 @@ def test_real_cifar10_loads_and_reloads_fast(real_cifar10, capsys):
     assert t_second < 1.0
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
     # index <-> file: train/bird/0007.jpg is example 2 * 2000 + 7
-    ref = np.array(Image.open(REAL_CIFAR10 / "train/bird/0007.jpg").convert("RGB"))
+    ref = np.array(Image.open(CIFAR10 / "train/bird/0007.jpg").convert("RGB"))
     assert torch.equal(first.train_x[4007], torch.from_numpy(ref).permute(2, 0, 1))
     assert first.train_y[4007] == 2
     assert 0.4 < first.mean[0] < 0.6 and 0.2 < first.std[0] < 0.3
@@ -927,7 +926,7 @@ def test_real_cifar10_writes_one_cache_file_and_nothing_next_to_the_data(real_ci
     assert first.cache_path == second.cache_path == str(files[0])
     assert real_cifar10["after"] == real_cifar10["before"]  # hidden files included
     assert err_first == (
-        f"decoded 30,000 images of {REAL_CIFAR10.resolve()} once; cache: {files[0]} "
+        f"decoded 30,000 images of {CIFAR10.resolve()} once; cache: {files[0]} "
         "(set ENSEMBLE_CACHE_DIR to move it)\n"
     )
     assert err_second == ""

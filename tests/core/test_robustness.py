@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -11,12 +10,11 @@ from PIL import Image
 from core import columns as C
 from core.config import TrialConfig
 from core.cost import train_flops_per_image
-from core.data import FASHION_MNIST_DIR, load_dataset
+from core.data import FASHION_MNIST_DIR
 from core.data.ood import FASHION_MNIST_TEST
 from core.models import model_for_config
 from core.train import train
 
-CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
 # the smoke preset's trial (tune_jobs.options.SMOKE)
 SMOKE = dict(
     dataset="cifar10",
@@ -29,13 +27,6 @@ SMOKE = dict(
     num_threads=2,
     device="cpu",
 )
-
-
-@pytest.fixture(scope="module")
-def cifar10():
-    if not (CIFAR10 / "train").is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
-    return load_dataset("cifar10", str(CIFAR10))
 
 
 @pytest.fixture(scope="module")

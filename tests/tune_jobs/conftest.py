@@ -1,4 +1,5 @@
-"""Fixtures for running the study scripts for real: local Ray, the real CIFAR-10 images."""
+"""Fixtures for running the study scripts for real: local Ray, the real CIFAR-10 images
+(`cifar10_dir`, tests/conftest.py)."""
 
 import subprocess
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
 # The suite's own smoke sizes: the smoke preset learns (4,000 images, 4 epochs, ~2 min; its
 # accuracy floor is benchmarks/smoke_floor.py's), the tests check the pipeline at a smaller size.
 CI_SIZES = ("--set", "train_subset=500", "--set", "test_subset=250", "--epochs", "2")
@@ -22,13 +22,6 @@ def run_job(script: str, *args: str, timeout: int = 600) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture(scope="session")
-def cifar10_dir() -> Path:
-    if not (CIFAR10 / "train").is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
-    return CIFAR10
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import pytest
 
 from core.config import TrialConfig
 from core.cost import train_flops_per_image
-from core.data import load_dataset
 from core.models import model_for_config
 from tune_jobs import alpha_gamma, sharing
 from tune_jobs.estimate import concurrency, cost_lines, duration, estimate, split_sizes
@@ -19,18 +18,13 @@ LOCAL = {"127.0.0.1:abcd": {"CPU": 2.0, "GPU": 0.0}}
 SMALL = ["train_subset=300", "test_subset=100"]
 
 
-@pytest.fixture(scope="module")
-def data(cifar10_dir):
-    return load_dataset("cifar10", cifar10_dir)
-
-
-def test_the_flops_are_trials_epochs_images_and_flops_per_image(data):
+def test_the_flops_are_trials_epochs_images_and_flops_per_image(cifar10):
     opts = JobOptions(smoke=True, overrides=SMALL, epochs=2)
     study = alpha_gamma.make_study(opts)
-    est = estimate(study, opts, data, 0.0, LOCAL)
+    est = estimate(study, opts, cifar10, 0.0, LOCAL)
     cfgs = [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
     per_image = train_flops_per_image(model_for_config(cfgs[0], 10, 3), cfgs[0], (3, 32, 32), 10)
-    train, evaluated = split_sizes(cfgs[0], data)
+    train, evaluated = split_sizes(cfgs[0], cifar10)
     assert (train, evaluated) == (270, 130)  # 10% of 300 held out for validation
     assert est.trials == 4 and est.epochs == 2 and est.concurrency == 2
     assert est.flops == pytest.approx(4 * 2 * 270 * per_image)
@@ -39,10 +33,10 @@ def test_the_flops_are_trials_epochs_images_and_flops_per_image(data):
     assert est.seconds == pytest.approx(4 * 2 * est.step_s * steps / 2)
 
 
-def test_models_of_different_cost_are_scaled_by_their_flops(data):
+def test_models_of_different_cost_are_scaled_by_their_flops(cifar10):
     opts = JobOptions(smoke=True, overrides=SMALL, epochs=1)
     study = sharing.make_study(opts)
-    est = estimate(study, opts, data, 0.0, LOCAL)
+    est = estimate(study, opts, cifar10, 0.0, LOCAL)
     cfgs = [TrialConfig.from_dict(c) for c in grid_configs(study.space)]
     each = [train_flops_per_image(model_for_config(c, 10, 3), c, (3, 32, 32), 10) for c in cfgs]
     # tying slow weights within the network (early/none) costs what none/none does; sharing
@@ -63,16 +57,16 @@ def test_concurrency_follows_cpus_gpus_and_the_limit():
     assert concurrency(5, 1.0, 0.0, {"node type gpu": {"CPU": 48.0, "GPU": 4.0}}, None) == 1
 
 
-def test_full_scale_on_cpus_says_so_and_names_the_cpu_preset(data):
+def test_full_scale_on_cpus_says_so_and_names_the_cpu_preset(cifar10):
     opts = JobOptions(overrides=["train_subset=300", "test_subset=100"], epochs=1)
     study = alpha_gamma.make_study(opts)
-    lines = cost_lines(study, opts, data, 0.0, LOCAL)
+    lines = cost_lines(study, opts, cifar10, 0.0, LOCAL)
     assert lines[0].startswith("cost: 81 trial(s) x 1 epoch(s) x 270 training images")
     assert "at most" in lines[0]  # ASHA
     assert "vgg11 batch x4" in lines[1] and "2 trial(s) at once" in lines[1]
     assert "python tune_jobs/alpha_gamma.py --preset cpu" in lines[2]
     smoke = JobOptions(smoke=True, overrides=SMALL, epochs=1)
-    assert len(cost_lines(alpha_gamma.make_study(smoke), smoke, data, 0.0, LOCAL)) == 2
+    assert len(cost_lines(alpha_gamma.make_study(smoke), smoke, cifar10, 0.0, LOCAL)) == 2
 
 
 def test_durations_read_naturally():

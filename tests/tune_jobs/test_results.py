@@ -55,8 +55,9 @@ def report(
     robust: bool = False,
     **over,
 ) -> dict:
-    """One epoch's report as core.trainable.fit makes it (diverged: metrics NaN; robust: the
-    robustness keys measured, else NaN), plus what Ray Tune adds to every report."""
+    """One epoch's report as core.train.train makes it under core.trainable.ray_trainable
+    (diverged: metrics NaN; robust: the robustness keys measured, else NaN), plus what Ray Tune
+    adds to every report."""
     rep = {"epoch": epoch, "train_loss": 2.0 - acc, "train_acc": acc + 0.05}
     for split, shift in (("test", 0.0), ("val", 0.01)):
         vals = {
