@@ -151,9 +151,18 @@ class _Trial:
         optimizer, scheduler = build_optimizer(unwrap(model), cfg, n_train, len(train_loader))
         robustness = Robustness(cfg, data, device, runtime) if cfg.robustness else None
         return cls(
-            cfg, runtime, model, optimizer, scheduler, train_loader, eval_loaders, robustness,
-            n_params, flops, ran_on,
-        )  # fmt: skip
+            cfg=cfg,
+            runtime=runtime,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_loader=train_loader,
+            eval_loaders=eval_loaders,
+            robustness=robustness,
+            n_params=n_params,
+            flops=flops,
+            ran_on=ran_on,
+        )
 
 
 def train(
