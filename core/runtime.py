@@ -41,6 +41,7 @@ import ctypes
 import importlib.util
 import platform
 import shutil
+import time
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,7 @@ __all__ = [
     "Capabilities",
     "Runtime",
     "capabilities",
+    "clock",
     "load_model_state",
     "prepare_model",
     "resolve_runtime",
@@ -230,3 +232,11 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if state and all(k.startswith(COMPILED_PREFIX) for k in state):
         state = {k[len(COMPILED_PREFIX) :]: v for k, v in state.items()}
     unwrap(model).load_state_dict(state)
+
+
+def clock(device: torch.device) -> float:
+    """time.perf_counter() once `device` has finished the work queued on it (CUDA kernels run
+    asynchronously: a clock read without waiting would time their launch, not their run)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

@@ -1,11 +1,12 @@
 """The training loop of one trial, and its command line without Ray.
 
 `train(cfg, data, reporter)` runs one trial: build everything from the validated config,
-train epoch by epoch, evaluate, and hand each epoch's metrics plus a checkpoint state to
-`reporter`. Under Ray Tune (`core.trainable`) the reporter is `ray.tune.report` with a
-checkpoint directory; under `python -m core.train` it prints. Resuming is the caller's
-business: pass the state of the last checkpoint as `resume_state` and training continues at
-the next epoch.
+then epoch by epoch train (`_train_epoch`), evaluate (`_evaluate`, core.evaluate), measure
+robustness where due (`_measure_robustness`) and hand the epoch's metrics plus a checkpoint
+(core.checkpoint) to `reporter`. Under Ray Tune (`core.trainable`) the reporter is
+`ray.tune.report` with a checkpoint directory; under `python -m core.train` it prints.
+Resuming is the caller's business: pass the state of the last checkpoint as `resume_state` and
+training continues at the next epoch.
 
     python -m core.train --arch simple_cnn --epochs 1
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 import time
 import typing
 from collections.abc import Callable, Collection
@@ -30,33 +30,19 @@ import numpy as np
 import torch
 
 from core import columns as C
+from core.checkpoint import capture, restore
 from core.cli import Command, help_text, refuse
 from core.config import ConfigError, TrialConfig, allowed_values, parse_field
-from core.corruptions import corrupt
 from core.cost import peak_memory_mb, reset_peak_memory, train_flops_per_image
-from core.data import (
-    DataBundle,
-    DataNotFoundError,
-    TensorLoader,
-    load_for_config,
-    load_ood,
-    stratified_subset,
-)
+from core.data import DataBundle, TensorLoader, load_for_config
 from core.errors import DataError, refusal
-from core.metrics import evaluation_metrics
+from core.evaluate import Robustness, eval_loader, split_metrics
 from core.models import count_parameters, model_for_config
-from core.ood import ood_metrics
-from core.optim import (
-    build_optimizer,
-    load_optimizer_state_dict,
-    optimizer_state_dict,
-    predict_probs,
-    train_step,
-)
+from core.optim import build_optimizer, train_step
 from core.provenance import device_name
 from core.runtime import (
     Runtime,
-    load_model_state,
+    clock,
     prepare_model,
     resolve_runtime,
     retain_freed_memory,
@@ -81,129 +67,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@torch.no_grad()
-def predict(
-    model, optimizer, loader: TensorLoader, cfg: TrialConfig, runtime: Runtime | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Member probabilities (M, N, K) in fp32 on the CPU and the labels (N,) of one split,
-    the forward passes run as `runtime` says (bf16 autocast, channels_last; default fp32)."""
-    model.eval()
-    probs, labels = [], []
-    for x, y in loader:
-        if runtime is None:
-            p = predict_probs(model, optimizer, x, cfg)
-        else:
-            p = predict_probs(model, optimizer, runtime.batch(x), cfg, runtime.autocast)
-        probs.append(p.float().cpu())  # (M, B, K)
-        labels.append(y.cpu())
-    return torch.cat(probs, dim=1), torch.cat(labels)
-
-
-def evaluate(
-    model, optimizer, loader: TensorLoader, cfg: TrialConfig, runtime: Runtime | None = None
-) -> dict[str, float]:
-    """Metrics of the ensemble on one split: member probabilities gathered, then scored."""
-    return evaluation_metrics(*predict(model, optimizer, loader, cfg, runtime))
-
-
-# Seed of the corruptions' random draws: one for every trial, so all see the same images.
-CORRUPTION_SEED = 0
-
-
-class Robustness:
-    """The robustness evaluation of one trial: a stratified subset of the test set corrupted
-    by every corruption of core.columns.CORRUPTIONS at every severity (made on the trial's
-    device at the first evaluation and kept), and the far-OOD images. The clean test set and
-    its metrics are not touched: the OOD scores of the in-distribution images are those of
-    the clean test evaluation of the same epoch."""
-
-    def __init__(
-        self,
-        cfg: TrialConfig,
-        data: DataBundle,
-        device: torch.device,
-        runtime: Runtime | None = None,
-    ):
-        self.cfg, self.device, self.runtime = cfg, device, runtime
-        self.common = dict(mean=data.mean, std=data.std, device=device)
-        self.batch_size = max(cfg.batch_size, 1024)
-        idx = stratified_subset(data.test_y, data.num_classes, cfg.corruption_subset, stream=2)
-        self.x = data.test_x[idx].to(device)
-        self.y = data.test_y[idx]
-        self.images: torch.Tensor | None = None  # every cell's corrupted images, in order
-        self.ood_x: torch.Tensor | None = None
-        self.notice: str | None = None
-        if cfg.ood_dataset != "none":
-            try:
-                ood = load_ood(
-                    cfg.ood_dataset, cfg.ood_dir, tuple(data.test_x.shape[2:]), data.test_x.shape[1]
-                )
-            except DataNotFoundError as e:
-                self.notice = f"notice: no OOD metrics for this trial (NaN): {e}"
-                print(self.notice, file=sys.stderr, flush=True)
-            else:
-                # ood_subset images (at most all), the same ones in every trial
-                n = min(len(ood), cfg.ood_subset)
-                g = torch.Generator().manual_seed(CORRUPTION_SEED)
-                pick = torch.sort(torch.randperm(len(ood), generator=g)[:n]).values
-                self.ood_x = ood[pick].to(device)
-
-    def _loader(self, x: torch.Tensor, y: torch.Tensor) -> TensorLoader:
-        return TensorLoader(x, y, self.batch_size, shuffle=False, augment=False, **self.common)
-
-    def measure(self, model, optimizer, test_probs: torch.Tensor) -> dict[str, float]:
-        """Every key of core.columns.ROBUSTNESS_METRICS (NaN where not measurable)."""
-        out: dict[str, float] = {}
-        cells = [(name, sev) for name in C.CORRUPTIONS for sev in C.SEVERITIES]
-        if self.images is None:  # made once per trial, on its device
-            sets = [corrupt(self.x, c, s, seed=CORRUPTION_SEED) for c, s in cells]
-            self.images = torch.cat(sets)
-        # one pass over all cells (large batches: the sets are small), then scored per cell
-        n = len(self.y)
-        probs, _ = predict(
-            model,
-            optimizer,
-            self._loader(self.images, self.y.repeat(len(cells))),
-            self.cfg,
-            self.runtime,
-        )
-        for i, (name, sev) in enumerate(cells):
-            scores = evaluation_metrics(probs[:, i * n : (i + 1) * n], self.y)
-            for k in C.CORRUPT_KEYS:
-                out[C.corrupt_metric(k, name, sev)] = scores[k]
-        for k in C.CORRUPT_KEYS:
-            values = [out[C.corrupt_metric(k, c, s)] for c, s in cells]
-            out[C.corrupt_metric(k)] = float(np.mean(values))
-        if self.ood_x is not None:
-            labels = torch.zeros(len(self.ood_x), dtype=torch.int64)
-            ood_probs, _ = predict(
-                model, optimizer, self._loader(self.ood_x, labels), self.cfg, self.runtime
-            )
-            out.update(ood_metrics(test_probs, ood_probs))
-        else:
-            out.update({m: math.nan for m in C.OOD_METRICS})
-        return out
 
 
 def _train_loader(cfg: TrialConfig, data: DataBundle, device: torch.device) -> TensorLoader:
@@ -253,6 +116,55 @@ def runtime_columns(runtime: Runtime) -> dict[str, str | bool]:
     }
 
 
+@dataclasses.dataclass
+class _Trial:
+    """What every epoch of one trial uses, built once from its config and set-up model."""
+
+    cfg: TrialConfig
+    runtime: Runtime
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    train_loader: TensorLoader
+    eval_loaders: dict[str, TensorLoader | None]  # C.TEST, C.VAL (None: no validation split)
+    robustness: Robustness | None
+    n_params: int
+    flops: float  # training FLOPs per image
+    ran_on: dict[str, str | bool]  # runtime_columns, reported every epoch
+
+    @classmethod
+    def build(cls, cfg: TrialConfig, runtime: Runtime, data: DataBundle, model) -> _Trial:
+        device = runtime.device
+        ran_on = runtime_columns(runtime)
+        n_params = count_parameters(unwrap(model))
+        shape = tuple(data.train_x.shape[1:])
+        flops = train_flops_per_image(unwrap(model), cfg, shape, data.num_classes)
+        train_loader = _train_loader(cfg, data, device)
+        eval_batch = max(cfg.batch_size, 256)
+        eval_loaders = {
+            C.TEST: eval_loader(data.test_x, data.test_y, eval_batch, data, device),
+            C.VAL: None,
+        }
+        if data.val_x is not None:
+            eval_loaders[C.VAL] = eval_loader(data.val_x, data.val_y, eval_batch, data, device)
+        n_train = len(data.train_y)
+        optimizer, scheduler = build_optimizer(unwrap(model), cfg, n_train, len(train_loader))
+        robustness = Robustness(cfg, data, device, runtime) if cfg.robustness else None
+        return cls(
+            cfg=cfg,
+            runtime=runtime,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_loader=train_loader,
+            eval_loaders=eval_loaders,
+            robustness=robustness,
+            n_params=n_params,
+            flops=flops,
+            ran_on=ran_on,
+        )
+
+
 def train(
     cfg: TrialConfig,
     data: DataBundle | None = None,
@@ -264,130 +176,110 @@ def train(
     measured at the last epoch, every `cfg.robustness_every` epochs and at `robustness_epochs`
     (a study's ASHA rungs, where a trial may be stopped)."""
     runtime, data, model = _setup(cfg, data)
-    device = runtime.device
     print(runtime.describe(cfg), flush=True)  # once per trial: what 'auto' resolved to
-    ran_on = runtime_columns(runtime)  # and in every report
-    n_params = count_parameters(unwrap(model))
-    shape = tuple(data.train_x.shape[1:])
-    flops = train_flops_per_image(unwrap(model), cfg, shape, data.num_classes)
-
-    common = dict(mean=data.mean, std=data.std, device=device)
-    train_loader = _train_loader(cfg, data, device)
-    test_loader = TensorLoader(
-        data.test_x, data.test_y, max(cfg.batch_size, 256), shuffle=False, augment=False, **common
-    )
-    val_loader = None
-    if data.val_x is not None:
-        val_loader = TensorLoader(
-            data.val_x,
-            data.val_y,
-            max(cfg.batch_size, 256),
-            shuffle=False,
-            augment=False,
-            **common,
-        )
-    optimizer, scheduler = build_optimizer(unwrap(model), cfg, len(data.train_y), len(train_loader))
-    robustness = Robustness(cfg, data, device, runtime) if cfg.robustness else None
+    t = _Trial.build(cfg, runtime, data, model)
 
     start_epoch, best_val, bad_epochs = 1, math.inf, 0
     if resume_state is not None:
-        load_model_state(model, resume_state["model"])  # into the uncompiled module
-        load_optimizer_state_dict(optimizer, resume_state["optimizer"])  # IVON's step count too
-        scheduler.load_state_dict(resume_state["scheduler"])
-        _set_rng_state(resume_state["rng"])
-        start_epoch = resume_state["epoch"] + 1
-        best_val, bad_epochs = resume_state["best_val"], resume_state["bad_epochs"]
+        saved = restore(resume_state, t.model, t.optimizer, t.scheduler)
+        start_epoch, best_val, bad_epochs = saved.epoch + 1, saved.best_val, saved.bad_epochs
 
-    rungs = set(robustness_epochs)
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.epochs + 1):
-        train_loader.set_epoch(epoch)
-        model.train()
-        loss_sum, correct, seen, n_batches, diverged = 0.0, 0, 0, 0, False
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        reset_peak_memory(device)
-        t0 = time.perf_counter()
-        for x, y in train_loader:
-            x = runtime.batch(x)
-            loss, logits = train_step(model, optimizer, x, y, cfg, scheduler, runtime.autocast)
-            if not math.isfinite(loss):
-                diverged = True
-                break
-            n_batches += 1
-            seen += len(y)
-            loss_sum += loss * len(y)
-            # Ensemble training accuracy: mean member probabilities, as at test time.
-            correct += (logits.softmax(-1).mean(0).argmax(-1) == y).sum().item()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_s = time.perf_counter() - t0
-
-        metrics: dict[str, Any] = {
-            C.EPOCH: epoch,
-            C.TRAIN_LOSS: loss_sum / seen if seen and not diverged else math.nan,
-            C.TRAIN_ACC: correct / seen if seen and not diverged else math.nan,
-            C.PARAMS: n_params,
-            C.BATCHES_PER_S: n_batches / train_s if train_s > 0 else math.nan,
-            C.IMAGES_PER_S: seen / train_s if train_s > 0 else math.nan,
-            C.TRAIN_FLOPS_PER_IMAGE: flops,
-            C.FLOP_PER_S: flops * seen / train_s if train_s > 0 else math.nan,
-            C.PEAK_MEMORY_MB: peak_memory_mb(device),
-            C.CURRENT_LR: optimizer.param_groups[0]["lr"],
-            C.DIVERGED: diverged,
-            C.EARLY_STOPPED: False,
-            **ran_on,
-        }
-        test_probs = None
-        for split, loader in ((C.TEST, test_loader), (C.VAL, val_loader)):
-            scores = {}
-            if loader is not None and not diverged:
-                probs, labels = predict(model, optimizer, loader, cfg, runtime)
-                scores = evaluation_metrics(probs, labels)
-                if split == C.TEST:
-                    test_probs = probs
-            for k in C.EVAL_KEYS:
-                metrics[C.split_metric(split, k)] = float(scores.get(k, math.nan))
+        metrics, t0 = _train_epoch(t, epoch)
+        diverged = metrics[C.DIVERGED]
+        test_probs = _evaluate(t, metrics, diverged)
         metrics[C.EPOCH_S] = time.perf_counter() - t0
 
-        if val_loader is not None and not diverged:
+        if t.eval_loaders[C.VAL] is not None and not diverged:  # early stopping
             if metrics[C.VAL_LOSS] < best_val:
                 best_val, bad_epochs = metrics[C.VAL_LOSS], 0
             else:
                 bad_epochs += 1
             metrics[C.EARLY_STOPPED] = cfg.patience is not None and bad_epochs >= cfg.patience
 
-        metrics.update({k: math.nan for k in C.ROBUSTNESS_KEYS})
-        last = epoch == cfg.epochs or metrics[C.EARLY_STOPPED]
-        every = cfg.robustness_every > 0 and epoch % cfg.robustness_every == 0
-        if robustness is not None and not diverged and (last or every or epoch in rungs):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t1 = time.perf_counter()
-            metrics.update(robustness.measure(model, optimizer, test_probs))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            metrics[C.ROBUSTNESS_S] = time.perf_counter() - t1
+        _measure_robustness(t, epoch, metrics, test_probs, robustness_epochs)
 
-        state = None
+        state = None  # nothing worth resuming from after a divergence
         if not diverged:
-            state = {
-                "model": unwrap(model).state_dict(),  # no `_orig_mod.`: loads uncompiled
-                "optimizer": optimizer_state_dict(optimizer),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "epoch": epoch,
-                "best_val": best_val,
-                "bad_epochs": bad_epochs,
-                "config": cfg.to_dict(),
-                "runtime": runtime.as_dict(),
-            }
+            progress = dict(epoch=epoch, best_val=best_val, bad_epochs=bad_epochs)
+            state = capture(t.model, t.optimizer, t.scheduler, cfg, runtime, **progress)
         history.append(metrics)
         if reporter is not None:
             reporter(metrics, state)
         if diverged or metrics[C.EARLY_STOPPED]:
             break
     return history
+
+
+def _train_epoch(t: _Trial, epoch: int) -> tuple[dict[str, Any], float]:
+    """One pass over the training split (stopped at the first non-finite loss: diverged), as
+    the epoch's training metrics, and the clock at its start (for the epoch's whole time)."""
+    device = t.runtime.device
+    t.train_loader.set_epoch(epoch)
+    t.model.train()
+    loss_sum, correct, seen, n_batches, diverged = 0.0, 0, 0, 0, False
+    reset_peak_memory(device)
+    t0 = clock(device)
+    for x, y in t.train_loader:
+        x = t.runtime.batch(x)
+        loss, logits = train_step(
+            t.model, t.optimizer, x, y, t.cfg, t.scheduler, t.runtime.autocast
+        )
+        if not math.isfinite(loss):
+            diverged = True
+            break
+        n_batches += 1
+        seen += len(y)
+        loss_sum += loss * len(y)
+        # Ensemble training accuracy: mean member probabilities, as at test time.
+        correct += (logits.softmax(-1).mean(0).argmax(-1) == y).sum().item()
+    train_s = clock(device) - t0
+    metrics: dict[str, Any] = {
+        C.EPOCH: epoch,
+        C.TRAIN_LOSS: loss_sum / seen if seen and not diverged else math.nan,
+        C.TRAIN_ACC: correct / seen if seen and not diverged else math.nan,
+        C.PARAMS: t.n_params,
+        C.BATCHES_PER_S: n_batches / train_s if train_s > 0 else math.nan,
+        C.IMAGES_PER_S: seen / train_s if train_s > 0 else math.nan,
+        C.TRAIN_FLOPS_PER_IMAGE: t.flops,
+        C.FLOP_PER_S: t.flops * seen / train_s if train_s > 0 else math.nan,
+        C.PEAK_MEMORY_MB: peak_memory_mb(device),
+        C.CURRENT_LR: t.optimizer.param_groups[0]["lr"],
+        C.DIVERGED: diverged,
+        C.EARLY_STOPPED: False,
+        **t.ran_on,
+    }
+    return metrics, t0
+
+
+def _evaluate(t: _Trial, metrics: dict[str, Any], diverged: bool) -> torch.Tensor | None:
+    """The test and validation metrics into `metrics` (NaN after a divergence); returns the
+    test split's member probabilities for the OOD scores (None when not evaluated)."""
+    loaders = {split: None if diverged else ld for split, ld in t.eval_loaders.items()}
+    scores, test_probs = split_metrics(t.model, t.optimizer, loaders, t.cfg, t.runtime)
+    metrics.update(scores)
+    return test_probs
+
+
+def _measure_robustness(
+    t: _Trial,
+    epoch: int,
+    metrics: dict[str, Any],
+    test_probs: torch.Tensor | None,
+    rungs: Collection[int],
+) -> None:
+    """Every ROBUSTNESS_KEYS into `metrics`: measured at the last epoch (early stopping's
+    too), every `cfg.robustness_every` epochs and at `rungs`; NaN at the others."""
+    metrics.update({k: math.nan for k in C.ROBUSTNESS_KEYS})
+    last = epoch == t.cfg.epochs or metrics[C.EARLY_STOPPED]
+    every = t.cfg.robustness_every > 0 and epoch % t.cfg.robustness_every == 0
+    due = last or every or epoch in rungs
+    if t.robustness is None or metrics[C.DIVERGED] or not due:
+        return
+    t1 = clock(t.runtime.device)
+    metrics.update(t.robustness.measure(t.model, t.optimizer, test_probs))
+    metrics[C.ROBUSTNESS_S] = clock(t.runtime.device) - t1
 
 
 def time_train_steps(
@@ -418,16 +310,12 @@ def time_train_steps(
     for _ in range(warmup):  # with compile on, the first warm-up step compiles
         x, y = next(source)
         train_step(model, optimizer, runtime.batch(x), y, cfg, scheduler, runtime.autocast)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seen, t0 = 0, time.perf_counter()
+    seen, t0 = 0, clock(device)
     for _ in range(steps):
         x, y = next(source)
         train_step(model, optimizer, runtime.batch(x), y, cfg, scheduler, runtime.autocast)
         seen += len(y)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - t0
+    elapsed = clock(device) - t0
     return {C.CALIB_BATCHES_PER_S: steps / elapsed, C.CALIB_IMAGES_PER_S: seen / elapsed}
 
 

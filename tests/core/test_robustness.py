@@ -1,4 +1,4 @@
-"""The robustness evaluation of a trial (core.train.Robustness) on real CIFAR-10 images."""
+"""The robustness evaluation of a trial (core.evaluate.Robustness) on real CIFAR-10 images."""
 
 from __future__ import annotations
 

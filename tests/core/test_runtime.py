@@ -17,7 +17,7 @@ from core.models import model_for_config
 from core.optim import build_optimizer, predict_probs, train_step
 from core.provenance import cpu_model
 from core.runtime import Capabilities, load_model_state, resolve_runtime, unwrap
-from core.train import time_train_steps, train
+from core.train import train
 
 TINY = dict(
     dataset="cifar10",
@@ -282,12 +282,6 @@ def test_resume_under_bf16_and_channels_last_with_ivon_equals_an_uninterrupted_r
     resumed = train(cfg, data=data, resume_state=states[0])
     assert [h["epoch"] for h in resumed] == [2]
     close(resumed[0], full[1], rel=1e-5, abs_=1e-6)
-
-
-def test_time_train_steps_runs_as_the_trial_does(data):
-    cfg = TrialConfig.from_dict({**TINY, "precision": "bf16", "channels_last": "on"})
-    out = time_train_steps(cfg, data, steps=2, warmup=1)
-    assert all(v > 0 for v in out.values())
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The training loop on the real CIFAR-10 images: learning, determinism, resume, stopping."""
+"""core.train: the training loop on the real CIFAR-10 images (learning, determinism, resume,
+stopping), and the throughput timing."""
 
 import copy
 import math
@@ -9,7 +10,8 @@ import torch
 
 from core.config import TrialConfig
 from core.data import load_dataset
-from core.train import train
+from core.train import time_train_steps, train
+from tests.core.test_runtime import TINY, data  # noqa: F401 (the fixture)
 
 CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
 SMALL = dict(
@@ -22,7 +24,7 @@ SMALL = dict(
     epochs=1,
     batch_size=64,
     num_threads=2,
-    robustness=False,  # tests/core/test_robustness.py runs it
+    robustness=False,  # tests/core/test_robustness.py runs it (core.evaluate.Robustness)
 )
 
 
@@ -33,12 +35,12 @@ def cifar10():
     return load_dataset("cifar10", str(CIFAR10))
 
 
-def run(data, **changes):
+def run(bundle, **changes):
     """train() with the states it checkpointed, as (history, states)."""
     cfg = TrialConfig.from_dict({**SMALL, **changes})
     states = []
     # The state holds live tensors (Ray's reporter writes them to disk at once): copy them.
-    history = train(cfg, data=data, reporter=lambda m, s: states.append(copy.deepcopy(s)))
+    history = train(cfg, data=bundle, reporter=lambda m, s: states.append(copy.deepcopy(s)))
     return history, states
 
 
@@ -110,3 +112,9 @@ def test_early_stopping_on_validation_loss(cifar10):
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[-1]["early_stopped"] is True and history[0]["early_stopped"] is False
     assert not math.isnan(history[-1]["val_loss"])
+
+
+def test_time_train_steps_runs_as_the_trial_does(data):  # noqa: F811 (the fixture)
+    cfg = TrialConfig.from_dict({**TINY, "precision": "bf16", "channels_last": "on"})
+    out = time_train_steps(cfg, data, steps=2, warmup=1)
+    assert all(v > 0 for v in out.values())
