@@ -12,13 +12,13 @@ from core import columns as C
 from core.config import TrialConfig
 from core.runtime import capabilities
 from core.train import train
-from tests.core.test_runtime import METRICS, TINY, data  # noqa: F401 (the fixture)
+from tests.core.test_runtime import METRICS, TINY
 
 pytestmark = pytest.mark.cuda
 
 
 @pytest.mark.parametrize("ensemble", ["single", "batch", "deep"])
-def test_a_trial_trains_on_cuda_under_auto_and_under_fp32(data, ensemble):  # noqa: F811
+def test_a_trial_trains_on_cuda_under_auto_and_under_fp32(data, ensemble):
     size = 1 if ensemble == "single" else 4
     base = {**TINY, "device": "cuda", "ensemble": ensemble, "ensemble_size": size, "epochs": 2}
     base["robustness"] = False
@@ -44,7 +44,7 @@ def test_a_trial_trains_on_cuda_under_auto_and_under_fp32(data, ensemble):  # no
     assert auto[-1][C.TRAIN_LOSS] == pytest.approx(fp32[-1][C.TRAIN_LOSS], rel=0.1)
 
 
-def test_the_robustness_evaluation_runs_on_cuda(data):  # noqa: F811
+def test_the_robustness_evaluation_runs_on_cuda(data):
     cfg = TrialConfig.from_dict(
         {
             **TINY,

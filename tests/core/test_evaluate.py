@@ -13,7 +13,7 @@ from core.evaluate import eval_loader, evaluate, predict, split_metrics
 from core.metrics import evaluation_metrics
 from core.models import model_for_config
 from core.runtime import resolve_runtime
-from tests.core.test_runtime import TINY, data  # noqa: F401 (the fixture)
+from tests.core.test_runtime import TINY
 
 CPU = torch.device("cpu")
 
@@ -26,7 +26,7 @@ def setup(bundle):
     return cfg, model, loader, resolve_runtime(cfg, CPU)
 
 
-def test_predict_gives_every_members_fp32_probabilities_in_order(data):  # noqa: F811
+def test_predict_gives_every_members_fp32_probabilities_in_order(data):
     cfg, model, loader, runtime = setup(data)
     probs, labels = predict(model, None, loader, cfg, runtime)
     assert probs.shape == (2, 40, 4) and probs.dtype == torch.float32
@@ -37,14 +37,14 @@ def test_predict_gives_every_members_fp32_probabilities_in_order(data):  # noqa:
     assert torch.equal(again, probs)
 
 
-def test_evaluate_scores_what_predict_gives(data):  # noqa: F811
+def test_evaluate_scores_what_predict_gives(data):
     cfg, model, loader, runtime = setup(data)
     assert evaluate(model, None, loader, cfg, runtime) == evaluation_metrics(
         *predict(model, None, loader, cfg, runtime)
     )
 
 
-def test_split_metrics_names_every_key_and_a_missing_split_is_nan(data):  # noqa: F811
+def test_split_metrics_names_every_key_and_a_missing_split_is_nan(data):
     cfg, model, loader, runtime = setup(data)
     scores, test_probs = split_metrics(model, None, {C.TEST: loader, C.VAL: None}, cfg, runtime)
     assert set(scores) == {C.split_metric(s, k) for s in (C.TEST, C.VAL) for k in C.EVAL_KEYS}

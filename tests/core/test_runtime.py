@@ -12,7 +12,6 @@ import torch
 from core import columns as C
 from core import runtime as R
 from core.config import ConfigError, TrialConfig
-from core.data import DataBundle
 from core.models import model_for_config
 from core.optim import build_optimizer, predict_probs, train_step
 from core.provenance import cpu_model
@@ -34,22 +33,6 @@ TINY = dict(
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_ece", "test_kl")
 CUDA = torch.device("cuda")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def data() -> DataBundle:
-    """80 training and 40 test images of 16x16 pixels, 4 classes, a little signal per class."""
-    g = torch.Generator().manual_seed(0)
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n) % 4
-        x = torch.randint(0, 160, (n, 3, 16, 16), generator=g)
-        x[:, 0] += (y * 30).view(n, 1, 1)  # the class shifts the first channel
-        return x.to(torch.uint8), y
-
-    tx, ty = split(80)
-    sx, sy = split(40)
-    return DataBundle(tx, ty, sx, sy, num_classes=4, name="cifar10")
 
 
 @pytest.fixture

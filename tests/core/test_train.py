@@ -3,17 +3,14 @@ stopping), and the throughput timing."""
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from core.config import TrialConfig
-from core.data import load_dataset
 from core.train import time_train_steps, train
-from tests.core.test_runtime import TINY, data  # noqa: F401 (the fixture)
+from tests.core.test_runtime import TINY
 
-CIFAR10 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10"
 SMALL = dict(
     dataset="cifar10",
     arch="simple_cnn",
@@ -26,13 +23,6 @@ SMALL = dict(
     num_threads=2,
     robustness=False,  # tests/core/test_robustness.py runs it (core.evaluate.Robustness)
 )
-
-
-@pytest.fixture(scope="module")
-def cifar10():
-    if not (CIFAR10 / "train").is_dir():
-        pytest.skip(f"real CIFAR-10 images not found at {CIFAR10}")
-    return load_dataset("cifar10", str(CIFAR10))
 
 
 def run(bundle, **changes):
@@ -114,7 +104,7 @@ def test_early_stopping_on_validation_loss(cifar10):
     assert not math.isnan(history[-1]["val_loss"])
 
 
-def test_time_train_steps_runs_as_the_trial_does(data):  # noqa: F811 (the fixture)
+def test_time_train_steps_runs_as_the_trial_does(data):
     cfg = TrialConfig.from_dict({**TINY, "precision": "bf16", "channels_last": "on"})
     out = time_train_steps(cfg, data, steps=2, warmup=1)
     assert all(v > 0 for v in out.values())
