@@ -7,6 +7,7 @@ curves are reported every epoch. Each optimizer keeps its usual learning rate.
     python tune_jobs/optimizers.py --smoke --data-dir ../shared/data/cifar10
 """
 
+from core.config import OPTIMIZERS
 from tune_jobs.cli import cli
 from tune_jobs.options import JobOptions
 from tune_jobs.study import Study, grid, with_seeds
@@ -19,7 +20,8 @@ MODELS = {
 # as the BatchEnsemble's 8 members, and the question it answers (claim 1 of docs/findings.md:
 # where BatchEnsemble stands against it) is not an optimizer question.
 DEEP = ({"ensemble": "deep", "ensemble_size": 8}, "adam")
-OPTIMIZERS = {
+# Each optimizer's recipe, by core.config.OPTIMIZERS' names (the one list of optimizers).
+RECIPES = {
     "adam": {"optimizer": "adam", "lr": 1e-3},
     "sgd": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
     # IVON: its authors' CIFAR recipe (lr 0.2; hess_init 0.5, prior 2e-4 and ess = train size
@@ -32,8 +34,8 @@ def make_study(opts: JobOptions) -> Study:
     space = opts.fixed_config(arch="vgg11", alpha=1.0, gamma=0.2, val_fraction=0.1, epochs=15)
     # Bundles: each grid value sets several config fields together (one bundle per cell, so
     # that the deep ensemble is not crossed with every optimizer).
-    cells = [m | o for m in MODELS.values() for o in OPTIMIZERS.values()]
-    cells.append(DEEP[0] | OPTIMIZERS[DEEP[1]])
+    cells = [m | RECIPES[o] for m in MODELS.values() for o in OPTIMIZERS]
+    cells.append(DEEP[0] | RECIPES[DEEP[1]])
     space["cell"] = grid(cells)
     return Study("optimizers", with_seeds(space, opts.seeds))
 

@@ -97,7 +97,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         write_study_json(local_dir, study, opts, **produced_by)
         results_path, history_path, results = write_results(result_grid, study.name, local_dir)
         if study.after is not None:
-            study.after(local_dir, results, alone(opts.cpus_per_trial, gpus_per_trial))
+            study.after(local_dir, results, run_alone_with(opts.cpus_per_trial, gpus_per_trial))
         if is_uri(root):
             upload(local_dir, exp_path)
         failed = errored_trials(result_grid, exp_path)
@@ -172,14 +172,16 @@ def print_cost(study: Study, opts: JobOptions, data, gpus: float, nodes: dict) -
     be built or timed, it says so in one line and the study goes on, so that the trials report
     the error as data (errored rows, the summary at the end) as they always do."""
     try:
-        lines = cost_lines(study, opts, data, gpus, nodes, alone(opts.cpus_per_trial, gpus))
+        lines = cost_lines(
+            study, opts, data, gpus, nodes, run_alone_with(opts.cpus_per_trial, gpus)
+        )
     except Exception as e:  # noqa: BLE001 (any failure of the advice; the trials say more)
         lines = [f"cost: not estimated ({error_message(e)})"]
     for line in lines:
         print(line, flush=True)
 
 
-def alone(cpus: float, gpus: float) -> Callable[..., Any]:
+def run_alone_with(cpus: float, gpus: float) -> Callable[..., Any]:
     """`run_alone(fn, *args)`: fn as one Ray task with a trial's resources, waited for; called
     after the Tuner returned, one at a time, so that nothing else of the study runs."""
 

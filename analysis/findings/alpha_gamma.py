@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.findings.data import FINDINGS, is_, results, values
+from analysis.findings.data import FINDINGS, results, rows_where, values
 from analysis.findings.statistics import (
     ACC,
     DISAGREE,
@@ -46,10 +46,14 @@ def grid(root: Path = FINDINGS) -> str:
         "|" + " --- |" * (len(gammas) + 1),
     ]
     for a in values(df, "alpha"):
-        cells = [fmt_stat(stat_of(df, is_(df, alpha=a, gamma=g), ACC), m) for g in gammas]
+        cells = [fmt_stat(stat_of(df, rows_where(df, alpha=a, gamma=g), ACC), m) for g in gammas]
         lines.append(f"| {a:g} | " + " | ".join(cells) + " |")
     n = sorted(
-        {stat_of(df, is_(df, alpha=a, gamma=g), ACC).n for a in values(df, "alpha") for g in gammas}
+        {
+            stat_of(df, rows_where(df, alpha=a, gamma=g), ACC).n
+            for a in values(df, "alpha")
+            for g in gammas
+        }
     )
     lines.append("")
     lines.append(f"Test accuracy (%), mean ± sd over {'/'.join(map(str, n))} seeds per cell.")
@@ -59,8 +63,8 @@ def grid(root: Path = FINDINGS) -> str:
 def margins(root: Path = FINDINGS) -> str:
     """Each value of alpha, and of gamma, over the other's values."""
     df = results(STUDY, root)
-    rows = [(f"alpha = {a:g}", is_(df, alpha=a)) for a in values(df, "alpha")]
-    rows += [(f"gamma = {g:g}", is_(df, gamma=g)) for g in values(df, "gamma")]
+    rows = [(f"alpha = {a:g}", rows_where(df, alpha=a)) for a in values(df, "alpha")]
+    rows += [(f"gamma = {g:g}", rows_where(df, gamma=g)) for g in values(df, "gamma")]
     return table(rows, df, (ACC, NLL, ECE, DISAGREE), "cells with")
 
 
@@ -81,14 +85,14 @@ def _middle_lines(df: pd.DataFrame) -> list[str]:
     oa, og = _best_cell(df, ~middle)
     m = METRICS[ACC]
     inside, outside = (
-        stat_of(df, is_(df, alpha=ia, gamma=ig), ACC),
-        stat_of(df, is_(df, alpha=oa, gamma=og), ACC),
+        stat_of(df, rows_where(df, alpha=ia, gamma=ig), ACC),
+        stat_of(df, rows_where(df, alpha=oa, gamma=og), ACC),
     )
     where = "alpha or gamma" if (lo <= ba <= hi or lo <= bg <= hi) else "neither"
     return [
         f"- best cell by validation accuracy: alpha = {ba:g}, gamma = {bg:g} "
         f"({where} in {lo:g}-{hi:g}); "
-        f"its test accuracy {fmt_stat(stat_of(df, is_(df, alpha=ba, gamma=bg), ACC), m)} %",
+        f"its test accuracy {fmt_stat(stat_of(df, rows_where(df, alpha=ba, gamma=bg), ACC), m)} %",
         comparison_line(
             f"best cell with alpha or gamma in {lo:g}-{hi:g} ({ia:g}, {ig:g}) - "
             f"best cell with neither ({oa:g}, {og:g})",
@@ -103,7 +107,7 @@ def _spread_lines(df: pd.DataFrame) -> list[str]:
     """For alpha, then gamma: its best value against its worst (over the other's values)."""
     lines = []
     for col in ("alpha", "gamma"):
-        means = [stat_of(df, is_(df, **{col: v}), ACC) for v in values(df, col)]
+        means = [stat_of(df, rows_where(df, **{col: v}), ACC) for v in values(df, col)]
         top, bottom = max(means, key=lambda s: s.mean), min(means, key=lambda s: s.mean)
         lines.append(
             comparison_line(

@@ -32,7 +32,7 @@ def results(study: str, root: Path = FINDINGS) -> pd.DataFrame:
     return df
 
 
-def is_(df: pd.DataFrame, **values: object) -> pd.Series:
+def rows_where(df: pd.DataFrame, **values: object) -> pd.Series:
     """Rows whose columns equal `values` (numbers compared to float tolerance)."""
     mask = pd.Series(True, index=df.index)
     for k, v in values.items():

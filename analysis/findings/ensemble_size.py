@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.findings.data import FINDINGS, is_, results, values
+from analysis.findings.data import FINDINGS, results, rows_where, values
 from analysis.findings.statistics import (
     ACC,
     DISAGREE,
@@ -34,21 +34,25 @@ def size_lr_table(root: Path = FINDINGS) -> str:
         "|" + " --- |" * (len(lrs) + 1),
     ]
     for k in sizes:
-        cells = [fmt_stat(stat_of(df, is_(df, ensemble_size=k, lr=lr), ACC), m) for lr in lrs]
+        cells = [
+            fmt_stat(stat_of(df, rows_where(df, ensemble_size=k, lr=lr), ACC), m) for lr in lrs
+        ]
         lines.append(f"| {k:g} | " + " | ".join(cells) + " |")
-    n = sorted({stat_of(df, is_(df, ensemble_size=k, lr=lr), ACC).n for k in sizes for lr in lrs})
+    n = sorted(
+        {stat_of(df, rows_where(df, ensemble_size=k, lr=lr), ACC).n for k in sizes for lr in lrs}
+    )
     out = (
         "\n".join(lines)
         + f"\n\nTest accuracy (%), mean ± sd over {'/'.join(map(str, n))} seeds per cell.\n\n"
     )
-    rows = [(f"lr {lr:g}, all sizes", is_(df, lr=lr)) for lr in lrs]
+    rows = [(f"lr {lr:g}, all sizes", rows_where(df, lr=lr)) for lr in lrs]
     return out + table(rows, df, (ACC, NLL, ECE, DISAGREE), "pooled")
 
 
 def _size_lines(df: pd.DataFrame, lr: float, sizes: list[float]) -> list[str]:
     """At one lr: the first step of size, the last step, and the largest against the smallest."""
     m = METRICS[ACC]
-    s = {k: stat_of(df, is_(df, ensemble_size=k, lr=lr), ACC) for k in sizes}
+    s = {k: stat_of(df, rows_where(df, ensemble_size=k, lr=lr), ACC) for k in sizes}
     first, last = sizes[:2], sizes[-2:]
     return [
         comparison_line(
@@ -67,7 +71,7 @@ def _lr_lines(df: pd.DataFrame, lrs: list[float]) -> list[str]:
     """All sizes pooled: each smaller lr against the largest, the two smaller ones against each
     other (the claim: close), and NLL and ECE of the next-largest lr against the largest."""
     m = METRICS[ACC]
-    pooled = {lr: stat_of(df, is_(df, lr=lr), ACC) for lr in lrs}
+    pooled = {lr: stat_of(df, rows_where(df, lr=lr), ACC) for lr in lrs}
     big = max(lrs)
     lines = [
         comparison_line(f"lr {lr:g} - lr {big:g} (all sizes pooled)", pooled[lr], pooled[big], m)
@@ -90,8 +94,8 @@ def _lr_lines(df: pd.DataFrame, lrs: list[float]) -> list[str]:
         lines.append(
             comparison_line(
                 f"lr {small[-1]:g} - lr {big:g} (all sizes pooled)",
-                stat_of(df, is_(df, lr=small[-1]), c),
-                stat_of(df, is_(df, lr=big), c),
+                stat_of(df, rows_where(df, lr=small[-1]), c),
+                stat_of(df, rows_where(df, lr=big), c),
                 METRICS[c],
             )
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.findings.data import FINDINGS, is_, results
+from analysis.findings.data import FINDINGS, results, rows_where
 from analysis.findings.statistics import (
     ACC,
     AUROC,
@@ -40,7 +40,7 @@ OVERFITTING_COLUMNS = (TRAIN_ACC, VAL_ACC, GAP, VAL_LOSS_RISE, C.EPOCH_AT_BEST_V
 
 
 def _model(df: pd.DataFrame, ensemble: str, size: int, optimizer: str) -> pd.Series:
-    return is_(df, ensemble=ensemble, ensemble_size=size, optimizer=optimizer)
+    return rows_where(df, ensemble=ensemble, ensemble_size=size, optimizer=optimizer)
 
 
 def flops_per_image(row: pd.Series) -> float:

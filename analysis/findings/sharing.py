@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.findings.data import FINDINGS, first_value, is_, results
+from analysis.findings.data import FINDINGS, first_value, results, rows_where
 from analysis.findings.statistics import (
     ACC,
     AUROC,
@@ -35,7 +35,7 @@ NONE = ("none", "none")
 
 
 def _regime(df: pd.DataFrame, pair: tuple[str, str]) -> pd.Series:
-    return is_(df, sharing_network=pair[0], sharing_ensemble=pair[1])
+    return rows_where(df, sharing_network=pair[0], sharing_ensemble=pair[1])
 
 
 def _regimes(df: pd.DataFrame) -> list[tuple[str, str]]:
