@@ -16,6 +16,7 @@ from ray import tune
 from core.columns import NODE_ID
 from core.config import TrialConfig
 from core.data import DataBundle
+from core.predictions import PredictionWriter
 from core.train import train
 
 CHECKPOINT_FILE = "state.pt"
@@ -57,10 +58,17 @@ def ray_trainable(
     cfg = TrialConfig.from_dict(config)
     checkpoint = tune.get_checkpoint()
     resume_state = load_checkpoint_state(checkpoint) if checkpoint else None
+    # The predictions file goes into the trial's working directory, which Ray syncs into the
+    # trial's folder of the experiment at each report (the runner's SyncConfig(sync_artifacts)).
+    # A resumed trial starts with an empty working directory: the file synced before stays in
+    # the experiment folder until a better epoch replaces it.
+    context = tune.get_context()
+    predictions = PredictionWriter(context.get_trial_dir(), context.get_trial_id())
     train(
         cfg,
         data=data,
         reporter=_ray_reporter,
         resume_state=resume_state,
         robustness_epochs=robustness_epochs,
+        predictions=predictions,
     )
