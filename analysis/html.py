@@ -158,6 +158,12 @@ def _links(pages: Sequence[Page]) -> str:
     return f"<ul>{''.join(items)}</ul>" if items else "<p>No figure applies to this study.</p>"
 
 
+def pages_index_html(title: str, pages: Sequence[Page], tables: Sequence[str]) -> str:
+    """A short index of some pages and their tables (a folder without the full report)."""
+    body = [f"<h1>{_e(title)}</h1>", _links(pages), "<h2>Tables</h2>", _table_links(tables)]
+    return _doc(title, "\n".join(body), plotly=False)
+
+
 def index_html(
     title: str,
     facts: dict[str, object],

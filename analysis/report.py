@@ -8,6 +8,7 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
+from analysis.ensemble.page import add_ensemble_page
 from analysis.errors import ReportInputError
 from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
 from analysis.load import load_experiment
@@ -54,6 +55,7 @@ def build_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     out = Path(out_dir) if out_dir is not None else exp.path / "report"
     check_out(out, exp.path)
     plan = plan_report(exp)  # every figure built before anything is written
+    add_ensemble_page(plan, exp)  # when the trials kept predictions
     overview = overview_of(exp.results, varying_columns(exp.results), exp.meta)
     if not overview.best.empty:
         plan.tables["best_configurations.csv"] = overview.best

@@ -11,6 +11,7 @@ would have drawn.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from typing import Any
 
@@ -57,6 +58,9 @@ class TrialState:
     bad_epochs: int  # and the epochs since it last improved
     config: dict[str, Any]  # TrialConfig.to_dict()
     runtime: dict[str, Any]  # Runtime.as_dict(): what the trial computed on
+    # The best validation accuracy so far: the epoch of the trial's predictions file
+    # (core.predictions); a checkpoint written before the file existed has none (-inf).
+    best_val_acc: float = -math.inf
 
     def as_dict(self) -> dict[str, Any]:
         """The checkpoint's dict, keys in field order (not dataclasses.asdict: no copies)."""
@@ -64,7 +68,16 @@ class TrialState:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TrialState:
-        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
+        """The checkpoint of `state`; a key added later (it has a default) may be missing."""
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        return cls(
+            **{k: state[k] for k in required},
+            **{
+                f.name: state[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name not in required and f.name in state
+            },
+        )
 
 
 def capture(
@@ -77,6 +90,7 @@ def capture(
     epoch: int,
     best_val: float,
     bad_epochs: int,
+    best_val_acc: float = -math.inf,
 ) -> dict[str, Any]:
     """The checkpoint of a trial after `epoch`: live tensors (the reporter writes them at once)."""
     return TrialState(
@@ -89,6 +103,7 @@ def capture(
         bad_epochs=bad_epochs,
         config=cfg.to_dict(),
         runtime=runtime.as_dict(),
+        best_val_acc=best_val_acc,
     ).as_dict()
 
 

@@ -20,7 +20,11 @@ HISTORY_FILE = "history.parquet"  # one row per trial per reported epoch
 STUDY_FILE = "study.json"  # what ran: study kind, name, dataset, objectives, ...
 PARETO_FILE = "pareto_front.parquet"  # results rows of the Pareto-optimal trials (search)
 OPTUNA_DB = "optuna.db"  # the search's SQLite Optuna storage
-FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB)
+# Each trial's predictions: one file in its trial folder (<experiment>/<trial folder>/), written
+# by core.predictions from the trial's process and synced to storage by Ray with the study's
+# other results (tune_jobs.runner sets SyncConfig(sync_artifacts=True)); read by analysis.ensemble.
+PREDICTIONS_FILE = "predictions.npz"
+FILES = (RESULTS_FILE, HISTORY_FILE, STUDY_FILE, PARETO_FILE, OPTUNA_DB, PREDICTIONS_FILE)
 # Keys of study.json that say how trials were selected (tune_jobs.record.study_record): the
 # reported metric ASHA, the searcher and the report rank by (a validation metric), and its mode.
 STUDY_SELECTION_METRIC = "selection_metric"
@@ -302,4 +306,34 @@ COST_METRICS = (
     EPOCH_S,
     TOTAL_S,
     *CALIB_COLUMNS,
+)
+
+# --- predictions.npz: one trial's predicted class probabilities ----------------------------------
+# Written by core.predictions.PredictionKeeper (from core.train) at the epoch selection reads: a
+# new best validation accuracy (the first such epoch on ties: EPOCH_AT_BEST_VAL's epoch), and
+# only then; without a validation split, every epoch (the last one stays). Read by
+# analysis.ensemble. The probabilities are the ensemble's (mean over members), float16 (N, K).
+PRED_SELECTED_ON = "selected_on"  # PRED_BY_VAL_ACC or PRED_BY_LAST_EPOCH
+PRED_BY_VAL_ACC = VAL_ACC  # the epoch of the best validation accuracy
+PRED_BY_LAST_EPOCH = "last_epoch"  # no validation split: no selection was possible
+PRED_MEMBERS = "members"  # ensemble members averaged into the probabilities
+
+
+def probs_key(split: str) -> str:
+    """The array of a split's probabilities in predictions.npz: probs_key('val') == 'val_probs'."""
+    return f"{split}_probs"
+
+
+def labels_key(split: str) -> str:
+    """The array of a split's labels in predictions.npz: labels_key('val') == 'val_labels'."""
+    return f"{split}_labels"
+
+
+PREDICTION_SPLITS = (VAL, TEST)  # the val arrays are missing without a validation split
+PREDICTION_KEYS = (
+    TRIAL_ID,  # Ray's trial id, as in results.parquet
+    EPOCH,  # the epoch the probabilities are of
+    PRED_SELECTED_ON,
+    PRED_MEMBERS,
+    *(k(s) for s in PREDICTION_SPLITS for k in (probs_key, labels_key)),
 )

@@ -68,22 +68,21 @@ def split_metrics(
     loaders: dict[str, TensorLoader | None],
     cfg: TrialConfig,
     runtime: Runtime,
-) -> tuple[dict[str, float], torch.Tensor | None]:
+) -> tuple[dict[str, float], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Every EVAL_KEYS metric of each split in `loaders` (C.TEST, C.VAL) as
-    `C.split_metric(split, key)`, NaN for a split without a loader; and the test split's member
-    probabilities (None without one), which the OOD scores reuse."""
+    `C.split_metric(split, key)`, NaN for a split without a loader; and each evaluated split's
+    member probabilities (M, N, K) and labels (N,), which the OOD scores (test) and the
+    trial's predictions file (core.predictions) reuse."""
     out: dict[str, float] = {}
-    test_probs = None
+    predicted: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for split, loader in loaders.items():
         scores = {}
         if loader is not None:
-            probs, labels = predict(model, optimizer, loader, cfg, runtime)
-            scores = evaluation_metrics(probs, labels)
-            if split == C.TEST:
-                test_probs = probs
+            predicted[split] = predict(model, optimizer, loader, cfg, runtime)
+            scores = evaluation_metrics(*predicted[split])
         for k in C.EVAL_KEYS:
             out[C.split_metric(split, k)] = float(scores.get(k, math.nan))
-    return out, test_probs
+    return out, predicted
 
 
 class Robustness:

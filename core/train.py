@@ -39,6 +39,7 @@ from core.errors import DataError, refusal
 from core.evaluate import Robustness, eval_loader, split_metrics
 from core.models import count_parameters, model_for_config
 from core.optim import build_optimizer, train_step
+from core.predictions import PredictionWriter
 from core.provenance import device_name
 from core.runtime import (
     Runtime,
@@ -171,25 +172,32 @@ def train(
     reporter: Reporter | None = None,
     resume_state: dict[str, Any] | None = None,
     robustness_epochs: Collection[int] = (),
+    predictions: PredictionWriter | None = None,
 ) -> list[dict[str, Any]]:
     """Train one trial; returns the list of per-epoch metric dicts it reported. Robustness is
     measured at the last epoch, every `cfg.robustness_every` epochs and at `robustness_epochs`
-    (a study's ASHA rungs, where a trial may be stopped)."""
+    (a study's ASHA rungs, where a trial may be stopped). With `predictions`, the trial's
+    predictions file is written before the report of each epoch that changes it
+    (core.predictions.PredictionWriter.keep)."""
     runtime, data, model = _setup(cfg, data)
     print(runtime.describe(cfg), flush=True)  # once per trial: what 'auto' resolved to
     t = _Trial.build(cfg, runtime, data, model)
 
-    start_epoch, best_val, bad_epochs = 1, math.inf, 0
+    start_epoch, best_val, bad_epochs, best_val_acc = 1, math.inf, 0, -math.inf
     if resume_state is not None:
         saved = restore(resume_state, t.model, t.optimizer, t.scheduler)
         start_epoch, best_val, bad_epochs = saved.epoch + 1, saved.best_val, saved.bad_epochs
+        best_val_acc = saved.best_val_acc  # the file written before stays valid until beaten
 
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.epochs + 1):
         metrics, t0 = _train_epoch(t, epoch)
         diverged = metrics[C.DIVERGED]
-        test_probs = _evaluate(t, metrics, diverged)
+        predicted = _evaluate(t, metrics, diverged)
+        test_probs = predicted[C.TEST][0] if C.TEST in predicted else None
         metrics[C.EPOCH_S] = time.perf_counter() - t0
+        if predictions is not None and predicted:  # nothing evaluated after a divergence
+            best_val_acc = _offer(predictions, epoch, metrics, predicted, best_val_acc)
 
         if t.eval_loaders[C.VAL] is not None and not diverged:  # early stopping
             if metrics[C.VAL_LOSS] < best_val:
@@ -202,7 +210,9 @@ def train(
 
         state = None  # nothing worth resuming from after a divergence
         if not diverged:
-            progress = dict(epoch=epoch, best_val=best_val, bad_epochs=bad_epochs)
+            progress = dict(
+                epoch=epoch, best_val=best_val, bad_epochs=bad_epochs, best_val_acc=best_val_acc
+            )
             state = capture(t.model, t.optimizer, t.scheduler, cfg, runtime, **progress)
         history.append(metrics)
         if reporter is not None:
@@ -253,13 +263,29 @@ def _train_epoch(t: _Trial, epoch: int) -> tuple[dict[str, Any], float]:
     return metrics, t0
 
 
-def _evaluate(t: _Trial, metrics: dict[str, Any], diverged: bool) -> torch.Tensor | None:
-    """The test and validation metrics into `metrics` (NaN after a divergence); returns the
-    test split's member probabilities for the OOD scores (None when not evaluated)."""
+def _evaluate(
+    t: _Trial, metrics: dict[str, Any], diverged: bool
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The test and validation metrics into `metrics` (NaN after a divergence); returns each
+    evaluated split's member probabilities and labels (none after a divergence)."""
     loaders = {split: None if diverged else ld for split, ld in t.eval_loaders.items()}
-    scores, test_probs = split_metrics(t.model, t.optimizer, loaders, t.cfg, t.runtime)
+    scores, predicted = split_metrics(t.model, t.optimizer, loaders, t.cfg, t.runtime)
     metrics.update(scores)
-    return test_probs
+    return predicted
+
+
+def _offer(
+    predictions: PredictionWriter,
+    epoch: int,
+    metrics: dict[str, Any],
+    predicted: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    best_val_acc: float,
+) -> float:
+    """Offer the epoch's ensemble probabilities (mean over members) to the trial's predictions
+    file, which keeps them if the epoch is the one selection reads; the best val_acc so far."""
+    splits = {s: (p.mean(0).numpy(), y.numpy()) for s, (p, y) in predicted.items()}
+    members = predicted[C.TEST][0].shape[0]
+    return predictions.keep(epoch, metrics[C.VAL_ACC], best_val_acc, members, splits)
 
 
 def _measure_robustness(

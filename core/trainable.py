@@ -16,6 +16,7 @@ from ray import tune
 from core.columns import NODE_ID
 from core.config import TrialConfig
 from core.data import DataBundle
+from core.predictions import PredictionWriter
 from core.train import train
 
 CHECKPOINT_FILE = "state.pt"
@@ -39,6 +40,17 @@ def load_checkpoint_state(checkpoint) -> dict[str, Any]:
         return torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
 
 
+def trial_working_directory() -> str:
+    """The trial's working directory: what Ray syncs into the trial's folder of the experiment
+    at each report (the runner's SyncConfig(sync_artifacts=True)), on whichever node the trial
+    runs. Not `tune.get_context().get_trial_dir()`: in Ray 2.60 that is the driver's staging
+    folder for the first trial an actor runs (FunctionTrainable.setup) and the working
+    directory only for the trials it runs after (reuse_actors, reset_config); the staging
+    folder of a worker node is never synced. A resumed trial starts with an empty working
+    directory: the file synced before stays in the experiment folder until replaced."""
+    return tune.get_context().get_storage().trial_working_directory
+
+
 def ray_trainable(
     config: dict[str, Any],
     data: DataBundle | None = None,
@@ -57,10 +69,13 @@ def ray_trainable(
     cfg = TrialConfig.from_dict(config)
     checkpoint = tune.get_checkpoint()
     resume_state = load_checkpoint_state(checkpoint) if checkpoint else None
+    context = tune.get_context()
+    predictions = PredictionWriter(trial_working_directory(), context.get_trial_id())
     train(
         cfg,
         data=data,
         reporter=_ray_reporter,
         resume_state=resume_state,
         robustness_epochs=robustness_epochs,
+        predictions=predictions,
     )

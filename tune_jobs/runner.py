@@ -275,6 +275,9 @@ def run_config(study: Study, opts: JobOptions, root: str) -> tune.RunConfig:
         name=opts.experiment_name,
         storage_path=root,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Each trial's predictions file (core.predictions, in its working directory) is synced
+        # into its trial folder at every report that carries a checkpoint (Ray's default).
+        sync_config=tune.SyncConfig(sync_artifacts=True),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         progress_reporter=reporter,
         callbacks=callbacks,

@@ -57,6 +57,7 @@ def expand(name: str) -> list[str]:
         "HISTORY_COLUMNS",
         "ROBUSTNESS_KEYS",
         "CALIB_COLUMNS",
+        "PREDICTION_KEYS",
     ],
 )
 def test_doc_lists_exactly_the_names_of_core_columns(constant):
@@ -81,6 +82,7 @@ def test_doc_lists_exactly_the_results_columns():
         "RESULTS_COLUMNS",
         "CALIB_COLUMNS",
         "ROBUSTNESS_KEYS",
+        "PREDICTION_KEYS",
     }
 
 

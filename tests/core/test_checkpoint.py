@@ -30,6 +30,7 @@ WRITTEN_KEYS = [
     "bad_epochs",
     "config",
     "runtime",
+    "best_val_acc",  # added with the predictions file: missing from older checkpoints
 ]
 
 

@@ -46,12 +46,16 @@ def test_evaluate_scores_what_predict_gives(data):
 
 def test_split_metrics_names_every_key_and_a_missing_split_is_nan(data):
     cfg, model, loader, runtime = setup(data)
-    scores, test_probs = split_metrics(model, None, {C.TEST: loader, C.VAL: None}, cfg, runtime)
+    scores, predicted = split_metrics(model, None, {C.TEST: loader, C.VAL: None}, cfg, runtime)
     assert set(scores) == {C.split_metric(s, k) for s in (C.TEST, C.VAL) for k in C.EVAL_KEYS}
     expected = evaluate(model, None, loader, cfg, runtime)
     for k in C.EVAL_KEYS:
         assert scores[C.split_metric(C.TEST, k)] == float(expected[k])
         assert math.isnan(scores[C.split_metric(C.VAL, k)])
-    assert torch.equal(test_probs, predict(model, None, loader, cfg, runtime)[0])
+    assert list(predicted) == [C.TEST]  # the evaluated splits only
+    for got, want in zip(
+        predicted[C.TEST], predict(model, None, loader, cfg, runtime), strict=True
+    ):
+        assert torch.equal(got, want)
     nothing, none = split_metrics(model, None, {C.TEST: None, C.VAL: None}, cfg, runtime)
-    assert none is None and all(math.isnan(v) for v in nothing.values())
+    assert none == {} and all(math.isnan(v) for v in nothing.values())
