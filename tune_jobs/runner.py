@@ -110,12 +110,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
         )
         print("\n".join(lines), flush=True)
-        # What produced the study, taken once as it starts: an edit of the code while it
-        # runs does not change what its record says.
-        produced_by = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
-        if extension is not None:
-            extended = [*produced_by.get(EXTENSIONS, []), extension.record(produced_by[PROVENANCE])]
-            produced_by[EXTENSIONS] = extended
+        produced_by = made_by(exp_path, opts, extension)
         saved = saved_tables(exp_path) if (opts.resume or extension) else None
         result_grid = fit(tuner, study, opts, local_dir, produced_by, at)
         write_study_json(local_dir, study, opts, **produced_by)
@@ -136,6 +131,16 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     return local_dir
+
+
+def made_by(exp_path: str, opts: JobOptions, extension: Extension | None) -> dict[str, Any]:
+    """What study.json keeps of what made the study: this run's provenance, taken once as it
+    starts (an edit of the code while it runs does not change what its record says), the
+    earlier runs' and the saved extensions, this run's last if it is one."""
+    out = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
+    if extension is not None:
+        out[EXTENSIONS] = [*out.get(EXTENSIONS, []), extension.record(out[PROVENANCE])]
+    return out
 
 
 def started_line(study: Study, exp_path: str, extension: Extension | None) -> str:
