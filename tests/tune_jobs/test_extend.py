@@ -5,6 +5,11 @@ from 1 to 2 seeds, a search from 3 to 5 samples continuing its Optuna study."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -26,7 +31,7 @@ from tune_jobs.record import study_record, write_study_json
 from tune_jobs.resume import json_round_trip, resume_command
 from tune_jobs.study import grid_configs
 
-from .conftest import CI_SIZES, run_job
+from .conftest import CI_SIZES, REPO, run_job
 from .test_resume import finished, no_ray, report, snapshot  # noqa: F401 (finished: a fixture)
 
 
@@ -243,3 +248,46 @@ def test_more_samples_continue_the_optuna_study(tmp_path, cifar10_dir):
     assert record[EXTENSIONS][0]["options"] == {"--num-samples": [3, 5]}
     assert record["trials"] == 5 and len(list((exp / "extend-1").glob("train_*"))) == 2
     assert report(exp).returncode == 0
+
+
+def test_an_interrupted_extension_is_resumed_into_its_folder(tmp_path, cifar10_dir):
+    args = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path),
+            "--max-concurrent", "1", "--no-asha"]  # fmt: skip
+    assert run_job("alpha_gamma.py", *args).returncode == 0
+    exp = tmp_path / "alpha_gamma_smoke"
+    old = pd.read_parquet(exp / RESULTS_FILE)
+    proc = subprocess.Popen(
+        [sys.executable, "tune_jobs/alpha_gamma.py", *args, "--seeds", "2", "--extend"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    # Interrupt once the extension's first trial has checkpointed, while others have not run.
+    while not list(exp.glob("extend-1/train_*/checkpoint_*")):
+        assert proc.poll() is None, "the extension ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    record = json.loads((exp / STUDY_FILE).read_text())
+    assert record["state"] == "interrupted" and record["trials"] == 8
+    command = record["resume_command"]
+    assert " --seeds 2 " in command and command.endswith(f"--storage-path {tmp_path}")
+    # The saved tables are the finished run's, and the report says the study goes on.
+    pd.testing.assert_frame_equal(pd.read_parquet(exp / RESULTS_FILE), old)
+    r = run_job("alpha_gamma.py", *args, "--seeds", "3", "--extend")
+    assert r.returncode == 2 and no_ray(r)
+    assert r.stderr.endswith(f"is interrupted; allowed: --extend of a finished study; resume it "
+                             f"first: {command}\n")  # fmt: skip
+    assert report(exp).returncode == 0
+    assert f"resume it with: {command}" in (exp / "report" / "index.html").read_text()
+
+    r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = pd.read_parquet(exp / RESULTS_FILE)
+    assert len(results) == 8 and results[TRIAL_ID].is_unique
+    assert (results["epochs_done"] == 2).all() and sorted(results["seed"]) == [0] * 4 + [1] * 4
+    pd.testing.assert_frame_equal(results.iloc[:4], old)
+    assert json.loads((exp / STUDY_FILE).read_text())["state"] == "finished"
