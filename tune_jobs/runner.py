@@ -155,9 +155,10 @@ def started_line(study: Study, exp_path: str, extension: Extension | None) -> st
 
 
 def fetch_file(exp_path: str, name: str, local_dir: Path) -> None:
-    """A file of cloud storage's experiment folder into the local one, unless already there."""
+    """A file of cloud storage's experiment folder into the local one (the stored copy wins
+    over a local one left by an earlier run, which another machine may have extended since)."""
     raw = read_experiment_file(exp_path, name)
-    if raw is not None and not (local_dir / name).exists():
+    if raw is not None:
         (local_dir / name).write_bytes(raw)
 
 

@@ -291,3 +291,16 @@ def test_an_interrupted_extension_is_resumed_into_its_folder(tmp_path, cifar10_d
     assert (results["epochs_done"] == 2).all() and sorted(results["seed"]) == [0] * 4 + [1] * 4
     pd.testing.assert_frame_equal(results.iloc[:4], old)
     assert json.loads((exp / STUDY_FILE).read_text())["state"] == "finished"
+
+
+def test_an_extension_on_cloud_storage_takes_the_stored_optuna_study(tmp_path):
+    from tune_jobs.runner import fetch_file
+
+    stored, local = tmp_path / "stored", tmp_path / "local"
+    stored.mkdir(), local.mkdir()
+    (stored / "optuna.db").write_bytes(b"the stored study")
+    (local / "optuna.db").write_bytes(b"an older local copy")
+    fetch_file(str(stored), "optuna.db", local)
+    assert (local / "optuna.db").read_bytes() == b"the stored study"
+    fetch_file(str(stored), "absent.db", local)
+    assert not (local / "absent.db").exists()
