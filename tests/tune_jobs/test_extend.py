@@ -122,6 +122,17 @@ def test_an_extension_that_shrinks_adds_nothing_or_changes_an_option_is_refused(
     assert str(e.value) == message
 
 
+def test_a_grid_the_study_grew_extends_by_its_new_cells(tmp_path):
+    opts = JobOptions(smoke=True, storage_path=str(tmp_path), name="x", extend=True)
+    record = saved(alpha_gamma, opts)
+    record["space"]["alpha"]["grid_search"].remove(0.5)  # saved before the script added 0.5
+    record["trials"] = 2
+    ext = plan(alpha_gamma, opts, record)
+    cells = [TrialConfig.from_dict(c) for c in grid_configs(ext.space)]
+    assert sorted((c.alpha, c.gamma, c.seed) for c in cells) == [(0.5, -0.5, 0), (0.5, 0.5, 0)]
+    assert (ext.grew, ext.trials_before, ext.trials_after) == ({}, 2, 4)
+
+
 def test_a_grid_that_lost_a_saved_cell_is_refused(tmp_path):
     opts = JobOptions(smoke=True, storage_path=str(tmp_path), seeds=2)
     record = saved(alpha_gamma, opts)
