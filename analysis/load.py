@@ -141,6 +141,20 @@ def _no_results(path: Path) -> str:
     )
 
 
+def _unfinished_run(record: dict[str, Any]) -> list[str]:
+    """A note when the study has tables but its record says a later run has not finished
+    (an --extend interrupted, say): the tables are those of its last finished run."""
+    state = record.get(STUDY_STATE, STATE_FINISHED)
+    if state == STATE_FINISHED:
+        return []
+    command = record.get(RESUME_COMMAND)
+    return [
+        f"{STUDY_FILE} says the study is {state}: these tables hold the trials of its last "
+        f"finished run, not the {record.get(TRIALS, '?')} it runs when it finishes"
+        + (f"; resume it with: {command}" if command else "")
+    ]
+
+
 def load_experiment(experiment_dir: str | Path) -> Experiment:
     """Load `experiment_dir`; raise ReportInputError naming everything missing or malformed
     (all problems in one message)."""
@@ -179,6 +193,7 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             problems.append(f"{STUDY_FILE} is not a valid JSON object ({exc})")
+    notes += _unfinished_run(meta)
     pareto = None
     if (path / PARETO_FILE).is_file():
         pareto = _read_parquet(path / PARETO_FILE, problems)

@@ -45,6 +45,7 @@ RESUME_COMMAND = "resume_command"  # the command line that continues the study
 TRIALS = "trials"  # trials the study runs
 TRIALS_FINISHED = "trials_finished"  # trials ended when it was interrupted
 DRIVER = "driver"  # {"host": ..., "pid": ...} of the process that runs the study
+EXTENSIONS = "extensions"  # each --extend of the finished study, oldest first (tune_jobs.extend)
 # What produced the study (core.provenance.provenance, computed by the driver when the study
 # starts): a dict with the keys below. analysis shows it in the report's overview and compares
 # it across the experiments of a comparison; a study recorded before it has no such key.

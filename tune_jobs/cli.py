@@ -5,8 +5,9 @@ Bad options and configs print one line, `error: ...`, and exit with status 2 bef
 (or, for what only a running cluster can tell, before any trial starts); a study that ran with
 errored trials exits with 1 after writing its files; an interrupted study exits with 130
 (resume it with `--resume`); `--resume` of a finished study says so in one line and exits with
-0, starting nothing. This module stays free of Ray
-and torch, so that importing a study script loads neither: the runner is imported only to run.
+0, starting nothing (`--extend` adds trials to it: `tune_jobs.extend`). This module stays free
+of Ray and torch, so that importing a study script loads neither: the runner is imported only
+to run.
 """
 
 from __future__ import annotations

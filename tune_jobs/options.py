@@ -125,6 +125,11 @@ class JobOptions:
         None, "Experiment name, a folder in --storage-path (default: the study's name)."
     )
     resume: bool = _option(False, "Continue the interrupted experiment of this name.")
+    extend: bool = _option(
+        False,
+        "Add trials to the finished experiment of this name: a larger --seeds (or a grid that "
+        "grew), a search's larger --num-samples; the rest as saved.",
+    )
     cpus_per_trial: float = _option(1.0, "CPUs per trial; also its torch thread count.")
     gpus_per_trial: float | None = _option(
         None,
@@ -164,6 +169,16 @@ class JobOptions:
                     True,
                     f"--preset {self.preset} alone",
                     why=f"--smoke is --preset smoke, which contradicts --preset {self.preset}",
+                )
+            )
+        if self.extend and self.resume:
+            raise JobError(
+                refusal(
+                    "--extend",
+                    True,
+                    "--extend (a finished study) or --resume (an unfinished one) alone",
+                    why="--resume continues an unfinished study or extension, --extend adds "
+                    "trials to a finished one",
                 )
             )
         if self.name is not None and not NAME_PATTERN.fullmatch(self.name):

@@ -74,6 +74,7 @@ __all__ = [
     "HISTORY_COLUMNS",
     "collect",
     "config_columns",
+    "keep_saved",
     "trial_frames",
     "write_results",
 ]
@@ -232,10 +233,29 @@ def collect(result_grid: Any, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return results, history
 
 
-def write_results(result_grid: Any, study: str, out_dir: Path) -> tuple[Path, Path, pd.DataFrame]:
-    """Write results.parquet and history.parquet of `result_grid` into `out_dir`; returns
+def keep_saved(new: pd.DataFrame, saved: pd.DataFrame | None) -> pd.DataFrame:
+    """The saved rows of trials `new` does not hold (an extension's earlier trials), as they
+    were saved, then `new`'s rows (sorted by `collect`); `new` alone without saved rows."""
+    if saved is None or not len(saved):
+        return new
+    kept = saved[~saved[TRIAL_ID].isin(new[TRIAL_ID])]
+    if not len(new):
+        return kept.reset_index(drop=True)
+    return pd.concat([kept, new], ignore_index=True)
+
+
+def write_results(
+    result_grid: Any,
+    study: str,
+    out_dir: Path,
+    saved: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> tuple[Path, Path, pd.DataFrame]:
+    """Write results.parquet and history.parquet of `result_grid` into `out_dir`, after the
+    `saved` (results, history) rows of the trials it does not hold (`keep_saved`); returns
     their paths and the results frame."""
     results, history = collect(result_grid, study)
+    if saved is not None:
+        results, history = keep_saved(results, saved[0]), keep_saved(history, saved[1])
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path, history_path = out_dir / RESULTS_FILE, out_dir / HISTORY_FILE
     results.to_parquet(results_path, index=False)

@@ -97,21 +97,35 @@ def option_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str
     return out
 
 
-def check_resume(saved: dict[str, Any], study: Study, opts: JobOptions) -> None:
-    """`--resume` continues the study it was started as: options that change what is computed
-    must be the ones saved (each difference is named), and so must the parameter space."""
-    if STUDY_OPTIONS not in saved:  # a study recorded before options were: nothing to compare
-        return
+def saved_options(saved: dict[str, Any]) -> dict[str, Any] | None:
+    """The defining options of a saved record (flag -> value), None for a study recorded
+    before options were; a record from before presets says --smoke, now --preset."""
+    if STUDY_OPTIONS not in saved:
+        return None
     then = dict(saved[STUDY_OPTIONS])
     if "--smoke" in then:  # recorded before presets: --smoke was the only one
         then.setdefault(flag_of("preset"), "smoke" if then.pop("--smoke") else "full")
+    return then
+
+
+def space_differences(saved: dict[str, Any], study: Study) -> list[str]:
+    """The saved parameter space against the study's, resources aside: [] when equal, else
+    one line naming the keys that differ."""
+    then = {k: v for k, v in saved.get(STUDY_SPACE, {}).items() if k not in RESOURCE_KEYS}
+    now = {k: v for k, v in json_round_trip(study.space).items() if k not in RESOURCE_KEYS}
+    keys = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
+    return [f"the parameter space differs in {keys} (has the study's code changed?)"] * bool(keys)
+
+
+def check_resume(saved: dict[str, Any], study: Study, opts: JobOptions) -> None:
+    """`--resume` continues the study it was started as: options that change what is computed
+    must be the ones saved (each difference is named), and so must the parameter space."""
+    then = saved_options(saved)
+    if then is None:  # a study recorded before options were: nothing to compare
+        return
     diffs = option_differences(then, defining_options(study, opts))
     if not diffs:
-        then = {k: v for k, v in saved.get(STUDY_SPACE, {}).items() if k not in RESOURCE_KEYS}
-        now = {k: v for k, v in json_round_trip(study.space).items() if k not in RESOURCE_KEYS}
-        keys = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
-        if keys:
-            diffs = [f"the parameter space differs in {keys} (has the study's code changed?)"]
+        diffs = space_differences(saved, study)
     if diffs:
         raise JobError(
             "--resume: options differ from the saved study: "

@@ -1,17 +1,21 @@
-"""The guards of `--resume` that need Ray (or read the experiment folder through pyarrow):
-an experiment to resume (and none to overwrite without it), the saved study's options
-(`tune_jobs.resume.check_resume`), a finished study with nothing to resume, what a killed run
-left, and the earlier runs' provenance that the record keeps. The runner calls them; the
-comparison of the record itself is `tune_jobs.resume`'s, which needs no Ray."""
+"""The guards of `--resume` and `--extend` that need Ray (or read the experiment folder
+through pyarrow): an experiment to resume or extend (and none to overwrite without either), the
+saved study's options (`tune_jobs.resume.check_resume`), a finished study with nothing to
+resume, a study to extend that has finished (`tune_jobs.extend.plan_extension` plans the
+extension), what a killed run left, the saved tables an extension keeps, and the earlier runs'
+provenance and extensions that the record keeps. The runner calls them; the comparison of the
+record itself is `tune_jobs.resume`'s and `tune_jobs.extend`'s, which need no Ray."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -20,9 +24,12 @@ from ray import tune
 from ray.tune import ExperimentAnalysis
 
 from core.columns import (
+    EXTENSIONS,
+    HISTORY_FILE,
     PROVENANCE,
     PROVENANCE_EARLIER,
     RESULTS_FILE,
+    RESUME_COMMAND,
     STATE_FINISHED,
     STATUS,
     STATUS_TERMINATED,
@@ -31,6 +38,7 @@ from core.columns import (
 )
 from core.errors import refusal
 from tune_jobs.errors import JobError, NothingToResume
+from tune_jobs.extend import Extension, plan_extension
 from tune_jobs.options import JobOptions
 from tune_jobs.preflight import is_uri
 from tune_jobs.resume import check_resume
@@ -38,27 +46,30 @@ from tune_jobs.study import Study
 
 
 def check_experiment_state(exp_path: str, opts: JobOptions) -> None:
-    """Refuse to overwrite an experiment without `--resume`, or to resume a missing one."""
+    """Refuse to overwrite an experiment without `--resume` (or `--extend`), or to resume or
+    extend a missing one."""
     restorable = tune.Tuner.can_restore(exp_path)
     exists = restorable or (
         not is_uri(exp_path) and Path(exp_path).exists() and any(Path(exp_path).iterdir())
     )
-    if opts.resume and not restorable:
+    if (opts.resume or opts.extend) and not restorable:
+        flag = "--resume" if opts.resume else "--extend"
         raise JobError(
             refusal(
                 "--name",
                 opts.experiment_name,
                 "the name of an experiment in --storage-path (check --name and --storage-path)",
-                why=f"--resume: no experiment to resume at {exp_path}",
+                why=f"{flag}: no experiment to {flag[2:]} at {exp_path}",
             )
         )
-    if exists and not opts.resume:
+    if exists and not (opts.resume or opts.extend):
         raise JobError(
             refusal(
                 "--name",
                 opts.experiment_name,
                 "another --name to start afresh",
-                why=f"experiment {exp_path} already exists; pass --resume to continue it",
+                why=f"experiment {exp_path} already exists; pass --resume to continue it "
+                "(--extend to add trials to it once finished)",
             )
         )
 
@@ -115,17 +126,67 @@ def read_experiment_file(exp_path: str, name: str) -> bytes | None:
         return f.read()
 
 
-def earlier_provenance(exp_path: str, opts: JobOptions) -> dict[str, Any]:
-    """On --resume: {PROVENANCE_EARLIER: the saved record's earlier runs and its own last
-    run}, so that the record keeps what made every run of the study; {} for a new study."""
-    if not opts.resume:
-        return {}
+def saved_record(exp_path: str) -> dict[str, Any]:
+    """The experiment's study.json, {} when absent."""
     raw = read_experiment_file(exp_path, STUDY_FILE)
-    saved = json.loads(raw) if raw else {}
+    return json.loads(raw) if raw else {}
+
+
+def saved_statuses(exp_path: str) -> list[str] | None:
+    """The status of every trial in the experiment's results.parquet, None when absent."""
+    results = read_experiment_file(exp_path, RESULTS_FILE)
+    if results is None:
+        return None
+    return pq.read_table(pa.BufferReader(results), columns=[STATUS]).column(STATUS).to_pylist()
+
+
+def saved_tables(exp_path: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The experiment's results.parquet and history.parquet as saved, None when absent: the
+    rows a run that does not rerun their trials (an extension) keeps."""
+    results = read_experiment_file(exp_path, RESULTS_FILE)
+    history = read_experiment_file(exp_path, HISTORY_FILE)
+    if results is None or history is None:
+        return None
+    return pd.read_parquet(io.BytesIO(results)), pd.read_parquet(io.BytesIO(history))
+
+
+def earlier_provenance(exp_path: str, opts: JobOptions) -> dict[str, Any]:
+    """On --resume or --extend: {PROVENANCE_EARLIER: the saved record's earlier runs and its
+    own last run}, so that the record keeps what made every run of the study, and the
+    extensions the record lists (EXTENSIONS); {} for a new study."""
+    if not (opts.resume or opts.extend):
+        return {}
+    saved = saved_record(exp_path)
     earlier = list(saved.get(PROVENANCE_EARLIER, []))
     if PROVENANCE in saved:
         earlier.append(saved[PROVENANCE])
-    return {PROVENANCE_EARLIER: earlier} if earlier else {}
+    out: dict[str, Any] = {PROVENANCE_EARLIER: earlier} if earlier else {}
+    if saved.get(EXTENSIONS):
+        out[EXTENSIONS] = list(saved[EXTENSIONS])
+    return out
+
+
+def check_extend_state(exp_path: str, study: Study, opts: JobOptions) -> Extension | None:
+    """Before Ray starts, on --extend: the study must have finished with every trial
+    terminated (else: resume it first, with its resume command), and the extension asked
+    must be one (`tune_jobs.extend.plan_extension`); returns it, None without --extend."""
+    if not opts.extend:
+        return None
+    saved = saved_record(exp_path)
+    state = saved.get(STUDY_STATE, STATE_FINISHED)
+    statuses = saved_statuses(exp_path)
+    command = saved.get(RESUME_COMMAND, "the study script's --resume")
+    why = None
+    if state != STATE_FINISHED or statuses is None:
+        shown = state if state != STATE_FINISHED else f"unfinished (no {RESULTS_FILE})"
+        why = f"study {opts.experiment_name} is {shown}"
+    elif any(s != STATUS_TERMINATED for s in statuses):
+        errored = sum(s != STATUS_TERMINATED for s in statuses)
+        why = f"{errored} of {len(statuses)} trial(s) of study {opts.experiment_name} errored"
+    if why is not None:
+        allowed = f"--extend of a finished study; resume it first: {command}"
+        raise JobError(refusal("--extend", True, allowed, why=why))
+    return plan_extension(saved, study, opts)
 
 
 def check_resume_state(exp_path: str, study: Study, opts: JobOptions) -> None:
@@ -134,16 +195,12 @@ def check_resume_state(exp_path: str, study: Study, opts: JobOptions) -> None:
     resume (NothingToResume). A study with errored trials is resumed: they are retried."""
     if not opts.resume:
         return
-    raw = read_experiment_file(exp_path, STUDY_FILE)
-    saved = json.loads(raw) if raw else {}
+    saved = saved_record(exp_path)
     check_resume(saved, study, opts)
     if saved.get(STUDY_STATE, STATE_FINISHED) != STATE_FINISHED:
         return
-    results = read_experiment_file(exp_path, RESULTS_FILE)
-    if results is None:
-        return
-    statuses = pq.read_table(pa.BufferReader(results), columns=[STATUS]).column(STATUS).to_pylist()
-    if all(s == STATUS_TERMINATED for s in statuses):
+    statuses = saved_statuses(exp_path)
+    if statuses is not None and all(s == STATUS_TERMINATED for s in statuses):
         raise NothingToResume(
             f"nothing to resume: study {opts.experiment_name} finished; "
             f"results: {exp_path}/{RESULTS_FILE}"

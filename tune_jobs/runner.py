@@ -1,12 +1,15 @@
 """Running and resuming a study on Ray Tune, and writing its files when it ends.
 
 `run_study` starts Ray (locally, or joins `--address`), runs the Tuner (or restores it with
-`--resume`), and writes `study.json`, `results.parquet` and `history.parquet` into the
-experiment folder; with `s3://` or `gs://` storage they are written locally and uploaded.
+`--resume`; with `--extend`, a new Tuner of the new trials alone in a sub-folder of the
+experiment: `tune_jobs.extend`), and writes `study.json`, `results.parquet` and
+`history.parquet` into the experiment folder (an extension's rows after the saved ones); with
+`s3://` or `gs://` storage they are written locally and uploaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -20,12 +23,20 @@ from ray.tune import ExperimentAnalysis
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from core.columns import PROVENANCE, STATE_INTERRUPTED, STATE_RUNNING, TRIALS_FINISHED
+from core.columns import (
+    EXTENSIONS,
+    OPTUNA_DB,
+    PROVENANCE,
+    STATE_INTERRUPTED,
+    STATE_RUNNING,
+    TRIALS_FINISHED,
+)
 from core.data import load_dataset
 from core.provenance import provenance
 from core.trainable import ray_trainable
 from tune_jobs.errors import StudyFailed, StudyInterrupted
 from tune_jobs.estimate import cost_lines
+from tune_jobs.extend import Extension, TuneRun, tune_run
 from tune_jobs.options import JobOptions
 from tune_jobs.preflight import is_uri
 from tune_jobs.record import write_study_json
@@ -40,25 +51,32 @@ from tune_jobs.results import write_results
 from tune_jobs.resume import resume_command
 from tune_jobs.resume_guard import (
     check_experiment_state,
+    check_extend_state,
     check_resume_state,
     clear_killed_run,
     earlier_provenance,
+    read_experiment_file,
+    saved_record,
+    saved_tables,
 )
 from tune_jobs.study import Study, robustness_epochs, study_epochs, swept_fields, uses_asha
 from tune_jobs.watch import ProgressTable, TensorBoardCallback, mlflow_callback, start_lines
 
 
 def run_study(study: Study, opts: JobOptions) -> Path:
-    """Start Ray, run (or resume) the Tuner, write the files; returns the local study folder.
+    """Start Ray, run (or resume, or extend) the Tuner, write the files; returns the local
+    study folder.
 
     `study` and `opts` have passed `tune_jobs.study.check_study` (the command line does it
     before importing this module); what is checked here needs Ray or torch.
     """
-    n_trials = study.trial_count
     root = opts.storage_root()
     exp_path = f"{root}/{opts.experiment_name}"
     check_experiment_state(exp_path, opts)
     check_resume_state(exp_path, study, opts)
+    extension = check_extend_state(exp_path, study, opts)
+    at = tune_run(saved_record(exp_path), study, opts, extension)
+    runs = extension.study(study) if extension else study  # what a new Tuner runs
     if opts.address is None:  # trials run here: the GPUs they ask for must be here
         check_local(study, opts.gpus_per_trial)
 
@@ -76,7 +94,7 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         if not is_uri(root):
             check_storage_reachable(root)
         if not opts.resume:  # what it will cost, before any trial (timed on a trial's device)
-            print_cost(study, opts, data, gpus_per_trial, nodes)
+            print_cost(runs, opts, data, gpus_per_trial, nodes)
 
         local_dir = (
             Path(exp_path)
@@ -84,18 +102,21 @@ def run_study(study: Study, opts: JobOptions) -> Path:
             else Path(os.path.expanduser("~/ray_results")) / opts.experiment_name
         )
         local_dir.mkdir(parents=True, exist_ok=True)
-        tuner = make_tuner(study, opts, trainable(study, opts, data, gpus_per_trial), local_dir)
-        print(f"study {study.name}: {n_trials} trial(s) in {exp_path}")
+        if extension is not None and is_uri(root):  # the search's Optuna study goes on here
+            fetch_file(exp_path, OPTUNA_DB, local_dir)
+        tuner = make_tuner(runs, opts, trainable(study, opts, data, gpus_per_trial), local_dir, at)
+        print(started_line(study, exp_path, extension), flush=True)
         lines = start_lines(
             exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
         )
         print("\n".join(lines), flush=True)
-        # What produced the study, taken once as it starts: an edit of the code while it
-        # runs does not change what its record says.
-        produced_by = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
-        result_grid = fit(tuner, study, opts, local_dir, produced_by)
+        produced_by = made_by(exp_path, opts, extension)
+        saved = saved_tables(exp_path) if (opts.resume or extension) else None
+        result_grid = fit(tuner, study, opts, local_dir, produced_by, at)
         write_study_json(local_dir, study, opts, **produced_by)
-        results_path, history_path, results = write_results(result_grid, study.name, local_dir)
+        results_path, history_path, results = write_results(
+            result_grid, study.name, local_dir, saved
+        )
         if study.after is not None:
             study.after(local_dir, results, run_alone_with(opts.cpus_per_trial, gpus_per_trial))
         if is_uri(root):
@@ -104,12 +125,41 @@ def run_study(study: Study, opts: JobOptions) -> Path:
     finally:
         ray.shutdown()
     print(f"results: {results_path}\nhistory: {history_path}")
-    if len(failed) < len(result_grid):  # a report marks errored trials; of none, no report
+    if len(failed) < len(results):  # a report marks errored trials; of none, no report
         print(f"report:  python -m analysis {local_dir}")
     if failed:
         # The errors are data (the tables hold their rows), but the study did not do its job.
         raise StudyFailed(error_summary(opts.experiment_name, len(result_grid), failed))
     return local_dir
+
+
+def made_by(exp_path: str, opts: JobOptions, extension: Extension | None) -> dict[str, Any]:
+    """What study.json keeps of what made the study: this run's provenance, taken once as it
+    starts (an edit of the code while it runs does not change what its record says), the
+    earlier runs' and the saved extensions, this run's last if it is one."""
+    out = {PROVENANCE: provenance(), **earlier_provenance(exp_path, opts)}
+    if extension is not None:
+        out[EXTENSIONS] = [*out.get(EXTENSIONS, []), extension.record(out[PROVENANCE])]
+    return out
+
+
+def started_line(study: Study, exp_path: str, extension: Extension | None) -> str:
+    """`study NAME: N trial(s) in PATH`; an extension's new trials and where they run."""
+    if extension is None:
+        return f"study {study.name}: {study.trial_count} trial(s) in {exp_path}"
+    new = extension.trials_after - extension.trials_before
+    return (
+        f"study {study.name}: extending {extension.trials_before} to {extension.trials_after} "
+        f"trial(s): {new} new in {exp_path}/{extension.folder}"
+    )
+
+
+def fetch_file(exp_path: str, name: str, local_dir: Path) -> None:
+    """A file of cloud storage's experiment folder into the local one (the stored copy wins
+    over a local one left by an earlier run, which another machine may have extended since)."""
+    raw = read_experiment_file(exp_path, name)
+    if raw is not None:
+        (local_dir / name).write_bytes(raw)
 
 
 def trainable(study: Study, opts: JobOptions, data: Any, gpus_per_trial: float) -> Any:
@@ -124,45 +174,52 @@ def trainable(study: Study, opts: JobOptions, data: Any, gpus_per_trial: float) 
     return tune.with_resources(with_data, {"cpu": opts.cpus_per_trial, "gpu": gpus_per_trial})
 
 
-def make_tuner(study: Study, opts: JobOptions, trainable: Any, local_dir: Path) -> tune.Tuner:
-    """A new Tuner, or with --resume the saved one restored (once what a killed run left is
-    cleared), its loggers following this run's options."""
-    exp_path = f"{opts.storage_root()}/{opts.experiment_name}"
+def make_tuner(
+    study: Study, opts: JobOptions, trainable: Any, local_dir: Path, at: TuneRun
+) -> tune.Tuner:
+    """A new Tuner of `study` in `at`, or with --resume the one saved in `at` restored (once
+    what a killed run left is cleared), its loggers following this run's options."""
     if not opts.resume:
         return tune.Tuner(
             trainable,
             param_space=study.space,
             tune_config=tune_config(study, opts, local_dir),
-            run_config=run_config(study, opts, opts.storage_root()),
+            run_config=run_config(study, opts, at),
         )
-    clear_killed_run(exp_path)
+    clear_killed_run(at.path)
     tuner = tune.Tuner.restore(
-        exp_path,
+        at.path,
         trainable=trainable,
         resume_unfinished=True,
         resume_errored=True,
-        param_space=study.space,
+        param_space=at.space,
     )
-    watch_with_current_options(tuner, study, opts)
+    watch_with_current_options(tuner, dataclasses.replace(study, space=at.space), opts)
     return tuner
 
 
 def fit(
-    tuner: tune.Tuner, study: Study, opts: JobOptions, local_dir: Path, produced_by: dict
+    tuner: tune.Tuner,
+    study: Study,
+    opts: JobOptions,
+    local_dir: Path,
+    produced_by: dict,
+    at: TuneRun,
 ) -> Any:
     """Record the study as running, run the Tuner; returns its ResultGrid once every trial
-    finished, else records the study as interrupted and raises StudyInterrupted."""
+    of `at` finished, else records the study as interrupted and raises StudyInterrupted."""
     exp_path = f"{opts.storage_root()}/{opts.experiment_name}"
     save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
     result_grid = tuner.fit()
-    finished = finished_trials(exp_path)
-    if finished < study.trial_count:
+    finished = finished_trials(at.path)
+    if finished < at.trials:
         # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
-        more = {TRIALS_FINISHED: finished, **produced_by}
+        done = study.trial_count - at.trials + finished  # an extension's earlier ones too
+        more = {TRIALS_FINISHED: done, **produced_by}
         save_record(local_dir, exp_path, study, opts, STATE_INTERRUPTED, **more)
         raise StudyInterrupted(
-            f"study interrupted with {finished} of {study.trial_count} trial(s) finished; the "
-            f"state is saved in {exp_path}; continue it with: {resume_command(study, opts)}"
+            f"study interrupted with {done} of {study.trial_count} trial(s) finished; the "
+            f"state is saved in {at.path}; continue it with: {resume_command(study, opts)}"
         )
     return result_grid
 
@@ -268,12 +325,12 @@ def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneCon
     )
 
 
-def run_config(study: Study, opts: JobOptions, root: str) -> tune.RunConfig:
+def run_config(study: Study, opts: JobOptions, at: TuneRun) -> tune.RunConfig:
     """Name, storage, checkpoints kept, retries, the progress table and the loggers."""
     reporter, callbacks = watchers(study, opts)
     return tune.RunConfig(
-        name=opts.experiment_name,
-        storage_path=root,
+        name=at.name,
+        storage_path=at.root,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         # Each trial's predictions file (core.predictions, in its working directory) is synced
         # into its trial folder at every report that carries a checkpoint (Ray's default).

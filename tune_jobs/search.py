@@ -65,6 +65,16 @@ def pareto_front(results: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     return ok[mask]
 
 
+def earlier_trials(storage, study_name: str) -> int:
+    """Trials of the Optuna study `study_name` in `storage`; 0 when it has none yet."""
+    import optuna
+
+    try:
+        return len(optuna.load_study(study_name=study_name, storage=storage).trials)
+    except KeyError:  # no such study: a new search
+        return 0
+
+
 def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:
     names = parse_objectives(objectives)
     check_option("--num-samples", num_samples, integer(lo=1, hi=MAX_TRIALS))
@@ -90,8 +100,12 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         exp_dir.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}")
         multi = len(names) > 1
+        # Seeded by the trials the Optuna study already holds: 0 for a new study; an
+        # extension (--extend, which goes on with the saved study) draws other samples than
+        # the first run's instead of repeating them.
+        seed = earlier_trials(storage, exp_dir.name)
         # NSGA-II from tune_jobs.samplers: Optuna's own holds a lock Ray cannot pickle.
-        sampler = NSGAIISampler(seed=0) if multi else optuna.samplers.TPESampler(seed=0)
+        sampler = NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
         return OptunaSearch(
             space=SearchSpace(space["arch"]),
             metric=metric if multi else metric[0],
