@@ -79,7 +79,7 @@ def add_ensemble_page(plan: Plan, exp: Experiment) -> None:
     """The report's ensemble page, when the study's trials kept predictions (else nothing:
     a study from before them has no page, and says nothing); an ensemble that cannot be made
     (no validation split, no usable trial) is listed as not drawn, with why."""
-    if not prediction_files(exp.path):
+    if not prediction_files(exp):
         return
     try:
         page, tables = plan_ensemble(exp)

@@ -32,16 +32,19 @@ class Candidates:
         return list(self.rows[C.TRIAL_ID])
 
 
-def prediction_files(path: Path) -> list[Path]:
-    """The predictions files of an experiment folder: one per trial folder that kept one."""
-    return sorted(path.glob(f"*/{C.PREDICTIONS_FILE}"))
+def prediction_files(exp: Experiment) -> list[Path]:
+    """The predictions files of an experiment: one per trial folder that kept one, in the
+    experiment folder and in each `--extend` sub-folder its record names (`EXTENSIONS`)."""
+    extensions = exp.meta.get(C.EXTENSIONS) or []
+    folders = [exp.path, *(exp.path / e["folder"] for e in extensions if e.get("folder"))]
+    return sorted(f for d in folders for f in d.glob(f"*/{C.PREDICTIONS_FILE}"))
 
 
 def load_candidates(exp: Experiment) -> Candidates:
     """Every trial that can enter an ensemble: finished (not errored), not diverged, with a
     predictions file selected on validation at its `epoch_at_best_val`. Refuses (one line) a
     folder whose trials kept no predictions, or none usable."""
-    files = prediction_files(exp.path)
+    files = prediction_files(exp)
     if not files:
         raise ReportInputError(
             f"{exp.path}: no trial kept predictions ({C.PREDICTIONS_FILE}): the study predates "

@@ -14,6 +14,8 @@ import time
 import pandas as pd
 import pytest
 
+from analysis.ensemble.trials import load_candidates
+from analysis.load import load_experiment
 from core.columns import (
     EXTENSIONS,
     HISTORY_FILE,
@@ -226,6 +228,9 @@ def test_more_seeds_run_only_the_new_trials_and_keep_the_old_rows(tmp_path, cifa
     )
     assert ext["when"] and ext["provenance"]["commit"] == record["provenance"]["commit"]
     assert record["provenance_earlier"] == [first["provenance"]]
+    # The new trials' predictions (in extend-1/) are candidates of the ensemble like the old.
+    candidates = load_candidates(load_experiment(exp))
+    assert sorted(candidates.trial_ids) == sorted(results[TRIAL_ID])
     # One study for the report; --resume has nothing left to do.
     assert report(exp).returncode == 0
     r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--resume")
