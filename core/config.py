@@ -111,6 +111,8 @@ class TrialConfig:
     sharing_network: str = model_knob("sharing_network")
     sharing_ensemble: str = model_knob("sharing_ensemble")
     norm: str = model_knob("norm")
+    packed_width: float = model_knob("packed_width")
+    packed_groups: int = model_knob("packed_groups")
     # --- optimisation ---
     # adam | sgd | ivon
     optimizer: str = knob("adam", one_of(OPTIMIZERS))

@@ -16,7 +16,9 @@ The training loss has one convention per kind of ensemble (`ensemble_loss`):
 * ``deep``: the *sum* over members of each member's mean cross-entropy. Deep-ensemble members
   share no parameter, so member m's parameters get d loss / d theta_m equal to the gradient it
   would get trained alone on the same batch: M independent networks, whatever the optimizer
-  (a mean would scale every member's gradient by 1/M, an lr/M for SGD and IVON).
+  (a mean would scale every member's gradient by 1/M, an lr/M for SGD and IVON). ``packed``
+  (Packed-Ensembles) too: its members are independent narrow networks, grouped convolutions
+  share no weight between them.
 
 The value reported as the training loss (`core.optim.train_step`) is the mean over members in
 both cases, so that it compares across ensemble kinds.
@@ -31,7 +33,8 @@ import torch.nn.functional as F
 EPS = 1e-12
 ECE_BINS = 15
 # How ensemble_loss combines the members' mean cross-entropies, per kind of ensemble.
-LOSS_CONVENTIONS = {"single": "mean", "batch": "mean", "deep": "sum"}
+# packed: torch-uncertainty averages over the M * B rows instead (Adam is scale-invariant).
+LOSS_CONVENTIONS = {"single": "mean", "batch": "mean", "deep": "sum", "packed": "sum"}
 
 
 def ensemble_loss(logits: torch.Tensor, y: torch.Tensor, ensemble: str = "batch") -> torch.Tensor:
@@ -39,7 +42,8 @@ def ensemble_loss(logits: torch.Tensor, y: torch.Tensor, ensemble: str = "batch"
 
     logits: (M, B, K); y: (B,) int64. Every member is trained on every example.
     ensemble ``batch`` / ``single``: mean over members of each member's mean cross-entropy;
-    ``deep``: their sum, so that each member gets the gradient of a network trained alone.
+    ``deep`` / ``packed``: their sum, so that each member gets the gradient of a network
+    trained alone.
     """
     if ensemble not in LOSS_CONVENTIONS:
         raise ValueError(f"ensemble={ensemble!r}: allowed {list(LOSS_CONVENTIONS)}")

@@ -1,5 +1,5 @@
 """The builder: a `ModelSpec` (core.spec) as an `EnsembleNet` (core.network), one network, a
-BatchEnsemble or a deep ensemble.
+BatchEnsemble, a deep ensemble or a Packed-Ensemble.
 
 The ensemble kinds are one registry, `ENSEMBLE_LAYERS`: kind -> the layer types its members
 use (timm style `LayerTypes`). A new kind is one layer file in `core.layers` and one entry
@@ -38,6 +38,9 @@ from core.layers import (
     DeepConv2d,
     DeepLinear,
     MemberBatchNorm2d,
+    PackedConv2d,
+    PackedLinear,
+    packed_channels,
 )
 from core.network import (
     DEEP_IMPL_AUTO,
@@ -80,6 +83,9 @@ class LayerTypes:
     linear: Callable[[int, int], nn.Module]  # (in, out) -> module
     layout: str
     classifier_layout: str
+    # the conv of a layer whose input is the untiled images (`shared` layout), if it differs:
+    # Packed-Ensembles' ungrouped first layer. None: `conv`, its input tiled to `layout`.
+    first_conv: Callable[..., nn.Module] | None = None
 
 
 def _ordinary(layout: str) -> LayerTypes:
@@ -120,11 +126,28 @@ def _deep_ensemble(spec: ModelSpec) -> LayerTypes:
     return LayerTypes(conv, norm, linear, "channel", "member")
 
 
+def _packed_ensemble(spec: ModelSpec) -> LayerTypes:
+    m, width, sub = spec.ensemble_size, spec.packed_width, spec.packed_groups
+    packed = partial(PackedConv2d, ensemble_size=m, width=width, subgroups=sub)
+
+    def conv(i, o, k, s, p, bias, first=False):
+        return packed(i, o, k, stride=s, padding=p, bias=bias, first=first)
+
+    def norm(c):  # per channel of the widened layer, so per member
+        return nn.BatchNorm2d(packed_channels(c, width, m * sub))
+
+    def linear(i, o):
+        return PackedLinear(i, o, m, width=width, subgroups=sub)
+
+    return LayerTypes(conv, norm, linear, "channel", "channel", partial(conv, first=True))
+
+
 # ensemble kind (core.spec.ENSEMBLES) -> the layer types of its per-member layers
 ENSEMBLE_LAYERS: dict[str, Callable[[ModelSpec], LayerTypes]] = {
     "single": _single,
     "batch": _batch_ensemble,
     "deep": _deep_ensemble,
+    "packed": _packed_ensemble,
 }
 
 
@@ -149,6 +172,9 @@ def build_model(
     * deep:   ensemble_size independent members stacked in every parameter (member m owns
               `param[m]`, or channel block m of norm statistics), its trunk computed as grouped
               convolutions or as a loop over members (`deep_impl`, see `core.network`).
+    * packed: Packed-Ensembles (`core.layers.packed`): every layer's channels times
+              `packed_width`, grouped into ensemble_size * `packed_groups` groups (the first
+              layer ungrouped on the images, the classifier grouped by member); no sharing.
 
     `sharing_network` ties same-shape slow weights inside a region; `sharing_ensemble` makes a
     region one ordinary layer for all members (computed untiled when it starts at the input).
@@ -210,7 +236,8 @@ def _blocks(
         t = types[layer.name]
         if isinstance(layer, Conv):
             args = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride)
-            conv = t.conv(*args, layer.padding, norm == "none")
+            make_conv = t.first_conv if layout == "shared" and t.first_conv else t.conv
+            conv = make_conv(*args, layer.padding, norm == "none")
             nrm = nn.Identity() if norm == "none" else t.norm(layer.out_channels)
             after_shared = layout == "shared" and t.layout == "member"
             block = _conv_block(conv, nrm, layer.pool, after_shared, fuse)

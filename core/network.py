@@ -7,7 +7,8 @@ every example. Internally each block runs in one of four layouts (see `core.laye
                            a `sharing_ensemble` region at the input (computed once, untiled);
 * `member`  (M * B, ...)   member-major: BatchEnsemble layers, shared layers after the tiling,
                            and the `deep` ensemble's classifier;
-* `channel` (B, M * C, ...) channel-stacked: a `deep` ensemble's conv trunk (grouped convs);
+* `channel` (B, M * C, ...) channel-stacked: a `deep` ensemble's conv trunk (grouped convs),
+                           and all of a `packed` ensemble after its first layer;
 * `members` [M x (B, ...)]  a list of M tensors, one per member: the same trunk computed as a
                            loop over members (`deep_impl='loop'`).
 
@@ -78,6 +79,11 @@ class ConvBlock(nn.Module):
         self.conv = conv
         self.norm = norm
         self.pool = pool
+
+    @property
+    def shared_input(self) -> bool:
+        """Whether the conv takes the untiled `shared` layout (Packed-Ensembles' first layer)."""
+        return getattr(self.conv, "shared_input", False)
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         if isinstance(x, list):  # a member list (deep_impl='loop')
@@ -198,7 +204,10 @@ class EnsembleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_images(x)
         m, b = self.ensemble_size, x.shape[0]
-        loop = resolve_deep_impl(self.deep_impl, x.device.type, self.arch) == "loop"
+        loop = (
+            self.ensemble == "deep"  # a packed trunk is channel-stacked too, but never a loop
+            and resolve_deep_impl(self.deep_impl, x.device.type, self.arch) == "loop"
+        )
         layout = "shared"
         for name, block in self.blocks.items():
             layout_in, layout_out = self.input_layouts[name], self.layouts[name]

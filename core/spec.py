@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from core.architectures import ARCHITECTURES, SHARING, check_sharing
-from core.checks import fast_weight_init, integer, knob, one_of
+from core.checks import fast_weight_init, integer, knob, number, one_of
 from core.errors import ConfigError, refusal
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "valid_sharing_regimes",
 ]
 
-ENSEMBLES = ("single", "batch", "deep")
+ENSEMBLES = ("single", "batch", "deep", "packed")
 NORMS = ("batch", "member", "none")
 DEEP_IMPLS = ("auto", "grouped", "loop")  # how a deep trunk is computed (core.network)
 MAX_ENSEMBLE_SIZE = 64  # the literature stops at 16; 64 members of vgg11 need ~10 GB of weights
@@ -38,7 +38,7 @@ class ModelSpec:
 
     # architecture from core.architectures' registry
     arch: str = knob("vgg11", one_of(ARCHITECTURES))
-    # single network | BatchEnsemble | deep (independent members)
+    # single network | BatchEnsemble | deep (independent members) | packed (Packed-Ensembles)
     ensemble: str = knob("batch", one_of(ENSEMBLES))
     # members M; must be 1 for `single`
     ensemble_size: int = knob(4, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
@@ -55,6 +55,11 @@ class ModelSpec:
     # a deep trunk as grouped convolutions or a loop over members; auto: the faster one
     # measured for the input's device (core.network.DEEP_IMPL_AUTO). Same parameters either way.
     deep_impl: str = knob("auto", one_of(DEEP_IMPLS))
+    # Packed-Ensembles' width factor alpha (not BatchEnsemble's `alpha`): every layer's
+    # channels times this, shared by the M members (core.layers.packed)
+    packed_width: float = knob(2.0, number(lo=1.0))
+    # Packed-Ensembles' gamma (not BatchEnsemble's `gamma`): independent subgroups per member
+    packed_groups: int = knob(1, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
 
 
 # name -> dataclass field (its default, and its check in metadata["check"])
@@ -72,7 +77,7 @@ def check_model(spec: ModelSpec) -> None:
             refusal(
                 "ensemble_size",
                 size,
-                "1 (use ensemble 'batch' or 'deep' for more members)",
+                "1 (use ensemble 'batch', 'deep' or 'packed' for more members)",
                 "ensemble 'single' is one network",
             )
         )
@@ -92,8 +97,8 @@ def check_model(spec: ModelSpec) -> None:
                 norm,
                 "'batch' or 'none'",
                 f"per-member statistics are an option of the 'batch' ensemble only, not of "
-                f"{ensemble!r} ('single' has one member, 'deep' members always have their own "
-                "BatchNorm)",
+                f"{ensemble!r} ('single' has one member, 'deep' and 'packed' members always have "
+                "their own BatchNorm)",
             )
         )
     if ensemble == "single" and spec.sharing_ensemble != "none":
@@ -105,7 +110,27 @@ def check_model(spec: ModelSpec) -> None:
                 "a 'single' network has no members to share layers between",
             )
         )
+    _check_packed(spec)
     check_sharing(spec.arch, spec.sharing_network, spec.sharing_ensemble)
+
+
+def _check_packed(spec: ModelSpec) -> None:
+    """Packed-Ensembles' settings: changed only for `packed`, which ties and shares nothing."""
+    if spec.ensemble != "packed":
+        for name in ("packed_width", "packed_groups"):
+            if getattr(spec, name) != MODEL_FIELDS[name].default:
+                why = f"it is an option of ensemble 'packed' only, not of {spec.ensemble!r}"
+                raise ConfigError(
+                    refusal(name, getattr(spec, name), [MODEL_FIELDS[name].default], why)
+                )
+        return
+    for name in ("sharing_network", "sharing_ensemble"):
+        if getattr(spec, name) != "none":
+            why = (
+                "a packed ensemble's layers are grouped convolutions of widened channels, "
+                "which neither tie between layers nor share one layer between members"
+            )
+            raise ConfigError(refusal(name, getattr(spec, name), ["none"], why))
 
 
 def valid_sharing_regimes(arch: str, ensemble: str) -> list[tuple[str, str]]:

@@ -11,7 +11,9 @@ Two activation layouts are used (see `core.network` for where each is used):
 * channel-stacked: the ensemble is stacked on the channel dimension, shape (B, M * C, H, W);
   channels m * C ... (m + 1) * C - 1 belong to member m. `DeepConv2d` and
   `MemberBatchNorm2d(channel_stacked=True)` use it, so a deep trunk runs as grouped
-  convolutions (groups = M) without any transposes between its layers.
+  convolutions (groups = M) without any transposes between its layers. `PackedConv2d` and
+  `PackedLinear` (Packed-Ensembles) use it too, their channels widened and grouped into
+  M * gamma groups (`packed`).
 
 The same two deep layers also take a third form, a member list: a list of M tensors
 (B, C, H, W), element m member m's activations. They then loop over the members, each an
@@ -24,15 +26,17 @@ Fast weights (`alpha`, `gamma`) are the only parameters named `alpha` / `gamma`:
 Normalisation layers name their per-member affine parameters `weight` / `bias`.
 
 Files, one concept each: `batch_ensemble` (BELinear, BEConv2d, fast-weight init), `deep`
-(DeepLinear, DeepConv2d), `norm` (BEBatchNorm2d, MemberBatchNorm2d), `shapes` (the argument
-and layout checks they share) and `fused` (the fused BatchEnsemble conv-norm-ReLU, an
-optimisation with the same numbers: the model can be understood without it).
+(DeepLinear, DeepConv2d), `packed` (PackedConv2d, PackedLinear), `norm` (BEBatchNorm2d,
+MemberBatchNorm2d), `shapes` (the argument and layout checks they share) and `fused` (the
+fused BatchEnsemble conv-norm-ReLU, an optimisation with the same numbers: the model can be
+understood without it).
 """
 
 from core.layers.batch_ensemble import BEConv2d, BELinear, init_fast_weight
 from core.layers.deep import DeepConv2d, DeepLinear
 from core.layers.fused import BEConvNormReLU, be_conv_norm_relu
 from core.layers.norm import BEBatchNorm2d, MemberBatchNorm2d
+from core.layers.packed import PackedConv2d, PackedLinear, packed_channels
 
 __all__ = [
     "BEConvNormReLU",
@@ -42,6 +46,9 @@ __all__ = [
     "DeepConv2d",
     "DeepLinear",
     "MemberBatchNorm2d",
+    "PackedConv2d",
+    "PackedLinear",
     "be_conv_norm_relu",
     "init_fast_weight",
+    "packed_channels",
 ]
