@@ -65,6 +65,8 @@ COST_FIELDS = (
     "sharing_network",
     "sharing_ensemble",
     "norm",
+    "packed_width",
+    "packed_groups",
     "optimizer",
     "ivon_train_samples",
     "batch_size",

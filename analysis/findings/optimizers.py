@@ -50,9 +50,10 @@ def flops_per_image(row: pd.Series) -> float:
 
     if C.TRAIN_FLOPS_PER_IMAGE in row and pd.notna(row[C.TRAIN_FLOPS_PER_IMAGE]):
         return float(row[C.TRAIN_FLOPS_PER_IMAGE])
-    fields = {f: row[f] for f in COST_FIELDS}
-    for f in ("ensemble_size", "ivon_train_samples", "batch_size"):
-        fields[f] = int(fields[f])
+    fields = {f: row[f] for f in COST_FIELDS if f in row}  # older rows: no packed_* columns
+    for f in ("ensemble_size", "ivon_train_samples", "batch_size", "packed_groups"):
+        if f in fields:
+            fields[f] = int(fields[f])
     classes = 20 if row.get("dataset") == "cifar20" else 10
     return config_flops_per_image(TrialConfig(**fields), classes)
 
