@@ -2,7 +2,9 @@
 
 Checks two claims: a `deep` ensemble computed together (grouped convs) beats a Python loop
 over M separate networks, and ensemble sharing of the early region (computed once on the
-untiled batch) trains faster than no sharing.
+untiled batch) trains faster than no sharing. Also times Packed-Ensembles (alpha = 2, gamma =
+1: about one network's FLOPs, as grouped convolutions) against the single network, with each
+model's training FLOPs per image (`core.cost`), so that time and FLOPs can be read together.
 
     python benchmarks/throughput.py --arch simple_cnn --members 4 --steps 20
 """
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from core.config import TrialConfig
+from core.cost import config_flops_per_image
 from core.models import build_model, count_parameters
 from core.optim import build_optimizer, train_step
 from core.runtime import retain_freed_memory
@@ -60,6 +63,8 @@ def main() -> None:
     cases = {
         "single": dict(ensemble="single", ensemble_size=1),
         "deep (grouped)": dict(ensemble="deep", ensemble_size=m),
+        "packed a=2 g=1": dict(ensemble="packed", ensemble_size=m),
+        "packed a=2 g=2": dict(ensemble="packed", ensemble_size=m, packed_groups=2),
         "batch none/none": dict(ensemble="batch", ensemble_size=m),
         "batch none/early": dict(ensemble="batch", ensemble_size=m, sharing_ensemble="early"),
         "batch all/none": dict(ensemble="batch", ensemble_size=m, sharing_network="all"),
@@ -71,7 +76,11 @@ def main() -> None:
         cfg = TrialConfig(arch=a.arch, **kw)
         model = build_model(a.arch, 10, **kw)
         rate[name], params[name] = steps_per_s(model, cfg, x, y, a.steps), count_parameters(model)
-        print(f"  {name:18s} {rate[name]:7.2f} steps/s  {params[name]:>11,d} params")
+        mflops = config_flops_per_image(cfg, 10) / 1e6
+        print(
+            f"  {name:18s} {rate[name]:7.2f} steps/s  {params[name]:>11,d} params  "
+            f"{mflops:7.1f} MFLOPs/image"
+        )
     loop_cfg = TrialConfig(arch=a.arch, ensemble="deep", ensemble_size=m)
     rate["deep (loop)"] = steps_per_s(Loop(a.arch, m), loop_cfg, x, y, a.steps)
     print(f"  {'deep (loop)':18s} {rate['deep (loop)']:7.2f} steps/s")
@@ -83,6 +92,7 @@ def main() -> None:
         f"{rate['batch none/early'] / rate['batch none/none']:.2f}"
     )
     print(f"ratio batch / single (cost of M={m}):  {rate['single'] / rate['batch none/none']:.2f}")
+    print(f"ratio single / packed a=2 g=1 (time): {rate['single'] / rate['packed a=2 g=1']:.2f}")
 
 
 if __name__ == "__main__":
