@@ -5,6 +5,7 @@ FLOPs against the formulas, and the refusals."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from core.cost import train_flops_per_image
 from core.layers import PackedConv2d, PackedLinear, packed_channels
 from core.metrics import LOSS_CONVENTIONS
 from core.models import build_model, count_parameters, model_for_config
+from core.optim import build_optimizer, train_step
 from core.spec import ModelSpec, check_model
 
 D = torch.float64
@@ -299,3 +301,21 @@ def test_a_config_carries_the_packed_settings_to_the_model():
     net = model_for_config(cfg, 10, 3)
     assert net.blocks["conv2"].conv.conv.groups == 8
     assert LOSS_CONVENTIONS["packed"] == "sum"  # independent members, like 'deep'
+
+
+def test_a_packed_model_trains_a_step_and_ignores_deep_impl():
+    """A packed trunk is channel-stacked like a deep one, but `deep_impl='loop'` (a deep
+    ensemble's member list) never applies to it: same output either way."""
+    cfg = TrialConfig(arch="simple_cnn", ensemble="packed", ensemble_size=4, optimizer="sgd")
+    net = model_for_config(cfg, 10, 3)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    net.eval()
+    before = net(x)
+    net.deep_impl = "loop"
+    torch.testing.assert_close(net(x), before)
+    net.train()
+    opt, sched = build_optimizer(net, cfg, num_train=8, steps_per_epoch=1)
+    w = net.blocks["conv2"].conv.conv.weight.detach().clone()
+    loss, logits = train_step(net, opt, x, y, cfg, sched)
+    assert math.isfinite(loss) and logits.shape == (4, 8, 10)
+    assert not torch.equal(net.blocks["conv2"].conv.conv.weight, w)
