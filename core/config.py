@@ -46,6 +46,7 @@ __all__ = [
     "MAX_EPOCHS",
     "NORMS",
     "OPTIMIZERS",
+    "merge_bundles",
     "SCHEDULES",
     "SHARING",
     "ConfigError",
@@ -193,7 +194,7 @@ class TrialConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         """Build and validate a config from a (Ray Tune) dict; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
-        d = _merge_bundles(d, names)
+        d = merge_bundles(d)
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; allowed fields: {sorted(names)}")
@@ -275,14 +276,15 @@ def check_field(name: str, value: Any) -> None:
     _FIELDS[name].metadata["check"](name, value)
 
 
-def _merge_bundles(d: dict[str, Any], names: set[str]) -> dict[str, Any]:
-    """Merge bundles: a non-field key whose value is a dict of fields.
+def merge_bundles(d: dict[str, Any]) -> dict[str, Any]:
+    """Merge bundles: a non-field key whose value is a dict of TrialConfig fields.
 
     Ray Tune grids and Optuna suggestions can only vary one key at a time; a bundle such as
     `{"model": {"ensemble": "single", "ensemble_size": 1}}` lets one grid value set several
     fields together (only valid combinations, no cartesian product). The bundle's name is a
     label and is dropped.
     """
+    names = {f.name for f in dataclasses.fields(TrialConfig)}
     out: dict[str, Any] = {}
     for k, v in d.items():
         if k not in names and isinstance(v, dict) and v and set(v) <= names:

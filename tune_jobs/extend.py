@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from core.columns import EXTENSIONS, PROVENANCE, STUDY_SPACE, TRIALS
-from core.config import TrialConfig
+from core.config import merge_bundles
 from core.errors import refusal
 from tune_jobs.errors import JobError
 from tune_jobs.options import JobOptions
@@ -185,7 +185,7 @@ def _grid_extension(
         raise JobError(_not_more("--seeds", now.get("--seeds"), then.get("--seeds"), why))
     swept = swept_keys(study.space)
     fixed = {k: v for k, v in study.space.items() if k not in swept}
-    return {**fixed, EXTENSION_CELL: grid(_flat({k: c[k] for k in swept}) for c in cells)}
+    return {**fixed, EXTENSION_CELL: grid(merge_bundles({k: c[k] for k in swept}) for c in cells)}
 
 
 def new_cells(saved_space: dict[str, Any], space: dict[str, Any]) -> list[dict[str, Any]]:
@@ -208,15 +208,3 @@ def _cell_key(cfg: dict[str, Any]) -> str:
     """A cell as comparable text: JSON as study.json holds it, resources left out."""
     plain = {k: v for k, v in json_round_trip(cfg).items() if k not in RESOURCE_KEYS}
     return json.dumps(plain, sort_keys=True)
-
-
-def _flat(values: dict[str, Any]) -> dict[str, Any]:
-    """Swept values as fields: a bundle's (a dict under a non-field key) merged in."""
-    fields = {f.name for f in dataclasses.fields(TrialConfig)}
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key not in fields:
-            out.update(value)
-        else:
-            out[key] = value
-    return out
