@@ -9,15 +9,18 @@ Every number of docs/findings.md sits in a generated block, between
 tests/analysis/test_findings.py checks that each block equals what this package computes, so
 the document cannot drift from its data. The prose around the blocks says what they mean.
 
-The verdict rule, one for every comparison: the difference of two groups' means (over seeds,
-diverged and errored trials left out) against its standard error,
-se = sqrt(sd_a^2 / n_a + sd_b^2 / n_b). A difference larger than twice its standard error is
-separable from seed noise, and the claim is *confirmed* or *refuted* by its sign; otherwise it
-is *not separable from seed noise at this scale*.
+The verdicts, one method for every comparison (docs/findings.md, "Statistical method"): the
+difference of two groups' means, by a paired t test where the design pairs the trials (the same
+seed and the same values of the settings pooled over) and Welch's t where it does not; Holm's
+correction within each family of comparisons (one question of a claim) at a family-wise 0.05;
+an equivalence test (TOST, the metric's margin) for "costs little", "close" and "flattens";
+any "best" chosen on validation. Each line shows n, the difference, its interval and the
+adjusted p-value. The document has one section per scale of the studies (document.SCALES).
 
-`statistics` (the rule, the metrics, their tables) and `data` (a study's results, its rows)
--> one module per study (`optimizers`: claims 1 and 5, `alpha_gamma`: claim 2,
-`ensemble_size`: claim 3, `sharing`: claim 4), each declaring the document's blocks it makes
--> `document` (the blocks of docs/findings.md) and `pictures` (a study's report page as a PNG)
--> `__main__` (the command line).
+`inference` (the tests) -> `statistics` (the metrics, their tables) -> `verdicts` (a
+comparison, a family's lines) and `data` (a study's results, its rows) -> one module per study
+(`optimizers`: claims 1 and 5, `alpha_gamma`: claim 2, `ensemble_size`: claim 3, `sharing`:
+claim 4), each declaring the document's blocks it makes -> `document` (the scales and the blocks
+of docs/findings.md) and `pictures` (a study's report page as a PNG) -> `__main__` (the command
+line).
 """

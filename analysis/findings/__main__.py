@@ -8,9 +8,7 @@ from collections.abc import Sequence
 
 import analysis.findings
 from analysis.findings import document
-from analysis.findings.data import FINDINGS
-from analysis.findings.pictures import PICTURES, picture
-from core import columns as C
+from analysis.findings.pictures import picture
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--check", action="store_true", help="exit 1 if docs/findings.md differs from the data"
     )
-    p.add_argument("--pictures", action="store_true", help="also redraw docs/findings/<study>.png")
+    p.add_argument("--pictures", action="store_true", help="also redraw each scale's <study>.png")
     args = p.parse_args(argv)
     text = document.DOC.read_text(encoding="utf-8")
     new = document.render(text)
@@ -37,10 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     made = len(document.available())
     print(f"wrote {document.DOC} ({made} of {len(document.BLOCKS)} blocks from findings/)")
     if args.pictures:
-        for study in document.STUDIES:
-            if (FINDINGS / study / C.RESULTS_FILE).is_file():
-                page = document.PICTURE_PAGES[study]
-                print(f"wrote {picture(study, page, PICTURES / f'{study}.png')}")
+        for scale in document.SCALES:
+            for study in document.STUDIES:
+                if document.has_results(scale, study):
+                    page, out = document.PICTURE_PAGES[study], scale.pictures / f"{study}.png"
+                    print(f"wrote {picture(study, page, out, scale.root)}")
     return 0
 
 

@@ -1,33 +1,68 @@
-"""docs/findings.md: its generated blocks, each made by one study module from findings/<study>/.
+"""docs/findings.md: its sections, one per scale of the studies, and their generated blocks, each
+made by one study module from one scale's findings/<study>/.
 
-Each block sits between `<!-- findings:NAME -->` and `<!-- /findings -->`; NAME says the claim
-the block belongs to (`claim1_table`), as the document's sections do, and the study module that
-makes it declares it in its BLOCKS.
+Each block sits between `<!-- findings:NAME -->` and `<!-- /findings -->`; NAME is the scale's
+key and the name the study module declares in its BLOCKS (`cpu_claim1_table`: claim 1's table
+at the CPU scale). A second scale (a preset at which the networks learn) is one more entry of
+SCALES, its studies' files in findings/<key>/<study>/, and its blocks in its own section of the
+document: the same study modules and the same tests make them.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.findings import alpha_gamma, ensemble_size, optimizers, sharing
 from analysis.findings.data import FINDINGS
+from analysis.findings.pictures import PICTURES
 from analysis.schema import STUDIES as KNOWN_STUDIES
 from core import columns as C
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "findings.md"
 BLOCK = re.compile(r"<!-- findings:([a-z0-9_]+) -->\n(.*?)<!-- /findings -->", re.S)
 
+
+@dataclass(frozen=True)
+class Scale:
+    """One scale of the studies: its key (the prefix of its blocks' names), its section's
+    title, the folder of its findings/<study>/ folders, the `--preset` its studies ran at, the
+    command that makes a study's folder, and the folder of its pictures."""
+
+    key: str
+    title: str
+    root: Path
+    preset: str
+    command: str
+    pictures: Path
+
+
+SCALES = (
+    Scale(
+        "cpu",
+        "CPU scale (underfitting)",
+        FINDINGS,
+        "cpu",
+        "bash findings/run.sh {study}",
+        PICTURES,
+    ),
+)
 STUDY_MODULES = (optimizers, alpha_gamma, ensemble_size, sharing)
 # The studies with findings: those of analysis.schema with a module here, in its order.
 STUDIES = tuple(s for s in KNOWN_STUDIES if s in {m.STUDY for m in STUDY_MODULES})
-# Each generated block of docs/findings.md: its name and what makes it from findings/.
-BLOCKS: dict[str, Callable[[Path], str]] = {
-    name: make for m in STUDY_MODULES for name, make in m.BLOCKS.items()
+# Each generated block of docs/findings.md: its name and what makes it from its scale's data.
+BLOCKS: dict[str, Callable[[], str]] = {
+    f"{s.key}_{name}": functools.partial(make, s.root)
+    for s in SCALES
+    for m in STUDY_MODULES
+    for name, make in m.BLOCKS.items()
 }
-# The study each block is made from.
-STUDY_OF = {name: m.STUDY for m in STUDY_MODULES for name in m.BLOCKS}
+# The study and the scale each block is made from.
+STUDY_OF = {f"{s.key}_{name}": m.STUDY for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS}
+SCALE_OF = {f"{s.key}_{name}": s for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS}
 # The static picture of each study: the report page it is a screenshot of.
 PICTURE_PAGES = {m.STUDY: m.PICTURE_PAGE for m in STUDY_MODULES}
 
@@ -37,24 +72,26 @@ def blocks_of(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in BLOCK.finditer(text)}
 
 
-def available(root: Path = FINDINGS) -> dict[str, Callable[[Path], str]]:
-    """The blocks whose study has committed results (a study not yet run has none)."""
-    have = {s for s in STUDIES if (root / s / C.RESULTS_FILE).is_file()}
-    return {k: f for k, f in BLOCKS.items() if STUDY_OF[k] in have}
+def has_results(scale: Scale, study: str) -> bool:
+    return (scale.root / study / C.RESULTS_FILE).is_file()
 
 
-def block(name: str, root: Path = FINDINGS, make: dict | None = None) -> str:
+def available() -> dict[str, Callable[[], str]]:
+    """The blocks whose study has committed results at their scale (a study not yet run has
+    none)."""
+    return {k: f for k, f in BLOCKS.items() if has_results(SCALE_OF[k], STUDY_OF[k])}
+
+
+def block(name: str) -> str:
     """Block `name`: made from the data, or a line saying that its study has not run yet."""
-    make = available(root) if make is None else make
-    if name in make:
-        return make[name](root)
-    study = STUDY_OF[name]
-    return f"_Not yet run: `bash findings/run.sh {study}` makes findings/{study}/._\n"
+    scale, study = SCALE_OF[name], STUDY_OF[name]
+    if has_results(scale, study):
+        return BLOCKS[name]()
+    return f"_Not yet run: `{scale.command.format(study=study)}` makes its results._\n"
 
 
-def render(text: str, root: Path = FINDINGS) -> str:
-    """`text` with every generated block whose study has results made anew from `root`."""
-    make = available(root)
+def render(text: str) -> str:
+    """`text` with every generated block made anew from the data."""
 
     def fill(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -62,6 +99,6 @@ def render(text: str, root: Path = FINDINGS) -> str:
             raise KeyError(
                 f"docs/findings.md has a block {name!r} that analysis.findings does not make"
             )
-        return f"<!-- findings:{name} -->\n{block(name, root, make)}<!-- /findings -->"
+        return f"<!-- findings:{name} -->\n{block(name)}<!-- /findings -->"
 
     return BLOCK.sub(fill, text)

@@ -3,6 +3,7 @@ ensemble size flatten, and smaller learning rates help."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
@@ -12,13 +13,14 @@ from analysis.findings.statistics import (
     ACC,
     DISAGREE,
     ECE,
+    EQUIVALENT,
     METRICS,
     NLL,
-    comparison_line,
     fmt_stat,
     stat_of,
     table,
 )
+from analysis.findings.verdicts import SEED, Comparison, block, compare, family
 
 STUDY = "ensemble_size"
 PICTURE_PAGE = "ensemble_size_lr"  # the report page docs/findings/ensemble_size.png shows
@@ -49,64 +51,77 @@ def size_lr_table(root: Path = FINDINGS) -> str:
     return out + table(rows, df, (ACC, NLL, ECE, DISAGREE), "pooled")
 
 
-def _size_lines(df: pd.DataFrame, lr: float, sizes: list[float]) -> list[str]:
-    """At one lr: the first step of size, the last step, and the largest against the smallest."""
-    m = METRICS[ACC]
-    s = {k: stat_of(df, rows_where(df, ensemble_size=k, lr=lr), ACC) for k in sizes}
-    first, last = sizes[:2], sizes[-2:]
-    return [
-        comparison_line(
-            f"lr {lr:g}: {first[1]:g} - {first[0]:g} members", s[first[1]], s[first[0]], m
-        ),
-        # Flattening: the last step's gain is what the claim says is small; 'better' here
-        # would mean it still grows.
-        comparison_line(f"lr {lr:g}: {last[1]:g} - {last[0]:g} members", s[last[1]], s[last[0]], m),
-        comparison_line(
-            f"lr {lr:g}: {sizes[-1]:g} - {sizes[0]:g} members", s[sizes[-1]], s[sizes[0]], m
-        ),
+def _size_tests(df: pd.DataFrame, lr: float, sizes: list[float]) -> list[Comparison]:
+    """At one lr, paired by seed: each step to the next size and the largest against the
+    smallest (the claim: more members are better), and the last step within the accuracy
+    margin (the claim: the gains flatten, an equivalence)."""
+    cell = {k: rows_where(df, ensemble_size=k, lr=lr) for k in sizes}
+    steps = list(itertools.pairwise(sizes))
+    tests = [
+        compare(df, cell[big], cell[small], ACC, f"lr {lr:g}: {big:g} - {small:g} members")
+        for small, big in [*steps, (sizes[0], sizes[-1])]
     ]
+    small, big = steps[-1]
+    tests.append(
+        compare(
+            df,
+            cell[big],
+            cell[small],
+            ACC,
+            f"lr {lr:g}: {big:g} - {small:g} members (the claim: flattens)",
+            EQUIVALENT,
+        )
+    )
+    return tests
 
 
-def _lr_lines(df: pd.DataFrame, lrs: list[float]) -> list[str]:
-    """All sizes pooled: each smaller lr against the largest, the two smaller ones against each
-    other (the claim: close), and NLL and ECE of the next-largest lr against the largest."""
-    m = METRICS[ACC]
-    pooled = {lr: stat_of(df, rows_where(df, lr=lr), ACC) for lr in lrs}
+def _lr_tests(df: pd.DataFrame, lrs: list[float]) -> list[Comparison]:
+    """All sizes pooled, paired by seed and size: each smaller lr against the largest, the two
+    smaller ones against each other (no direction) and within the margin (the claim: close),
+    and NLL and ECE of the next-largest lr against the largest."""
+    at = {lr: rows_where(df, lr=lr) for lr in lrs}
+    by = (SEED, "ensemble_size")
     big = max(lrs)
-    lines = [
-        comparison_line(f"lr {lr:g} - lr {big:g} (all sizes pooled)", pooled[lr], pooled[big], m)
+    tests = [
+        compare(df, at[lr], at[big], ACC, f"lr {lr:g} - lr {big:g} (all sizes)", match=by)
         for lr in lrs
         if lr != big
     ]
     small = sorted(lr for lr in lrs if lr != big)
     if len(small) == 2:
-        lines.append(
-            comparison_line(
-                f"lr {small[1]:g} - lr {small[0]:g} (all sizes pooled; the claim: close)",
-                pooled[small[1]],
-                pooled[small[0]],
-                m,
-                None,
-                (f"{small[1]:g}", f"{small[0]:g}"),
-            )
+        what = f"lr {small[1]:g} - lr {small[0]:g} (all sizes"
+        names = (f"{small[1]:g}", f"{small[0]:g}")
+        tests += [
+            compare(df, at[small[1]], at[small[0]], ACC, what + ")", None, names, by),
+            compare(
+                df,
+                at[small[1]],
+                at[small[0]],
+                ACC,
+                what + "; the claim: close)",
+                EQUIVALENT,
+                match=by,
+            ),
+        ]
+    tests += [
+        compare(
+            df, at[small[-1]], at[big], c, f"lr {small[-1]:g} - lr {big:g} (all sizes)", match=by
         )
-    for c in (NLL, ECE):
-        lines.append(
-            comparison_line(
-                f"lr {small[-1]:g} - lr {big:g} (all sizes pooled)",
-                stat_of(df, rows_where(df, lr=small[-1]), c),
-                stat_of(df, rows_where(df, lr=big), c),
-                METRICS[c],
-            )
-        )
-    return lines
+        for c in (NLL, ECE)
+    ]
+    return tests
 
 
 def verdicts(root: Path = FINDINGS) -> str:
     df = results(STUDY, root)
     lrs, sizes = values(df, "lr"), values(df, "ensemble_size")
-    lines = [line for lr in lrs for line in _size_lines(df, lr, sizes)]
-    return "\n".join(lines + _lr_lines(df, lrs)) + "\n"
+    return block(
+        family(
+            "Ensemble size, at each learning rate",
+            [t for lr in lrs for t in _size_tests(df, lr, sizes)],
+        ),
+        family("Learning rate, all sizes pooled", _lr_tests(df, lrs)),
+    )
 
 
 # The blocks of docs/findings.md made from this study.

@@ -21,11 +21,11 @@ from analysis.findings.statistics import (
     TRAIN_ACC,
     VAL_ACC,
     VAL_LOSS_RISE,
-    comparison_line,
     fmt,
     stat_of,
     table,
 )
+from analysis.findings.verdicts import block, compare, family
 from analysis.tidy import UNUSABLE
 from core import columns as C
 from core.config import OPTIMIZERS, TrialConfig
@@ -89,21 +89,26 @@ def models_table(root: Path = FINDINGS) -> str:
 
 
 def models_verdicts(root: Path = FINDINGS) -> str:
+    """Two families, each paired by seed: the BatchEnsemble against the single network with
+    each optimizer (the claim: better), and against the deep ensemble with Adam (no direction
+    claimed: the line names the better)."""
     df = results(STUDY, root)
-    lines = []
-    for o in OPTIMIZERS:
-        be, single = _model(df, "batch", 8, o), _model(df, "single", 1, o)
-        for c in (ACC, NLL, ECE, CORRUPT_ACC, AUROC):
-            m = METRICS[c]
-            a, b = stat_of(df, be, c), stat_of(df, single, c)
-            lines.append(comparison_line(f"{o}: batch x8 - single", a, b, m))
+    single = [
+        compare(
+            df, _model(df, "batch", 8, o), _model(df, "single", 1, o), c, f"{o}: batch x8 - single"
+        )
+        for o in OPTIMIZERS
+        for c in (ACC, NLL, ECE, CORRUPT_ACC, AUROC)
+    ]
     be, deep = _model(df, "batch", 8, "adam"), _model(df, "deep", 8, "adam")
-    for c in (ACC, NLL, ECE, CORRUPT_ACC, AUROC, DISAGREE):
-        m = METRICS[c]
-        # No direction is claimed against the deep ensemble: the line names the better one.
-        a, b = stat_of(df, be, c), stat_of(df, deep, c)
-        lines.append(comparison_line("adam: batch x8 - deep x8", a, b, m, None, ("batch", "deep")))
-    return "\n".join(lines) + "\n"
+    against_deep = [
+        compare(df, be, deep, c, "adam: batch x8 - deep x8", None, ("batch", "deep"))
+        for c in (ACC, NLL, ECE, CORRUPT_ACC, AUROC, DISAGREE)
+    ]
+    return block(
+        family("BatchEnsemble x8 against the single network", single),
+        family("BatchEnsemble x8 against the deep ensemble x8", against_deep),
+    )
 
 
 # --- claim 5: IVON overfits ---------------------------------------------------------------------
@@ -143,28 +148,31 @@ def overfitting_table(root: Path = FINDINGS) -> str:
 
 
 def overfitting_verdicts(root: Path = FINDINGS) -> str:
+    """One family, paired by seed: IVON against Adam and SGD on each model, in the gap and the
+    rise of validation NLL (the claim: IVON's are larger, 'worse' for these lower-is-better
+    columns), and IVON's ECE against Adam's (no direction claimed)."""
     df = results(STUDY, root)
-    lines = []
+    tests = []
     for e, m in MODELS[:2]:
         label = e + (f" x{m}" if e != "single" else "")
         ivon = _model(df, e, m, "ivon")
         for other in ("adam", "sgd"):
-            for c in (GAP, VAL_LOSS_RISE):
-                # 'worse' for a lower-is-better gap: the claim is that IVON's gap is larger.
-                lines.append(
-                    comparison_line(
-                        f"{label}: ivon - {other}",
-                        stat_of(df, ivon, c),
-                        stat_of(df, _model(df, e, m, other), c),
-                        METRICS[c],
-                        "worse",
-                    )
-                )
-        a, b = stat_of(df, ivon, ECE), stat_of(df, _model(df, e, m, "adam"), ECE)
-        lines.append(
-            comparison_line(f"{label}: ivon - adam", a, b, METRICS[ECE], None, ("ivon", "adam"))
+            tests += [
+                compare(df, ivon, _model(df, e, m, other), c, f"{label}: ivon - {other}", "worse")
+                for c in (GAP, VAL_LOSS_RISE)
+            ]
+        tests.append(
+            compare(
+                df,
+                ivon,
+                _model(df, e, m, "adam"),
+                ECE,
+                f"{label}: ivon - adam",
+                None,
+                ("ivon", "adam"),
+            )
         )
-    return "\n".join(lines) + "\n"
+    return block(family("IVON overfits more than Adam and SGD", tests))
 
 
 # The blocks of docs/findings.md made from this study.

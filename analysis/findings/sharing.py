@@ -3,22 +3,24 @@ sharing harmful."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
 
 from analysis.findings.data import FINDINGS, first_value, results, rows_where
+from analysis.findings.inference import ALPHA, holm
 from analysis.findings.statistics import (
     ACC,
     AUROC,
     CORRUPT_ACC,
     ECE,
+    EQUIVALENT,
     METRICS,
     NLL,
-    comparison_line,
-    stat_of,
     table,
 )
+from analysis.findings.verdicts import Comparison, block, compare, family, heading, line
 from core import columns as C
 
 STUDY = "sharing"
@@ -32,6 +34,8 @@ SHARING_PAIRS = (
     ("both", ("early", "early"), ("deep", "deep")),
 )
 NONE = ("none", "none")
+# The metrics in which "deep sharing is cheap" and "early sharing harmful" are tested.
+CHEAP_COLUMNS = (ACC, CORRUPT_ACC, NLL)
 
 
 def _regime(df: pd.DataFrame, pair: tuple[str, str]) -> pd.Series:
@@ -61,46 +65,84 @@ def regimes_table(root: Path = FINDINGS) -> str:
     return out + "\n".join(lines) + "\n"
 
 
-def _pair_lines(df: pd.DataFrame, what: str, early: tuple, deep: tuple) -> list[str]:
-    """One place of sharing: deep, then early sharing against none; early against deep; and
-    the speed of the three."""
-    none = _regime(df, NONE)
-    lines = [
-        comparison_line(
-            f"{what}: {pair[0]} / {pair[1]} - none / none",
-            stat_of(df, _regime(df, pair), c),
-            stat_of(df, none, c),
-            METRICS[c],
-            None,  # "costs little" has no direction: the line names the better
-            (f"{pair[0]} / {pair[1]}", "none / none"),
-        )
-        for pair in (deep, early)
-        for c in (ACC, CORRUPT_ACC, NLL)
+def _label(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} / {pair[1]}"
+
+
+def _cheap(df: pd.DataFrame, what: str, deep: tuple) -> list[Comparison]:
+    """Deep sharing against none, paired by seed: within each metric's margin (the claim: it
+    costs little, an equivalence), and the difference itself (no direction claimed)."""
+    a, b = _regime(df, deep), _regime(df, NONE)
+    what = f"{what}: {_label(deep)} - none / none"
+    return [compare(df, a, b, c, what, EQUIVALENT) for c in CHEAP_COLUMNS] + [
+        compare(df, a, b, c, what, None, (_label(deep), "none / none")) for c in CHEAP_COLUMNS
     ]
-    for c in (ACC, CORRUPT_ACC):
-        lines.append(
-            comparison_line(
-                f"{what}: early - deep sharing",
-                stat_of(df, _regime(df, early), c),
-                stat_of(df, _regime(df, deep), c),
-                METRICS[c],
-                "worse",
-            )
+
+
+def _harmful(df: pd.DataFrame, what: str, early: tuple, deep: tuple) -> list[Comparison]:
+    """Early sharing against none and against deep sharing, paired by seed (the claim: worse)."""
+    e = _regime(df, early)
+    return [
+        compare(df, e, _regime(df, NONE), c, f"{what}: {_label(early)} - none / none", "worse")
+        for c in CHEAP_COLUMNS
+    ] + [
+        compare(df, e, _regime(df, deep), c, f"{what}: early - deep sharing", "worse")
+        for c in (ACC, CORRUPT_ACC)
+    ]
+
+
+def _speed_lines(df: pd.DataFrame) -> list[str]:
+    """The images/s of each place of sharing (one timing per regime: no test)."""
+    lines = ["", "Images/s timed alone (one measurement per regime, no seed spread, no test):"]
+    for what, early, deep in SHARING_PAIRS:
+        t = {p: first_value(df, _regime(df, p), C.CALIB_IMAGES_PER_S) for p in (NONE, early, deep)}
+        lines.append(f"- {what}: none {t[NONE]:,.0f}, early {t[early]:,.0f}, deep {t[deep]:,.0f}")
+    return lines
+
+
+def _all_pairs(df: pd.DataFrame) -> list[str]:
+    """ECE and OOD AUROC of every pair of regimes, paired by seed, one family: for each metric
+    the number separable and the pair with the smallest adjusted p-value."""
+    regimes = _regimes(df)
+    tests = [
+        compare(
+            df,
+            _regime(df, p),
+            _regime(df, q),
+            c,
+            f"{_label(p)} - {_label(q)}",
+            None,
+            (_label(p), _label(q)),
         )
-    t = {p: first_value(df, _regime(df, p), C.CALIB_IMAGES_PER_S) for p in (NONE, early, deep)}
-    lines.append(
-        f"- {what}: images/s timed alone (one measurement per regime, no seed spread): "
-        f"none {t[NONE]:,.0f}, early {t[early]:,.0f}, deep {t[deep]:,.0f}"
-    )
+        for c in (ECE, AUROC)
+        for p, q in itertools.combinations(regimes, 2)
+    ]
+    adjusted = holm([t.p for t in tests])
+    lines = [
+        "",
+        heading(f"ECE and OOD AUROC, every pair of the {len(regimes)} regimes", len(tests)),
+    ]
+    for c in (ECE, AUROC):
+        mine = [(t, p) for t, p in zip(tests, adjusted, strict=True) if t.metric.column == c]
+        hits = sum(p < ALPHA for _, p in mine)
+        t, p = min(mine, key=lambda tp: (tp[1], tp[0].p))
+        lines.append(
+            f"- {METRICS[c].header}: {hits} of {len(mine)} pairs separable; the closest, "
+            + line(t, p)[2:]
+        )
     return lines
 
 
 def verdicts(root: Path = FINDINGS) -> str:
     df = results(STUDY, root)
-    lines = [
-        line for what, early, deep in SHARING_PAIRS for line in _pair_lines(df, what, early, deep)
-    ]
-    return "\n".join(lines) + "\n"
+    cheap = [t for what, _, deep in SHARING_PAIRS for t in _cheap(df, what, deep)]
+    harmful = [t for what, early, deep in SHARING_PAIRS for t in _harmful(df, what, early, deep)]
+    return block(
+        family("Deep sharing costs little", cheap),
+        family("Early sharing is harmful", harmful),
+        _all_pairs(df),
+        _speed_lines(df),
+    )
 
 
 # The blocks of docs/findings.md made from this study.

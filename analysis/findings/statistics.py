@@ -1,6 +1,7 @@
-"""The verdict rule of the findings and the tables of its numbers: the metrics (column, header,
-scale, direction), a group's mean / sd / n, the difference of two groups against its standard
-error, and the markdown of both (the package's docstring states the rule)."""
+"""The metrics of the findings and the markdown of their numbers: the metrics (column, header,
+scale, direction, equivalence margin), a group's mean / sd / n, the tables, and the verdict
+lines of a family of comparisons (the tests themselves are `inference`'s; the package's
+docstring states the method)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from analysis.tidy import is_usable
 from core import columns as C
 
 CONFIRMED, REFUTED, NOISE = "confirmed", "refuted", "not separable from seed noise"
+EQUIVALENT, NOT_EQUIVALENT = "equivalent", "not shown equivalent"
 
 # The metrics of the tables: column, header, scale, decimals, higher is better.
 ACC = C.FINAL_TEST_ACC
@@ -38,17 +40,20 @@ class Metric:
     scale: float = 1.0  # 100: shown in percent (and differences in percentage points)
     decimals: int = 3
     higher_better: bool = True
+    # The equivalence margin in the metric's own units (0.01: 1 pp of accuracy): a difference
+    # smaller than this is what "costs little", "close" or "flattens" means (package docstring).
+    margin: float = math.nan
 
 
 METRICS = {
     m.column: m
     for m in (
-        Metric(ACC, "test acc (%)", 100, 1),
-        Metric(NLL, "NLL", 1, 3, False),
-        Metric(ECE, "ECE", 1, 3, False),
+        Metric(ACC, "test acc (%)", 100, 1, margin=0.01),
+        Metric(NLL, "NLL", 1, 3, False, margin=0.03),
+        Metric(ECE, "ECE", 1, 3, False, margin=0.01),
         Metric(DISAGREE, "disagreement", 1, 3),
-        Metric(CORRUPT_ACC, "corrupted acc (%)", 100, 1),
-        Metric(AUROC, "OOD AUROC (MSP)", 1, 3),
+        Metric(CORRUPT_ACC, "corrupted acc (%)", 100, 1, margin=0.01),
+        Metric(AUROC, "OOD AUROC (MSP)", 1, 3, margin=0.02),
         Metric(TRAIN_ACC, "train acc (%)", 100, 1),
         Metric(VAL_ACC, "val acc (%)", 100, 1),
         Metric(GAP, "train - val (pp)", 100, 1, False),
@@ -74,20 +79,6 @@ class Stat:
         return cls(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v))
 
 
-def compare(a: Stat, b: Stat) -> tuple[float, float]:
-    """(a.mean - b.mean, its standard error); the se is NaN with fewer than 2 values a side."""
-    return a.mean - b.mean, math.sqrt(a.sd**2 / a.n + b.sd**2 / b.n) if min(
-        a.n, b.n
-    ) > 1 else math.nan
-
-
-def verdict(diff: float, se: float, claimed_positive: bool = True) -> str:
-    """CONFIRMED when diff is more than 2 se on the claimed side, REFUTED on the other."""
-    if not (math.isfinite(diff) and math.isfinite(se)) or abs(diff) <= 2 * se:
-        return NOISE
-    return CONFIRMED if (diff > 0) == claimed_positive else REFUTED
-
-
 def fmt(x: float, m: Metric, sign: bool = False) -> str:
     if not math.isfinite(x):
         return "-"
@@ -99,29 +90,6 @@ def fmt_stat(s: Stat, m: Metric) -> str:
         return "-"
     sd = f" ± {fmt(s.sd, m)}" if math.isfinite(s.sd) else ""
     return f"{fmt(s.mean, m)}{sd}"
-
-
-def comparison_line(
-    what: str,
-    a: Stat,
-    b: Stat,
-    m: Metric,
-    claim: str | None = "better",
-    names: tuple[str, str] = ("a", "b"),
-) -> str:
-    """One verdict line: 'what, metric: +3.1 pp (2 se = 1.6): confirmed'. `claim` is what the
-    claim says of a against b: 'better' (higher, or lower for a lower-is-better metric),
-    'worse', or None for no direction claimed (the verdict then names the better of `names`)."""
-    diff, se = compare(a, b)
-    unit = " pp" if m.scale == 100 else ""
-    better = (diff > 0) == m.higher_better
-    if claim is None:
-        v = verdict(diff, se)
-        v = v if v == NOISE else f"{names[0] if better else names[1]} better"
-    else:
-        v = verdict(diff, se, (claim == "better") == m.higher_better)
-    head = f"- {what}, {m.header}: {fmt(diff, m, sign=True)}{unit}"
-    return f"{head} (2 se = {fmt(2 * se, m)}{unit}): {v}"
 
 
 def stat_of(df: pd.DataFrame, mask: pd.Series | np.ndarray, column: str) -> Stat:

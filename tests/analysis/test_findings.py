@@ -1,4 +1,5 @@
-"""docs/findings.md against the committed findings/<study>/ data, and the verdict rule."""
+"""docs/findings.md against the committed findings/<study>/ data: its blocks, sections and
+pictures."""
 
 from __future__ import annotations
 
@@ -13,22 +14,23 @@ from PIL import Image
 from analysis.findings import document as D
 from analysis.findings.__main__ import main
 from analysis.findings.data import FINDINGS
-from analysis.findings.pictures import PICTURES
 from analysis.report import build_report
 from core import columns as C
 
 REPO = Path(__file__).resolve().parents[2]
 DOC_TEXT = D.DOC.read_text(encoding="utf-8")
-HAVE = [s for s in D.STUDIES if (FINDINGS / s / C.RESULTS_FILE).is_file()]
+# (scale, study) of every committed study, the CPU scale's in findings/<study>/
+HAVE = [(sc, s) for sc in D.SCALES for s in D.STUDIES if D.has_results(sc, s)]
 
 
 def test_each_committed_study_has_its_three_files():
     assert HAVE, "no findings/<study>/ committed"
-    for study in HAVE:
+    assert D.SCALES[0].root == FINDINGS and D.SCALES[0].preset == "cpu"
+    for scale, study in HAVE:
         for name in (C.RESULTS_FILE, C.HISTORY_FILE, C.STUDY_FILE):
-            assert (FINDINGS / study / name).is_file(), f"findings/{study}/{name}"
-        info = json.loads((FINDINGS / study / C.STUDY_FILE).read_text())
-        assert info["study"] == study and info["preset"] == "cpu"
+            assert (scale.root / study / name).is_file(), f"{scale.root}/{study}/{name}"
+        info = json.loads((scale.root / study / C.STUDY_FILE).read_text())
+        assert info["study"] == study and info["preset"] == scale.preset
         assert info["state"] == "finished" and info["selection_metric"] == C.VAL_ACC
 
 
@@ -41,7 +43,19 @@ def test_every_block_of_the_document_is_made_from_the_data():
     for name in D.BLOCKS:
         stale = f"block {name!r} is stale: python -m analysis.findings"
         assert doc[name] == D.block(name), stale
-        assert ("Not yet run" in doc[name]) == (D.STUDY_OF[name] not in HAVE)
+        assert ("Not yet run" in doc[name]) == ((D.SCALE_OF[name], D.STUDY_OF[name]) not in HAVE)
+
+
+def test_each_scale_has_its_section_after_the_statistical_method():
+    """One section per scale, titled by it, holding that scale's blocks, after the paragraph
+    that states the method all verdict lines follow."""
+    method = DOC_TEXT.index("\n## Statistical method\n")
+    for scale in D.SCALES:
+        start = DOC_TEXT.index(f"\n## {scale.title}\n")
+        end = DOC_TEXT.find("\n## ", start + 1)
+        assert method < start
+        for name in (k for k in D.BLOCKS if D.SCALE_OF[k] == scale):
+            assert start < DOC_TEXT.index(f"<!-- findings:{name} -->") < end, name
 
 
 def test_no_measured_number_outside_the_generated_blocks():
@@ -66,19 +80,19 @@ def test_the_check_command_sees_a_stale_block(tmp_path, monkeypatch, capsys):
     assert doc.read_text(encoding="utf-8") == DOC_TEXT
 
 
-@pytest.mark.parametrize("study", HAVE)
-def test_the_report_rebuilds_from_each_findings_folder(study, tmp_path):
-    index = build_report(FINDINGS / study, tmp_path / "report")
+@pytest.mark.parametrize(("scale", "study"), HAVE)
+def test_the_report_rebuilds_from_each_findings_folder(scale, study, tmp_path):
+    index = build_report(scale.root / study, tmp_path / "report")
     assert index.is_file()
     assert (index.parent / f"{D.PICTURE_PAGES[study]}.html").is_file()
     # recorded before provenance was: the overview says so rather than failing
     assert "<tr><th>code version</th><td>not recorded</td></tr>" in index.read_text()
 
 
-@pytest.mark.parametrize("study", HAVE)
-def test_each_study_has_its_picture(study):
-    png = PICTURES / f"{study}.png"
-    assert f"findings/{study}.png" in DOC_TEXT
+@pytest.mark.parametrize(("scale", "study"), HAVE)
+def test_each_study_has_its_picture(scale, study):
+    png = scale.pictures / f"{study}.png"
+    assert f"{png.relative_to(REPO / 'docs').as_posix()}" in DOC_TEXT
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] >= 800 and im.size[1] >= 500
         # drawn, not blank: a plot has many distinct colours

@@ -1,5 +1,5 @@
-"""How docs/findings.md's blocks are declared: each by one study module, under its own name
-(tests/analysis/test_findings.py ties the blocks to the committed data)."""
+"""How docs/findings.md's blocks are declared: each by one study module, under its own name,
+once per scale (tests/analysis/test_findings.py ties the blocks to the committed data)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,26 @@ from analysis.findings import document as D
 from analysis.schema import STUDIES
 
 
-def test_each_block_is_declared_by_one_study_module():
+def test_each_block_is_declared_by_one_study_module_once_per_scale():
     names = [name for m in D.STUDY_MODULES for name in m.BLOCKS]
-    assert len(names) == len(set(names)) == len(D.BLOCKS)
-    for m in D.STUDY_MODULES:
-        assert m.__name__ == f"analysis.findings.{m.STUDY}"
-        assert {D.STUDY_OF[name] for name in m.BLOCKS} == {m.STUDY}
+    assert len(names) == len(set(names))
+    assert len(D.BLOCKS) == len(names) * len(D.SCALES)
+    assert len({s.key for s in D.SCALES}) == len(D.SCALES)
+    for scale in D.SCALES:
+        for m in D.STUDY_MODULES:
+            assert m.__name__ == f"analysis.findings.{m.STUDY}"
+            keys = {f"{scale.key}_{name}" for name in m.BLOCKS}
+            assert {D.STUDY_OF[k] for k in keys} == {m.STUDY}
+            assert {D.SCALE_OF[k] for k in keys} == {scale}
+
+
+def test_a_second_scale_is_one_more_entry(tmp_path, monkeypatch):
+    """A scale whose studies have not run yet: its blocks say so, naming its command."""
+    wide = D.Scale("wide", "a scale that learns", tmp_path, "wide", "run {study}", tmp_path)
+    monkeypatch.setattr(D, "SCALE_OF", {**D.SCALE_OF, "wide_claim1_table": wide})
+    monkeypatch.setattr(D, "STUDY_OF", {**D.STUDY_OF, "wide_claim1_table": "optimizers"})
+    assert not D.has_results(wide, "optimizers")
+    assert D.block("wide_claim1_table") == "_Not yet run: `run optimizers` makes its results._\n"
 
 
 def test_the_findings_studies_are_study_kinds_of_the_report():
