@@ -243,9 +243,7 @@ def _ivon_discard_samples(optimizer: torch.optim.Optimizer) -> None:
 
 
 @torch.no_grad()
-def _mean_weight_logits(
-    model: nn.Module, x: torch.Tensor, autocast: Autocast
-) -> torch.Tensor:
+def _mean_weight_logits(model: nn.Module, x: torch.Tensor, autocast: Autocast) -> torch.Tensor:
     """IVON's logits at its mean weights in training mode (batch statistics, as Adam's and
     SGD's training pass), fp32, leaving every buffer (the norms' running statistics) as it
     was: the training trajectory is the one without this pass."""

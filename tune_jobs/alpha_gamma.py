@@ -16,9 +16,9 @@ CPU_SWEEP = (-1.0, -0.5, 0.0, 0.5, 1.0)  # every other value of the sweep: 5 x 5
 # (claim 2's range) and one negative, evenly spaced by 0.5.
 LEARN_SWEEP = (-0.5, 0.0, 0.5, 1.0)
 SWEEPS = {"full": FAST_WEIGHT_SWEEP, "cpu": CPU_SWEEP, "learn": LEARN_SWEEP, "smoke": SMOKE_SWEEP}
-# The smoke, cpu and learn presets' simple_cnn(_wide): Adam at 3e-3 learns in 4 epochs of 3,600 images (the
-# smoke's best trial >= 30% test accuracy, benchmarks/smoke_floor.py); 1e-3 is for VGG11 on the
-# whole training set.
+# The smoke, cpu and learn presets' simple_cnn(_wide): Adam at 3e-3 learns in 4 epochs of 3,600
+# images (the smoke's best trial >= 30% test accuracy, benchmarks/smoke_floor.py); 1e-3 is for
+# VGG11 on the whole training set.
 SMALL_LR = 3e-3
 
 

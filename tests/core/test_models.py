@@ -21,7 +21,8 @@ from core.layers import (
 from core.metrics import ensemble_loss
 from core.models import build_model, count_parameters
 
-SIZE = {"simple_cnn": 8, "simple_cnn_wide": 8, "vgg11": 32, "vgg11_share": 32}  # smallest inputs each accepts
+# smallest inputs each accepts
+SIZE = {"simple_cnn": 8, "simple_cnn_wide": 8, "vgg11": 32, "vgg11_share": 32}
 
 
 @pytest.fixture(autouse=True)
