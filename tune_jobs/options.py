@@ -56,7 +56,8 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 # every test image, simple_cnn_wide (~112k parameters per member), batch 128, a cosine
 # schedule that reaches 0 at the last step, and a split that follows the trial's seed. 12
 # epochs: a single network with Adam 3e-3 reached 73.1% test accuracy in 12 fp32 epochs and
-# 70.3% in 8 bf16 ones (issue 22's table). `precision` and `channels_last` stay `auto`, which
+# 70.3% in 8 bf16 ones (issue 22's table); 72.7% in 12 bf16 epochs here (seed 0,
+# benchmarks/README.md). `precision` and `channels_last` stay `auto`, which
 # resolves to bf16 + channels_last on a CPU with bf16 units (issue 21); the grid sizes below
 # assume that speed.
 #
@@ -68,15 +69,19 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 # BE4 33.8 s, BE8 ~110 s), plus ~20 s per trial (start, robustness at the end).
 #
 #   study          cells x seeds  trial (12 epochs)             trial-hours  wall, 2 at once
-#   alpha_gamma    4x4 x 3 = 48   BE4: 458 s                    6.1          3.1 h
-#   ensemble_size  4x3 x 3 = 36   BE2-8: 240-897 s (sum 6.8k)   5.7          2.8 h
-#   optimizers     7 x 3   = 21   single 120 s, BE8 897 s,      3.5          1.7 h
+#   alpha_gamma    4x4 x 3 = 48   BE4: 457 s                    6.1          3.0 h
+#   ensemble_size  4x3 x 3 = 36   BE2-8: 238-894 s (sum 6.8k)   5.7          2.8 h
+#   optimizers     7 x 3   = 21   single 120 s, BE8 894 s,      3.5          1.7 h
 #                                 deep8 817 s, IVON +30%
-#   sharing        9 x 3   = 27   BE4: 458 s (less sharing       3.4          1.7 h
+#   sharing        9 x 3   = 27   BE4: 457 s (less sharing       3.4          1.7 h
 #                                 early across the ensemble)
 #
-# To resize: wall hours ~ sum over cells of (12 * 9.1 * M + 20) s * seeds / 2 / 3600; each
-# study's LEARN_* constant names its cells.
+# To resize: wall hours ~ sum over cells of (epochs * 9.1 * M + 20) s * seeds / 2 / 3600 (a
+# single network: M = 1 at 8.3 s); the cells are each study's "learn" entry
+# (alpha_gamma.SWEEPS, ensemble_size.GRIDS, sharing.REGIMES and SMALL_MEMBERS; optimizers runs
+# its 7 cells at every preset). The schedule spans each trial's own epochs (a resumed trial
+# keeps its checkpointed total; --resume refuses another --epochs): a trial ASHA stops early
+# ends mid-schedule, so findings/run.sh runs alpha_gamma's grid with --no-asha.
 LEARN = {
     "arch": "simple_cnn_wide",
     "train_subset": None,
