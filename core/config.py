@@ -101,6 +101,11 @@ class TrialConfig:
     test_subset: int | None = knob(None, integer(lo=1, hi=MAX_SUBSET, optional=True))
     # share of train held out (stratified) as a validation split
     val_fraction: float = knob(0.0, number(lo=0.0, hi=1.0, hi_open=True))
+    # seed of the train/validation split and the subsets (core.data.load_for_config). 0: one
+    # split for every trial of a study (what the cpu preset's committed findings ran with);
+    # None: the trial's seed, so that seed spread includes the data split, as a repeat of the
+    # experiment would (the learn preset). The loader's order and augmentation follow `seed`.
+    split_seed: int | None = knob(0, integer(lo=0, hi=MAX_SEED, optional=True))
     # random crop (4-pixel pad) and horizontal flip, on tensors
     augment: bool = knob(True, flag)
     # --- model: core.spec.ModelSpec declares each field's meaning, default and check ---

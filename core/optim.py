@@ -53,6 +53,13 @@ is called after the last context. Consequences handled here:
 * gradient-norm clipping must happen inside the context, before it is left: clipping after
   it would not change what IVON has already read. (ivon-opt's own ``clip_radius`` clips the
   update element-wise; it is left at its default, infinity.)
+* the training loss and accuracy `train_step` returns are those of the mean weights (one
+  forward pass without gradients before the sampled ones, about a third more per step; the
+  norms' running statistics are left as the sampled passes make them), so that IVON's
+  train - validation gap compares like with like: validation and test predict at the mean
+  weights (ivon_test_samples 0), and Adam's and SGD's training pass is at their one set of
+  weights. Before this the training accuracy was the sampled weights', biasing IVON's gap
+  down (issue 22).
 * ivon-opt keeps its step counter (used for momentum debiasing) in an attribute that
   ``state_dict()`` does not save: use `optimizer_state_dict` / `load_optimizer_state_dict`
   from this module when checkpointing so that a resumed run continues exactly.
@@ -235,6 +242,19 @@ def _ivon_discard_samples(optimizer: torch.optim.Optimizer) -> None:
         reset()
 
 
+@torch.no_grad()
+def _mean_weight_logits(model: nn.Module, x: torch.Tensor, autocast: Autocast) -> torch.Tensor:
+    """IVON's logits at its mean weights in training mode (batch statistics, as Adam's and
+    SGD's training pass), fp32, leaving every buffer (the norms' running statistics) as it
+    was: the training trajectory is the one without this pass."""
+    saved = [b.detach().clone() for b in model.buffers()]
+    with autocast():
+        logits = model(x)
+    for b, s in zip(model.buffers(), saved, strict=True):
+        b.copy_(s)
+    return logits.float()
+
+
 def _forward_backward(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -272,9 +292,13 @@ def train_step(
 
     The loss is core.metrics.ensemble_loss for cfg.ensemble (a sum over members for ``deep``,
     a mean otherwise); the value returned is the mean over members of their mean
-    cross-entropy for every kind of ensemble (core.metrics.reported_loss). For IVON it is the
-    mean over the cfg.ivon_train_samples weight samples and the logits are those of the last
-    sample.
+    cross-entropy for every kind of ensemble (core.metrics.reported_loss). The loss and the
+    logits are those of the weights the step starts from, in training mode, for every
+    optimizer: for IVON its mean weights (`_mean_weight_logits`, one extra forward pass
+    without gradients), not the sampled weights its gradient is taken at, so that its
+    training accuracy is measured as Adam's and SGD's is and at the weights its validation
+    and test predictions use (ivon_test_samples 0). Whether the step diverged is judged on
+    the sampled losses, which drive the update.
     Gradients are clipped to global norm cfg.grad_clip when set. The scheduler (if given) is
     stepped once. If the loss is NaN or infinite no parameter update is made (the weights stay
     those of the last finite step) and the non-finite value is returned: the caller decides
@@ -284,10 +308,10 @@ def train_step(
     params = _trainable_params(optimizer)
     if is_ivon(optimizer):
         losses = []
-        logits = None
+        logits = _mean_weight_logits(model, x, autocast)
         for _ in range(cfg.ivon_train_samples):
             with optimizer.sampled_params(train=True):
-                loss, logits = _forward_backward(model, optimizer, x, y, cfg, autocast)
+                loss, _ = _forward_backward(model, optimizer, x, y, cfg, autocast)
                 _fill_missing_grads(params)  # ivon-opt reads p.grad of every parameter
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -295,6 +319,7 @@ def train_step(
         loss_value = float(torch.stack(losses).mean())
         if math.isfinite(loss_value):
             optimizer.step()
+            loss_value = float(ensemble_loss(logits, y, cfg.ensemble))  # at the mean weights
         else:
             _ivon_discard_samples(optimizer)
         optimizer.zero_grad(set_to_none=True)

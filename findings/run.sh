@@ -1,40 +1,99 @@
 #!/usr/bin/env bash
-# Runs the findings' studies (docs/findings.md) at the CPU preset with 3 seeds, one after
-# another, on the real CIFAR-10 images, through the ordinary study scripts; then copies each
-# finished study's small result files to findings/<study>/. Minutes to an hour each on 2 cores.
+# Runs the findings' studies (docs/findings.md) with 3 seeds, one after another, on the real
+# CIFAR-10 images, through the ordinary study scripts, niced; then copies each finished
+# study's small result files to findings/<study>/ (--preset cpu, the default: minutes to an
+# hour each on 2 cores) or findings/<study>_learn/ (--preset learn: about 3 hours each on
+# 2 cores at the bf16 speed; tune_jobs/options.py says how each grid was sized).
 #
 #   setsid bash findings/run.sh > findings/runs/run.log 2>&1 &
 #   bash findings/run.sh --resume      # continue studies that were interrupted
 #   bash findings/run.sh sharing       # only the studies named
+#   setsid bash findings/run.sh --preset learn > findings/runs/learn.log 2>&1 &
+#   bash findings/run.sh --preset learn --resume   # continue the interrupted learn studies
+#
+# The runs go to findings/runs/<study> (cpu) or findings/runs/<study>_learn (learn), which
+# git ignores; --resume continues an interrupted one there (the study's own --resume).
+#
+# The learn preset's plateau check (BatchEnsemble 4, alpha = gamma = 0.5, Adam 3e-3: the
+# alpha x gamma study's cell (0.5, 0.5); 12 against 20 epochs, seeds 0-2, each its own cosine
+# schedule), about an hour on 2 cores; a finished run is not run again:
+#
+#   setsid bash findings/run.sh plateau > findings/runs/plateau.log 2>&1 &
+#   grep -h "^epoch=12 \|^epoch=20 " findings/runs/plateau/*.log   # the last epoch of each
+#
+# The ensemble has reached its plateau at 12 epochs when the 20-epoch runs' mean test
+# accuracy is within 1 pp of the 12-epoch runs' (docs/findings.md reports the numbers).
 set -u
 cd "$(dirname "$0")/.."
 DATA=${ENSEMBLE_DATA_DIR:-../shared/data/cifar10}
 RUNS=$PWD/findings/runs
+PYTHON=${PYTHON:-python}
 mkdir -p "$RUNS"
 RESUME=()
 STUDIES=()
-for a in "$@"; do
-    if [ "$a" = --resume ]; then RESUME=(--resume); else STUDIES+=("$a"); fi
+PRESET=cpu
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --resume) RESUME=(--resume) ;;
+        --preset) PRESET=${2:?--preset needs cpu or learn}; shift ;;
+        *) STUDIES+=("$1") ;;
+    esac
+    shift
 done
+case "$PRESET" in
+    cpu) SUFFIX="" ;;
+    learn) SUFFIX=_learn ;;
+    *) echo "error: --preset $PRESET: choose cpu or learn" >&2; exit 2 ;;
+esac
+
+plateau() {
+    # core.train, one trial per run (no Ray): the learn preset's config, written out.
+    mkdir -p "$RUNS/plateau"
+    local epochs seed log
+    for seed in 0 1 2; do
+        for epochs in 12 20; do
+            log=$RUNS/plateau/be4_epochs${epochs}_seed${seed}.log
+            if grep -q "^epoch=$epochs " "$log" 2>/dev/null; then continue; fi  # finished
+            nice -n 10 "$PYTHON" -m core.train --arch simple_cnn_wide --ensemble batch \
+                --ensemble-size 4 --alpha 0.5 --gamma 0.5 --optimizer adam --lr 0.003 \
+                --schedule cosine --epochs "$epochs" --batch-size 128 --val-fraction 0.1 \
+                --split-seed none --seed "$seed" --num-threads 1 --data-dir "$DATA" \
+                > "$log" 2>&1 &
+        done
+        wait  # the two runs of a seed side by side, one per core
+    done
+}
+
 [ ${#STUDIES[@]} -gt 0 ] || STUDIES=(optimizers sharing ensemble_size alpha_gamma)
-# What each study adds to `--preset cpu --seeds 3` (docs/findings.md says why).
+# What each study adds to `--preset <preset> --seeds 3` (docs/findings.md says why).
 declare -A EXTRA=(
-    [optimizers]="--epochs 10"  # curves long enough to show a train-validation gap
-    [sharing]=""
-    [ensemble_size]=""
-    [alpha_gamma]="--no-asha"  # the full 5 x 5 grid: every cell gets every epoch
+    [cpu:optimizers]="--epochs 10"  # curves long enough to show a train-validation gap
+    [cpu:sharing]=""
+    [cpu:ensemble_size]=""
+    [cpu:alpha_gamma]="--no-asha"  # the full 5 x 5 grid: every cell gets every epoch
+    [learn:optimizers]=""  # the preset's 12 epochs
+    [learn:sharing]=""
+    [learn:ensemble_size]=""
+    [learn:alpha_gamma]="--no-asha"  # the full 4 x 4 grid: every cell gets every epoch
 )
 status=0
 for s in "${STUDIES[@]}"; do
-    echo "=== $s: $(date -u +%FT%TZ)"
+    if [ "$s" = plateau ]; then
+        echo "=== plateau: $(date -u +%FT%TZ)"
+        plateau
+        echo "=== plateau: done at $(date -u +%FT%TZ)"
+        continue
+    fi
+    name=$s$SUFFIX
+    echo "=== $name: $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086
-    python "tune_jobs/$s.py" --preset cpu --seeds 3 ${EXTRA[$s]} --data-dir "$DATA" \
-        --storage-path "$RUNS" --name "$s" "${RESUME[@]}"
+    nice -n 10 "$PYTHON" "tune_jobs/$s.py" --preset "$PRESET" --seeds 3 ${EXTRA[$PRESET:$s]} \
+        --data-dir "$DATA" --storage-path "$RUNS" --name "$name" "${RESUME[@]}"
     rc=$?
-    echo "=== $s: exit $rc at $(date -u +%FT%TZ)"
+    echo "=== $name: exit $rc at $(date -u +%FT%TZ)"
     if [ $rc -eq 0 ] || [ $rc -eq 1 ]; then  # 1: some trials errored; their rows say which
-        mkdir -p "findings/$s"
-        cp "$RUNS/$s"/{results.parquet,history.parquet,study.json} "findings/$s/"
+        mkdir -p "findings/$name"
+        cp "$RUNS/$name"/{results.parquet,history.parquet,study.json} "findings/$name/"
     fi
     [ $rc -eq 0 ] || status=$rc
 done

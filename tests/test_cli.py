@@ -46,7 +46,7 @@ def test_core_train_help_lists_allowed_values_and_defaults():
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.startswith("  --")}
     assert "one of adam, sgd, ivon; default 'adam'" in lines["--optimizer"]
     assert "an integer in [1, 64]; default 4" in lines["--ensemble-size"]
-    assert "one of simple_cnn, vgg11, vgg11_share" in lines["--arch"]
+    assert "one of simple_cnn, simple_cnn_wide, vgg11, vgg11_share" in lines["--arch"]
     assert "a number in [-1, 1] or None" in lines["--alpha"]
     assert "--extra" not in lines
 

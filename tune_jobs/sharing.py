@@ -33,10 +33,12 @@ SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all",
 # CPU preset: none, early and deep on each axis, so that early and deep sharing are compared
 # within the network, within the ensemble and both (all, which is early plus deep, left out).
 CPU_REGIMES = {(n, e) for n in ("none", "early", "deep") for e in ("none", "early", "deep")}
-REGIMES = {"smoke": SMOKE_REGIMES, "cpu": CPU_REGIMES}
+REGIMES = {"smoke": SMOKE_REGIMES, "cpu": CPU_REGIMES, "learn": CPU_REGIMES}
 # CPU preset: 4 members (8 take ~60 s per epoch of 4,500 images on a busy 2-core machine: 27
-# trials would take well over 45 minutes).
+# trials would take well over 45 minutes). Learn preset: 4 as well (27 trials ~1.7 h; 8 would
+# take ~3.4 h, over its budget), so that the two scales compare like with like.
 CPU_MEMBERS = 4
+SMALL_MEMBERS = {"cpu": CPU_MEMBERS, "learn": CPU_MEMBERS}
 # Throughput timed alone, after every trial finished: warm-up steps, then timed steps per regime.
 CALIB_WARMUP, CALIB_STEPS = 3, 20
 REGIME_KEYS = ("sharing_network", "sharing_ensemble")
@@ -55,7 +57,7 @@ def make_study(opts: JobOptions) -> Study:
     space = opts.fixed_config(
         arch="vgg11_share",
         ensemble="batch",
-        ensemble_size=CPU_MEMBERS if opts.preset == "cpu" else 8,
+        ensemble_size=SMALL_MEMBERS.get(opts.preset, 8),
         alpha=0.5,
         gamma=0.5,
         optimizer="adam",

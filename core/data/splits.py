@@ -3,7 +3,8 @@ TrialConfig says).
 
 Subsets draw every class as evenly as its size allows; the validation split holds out the
 same share of each class. Splits are deterministic per seed and keep the original order, so
-that every trial of a study (split seed 0) trains and evaluates on the same examples.
+that every trial of a study with split seed 0 (TrialConfig.split_seed's default) trains and
+evaluates on the same examples; with split_seed None each seed draws its own split.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from core.data.datasets import load_dataset
 from core.data.rng import seeded_generator
 from core.errors import ConfigError, refusal
 
-__all__ = ["load_for_config", "split_data", "stratified_subset"]
+__all__ = ["load_for_config", "split_data", "split_seed", "stratified_subset"]
 
 
 def _balanced_allocation(counts: list[int], n: int) -> list[int]:
@@ -166,9 +167,15 @@ def split_data(
     )
 
 
+def split_seed(cfg: TrialConfig) -> int:
+    """The seed of cfg's data split: cfg.split_seed, or the trial's seed where it is None."""
+    return cfg.seed if cfg.split_seed is None else cfg.split_seed
+
+
 def load_for_config(cfg: TrialConfig, data: DataBundle | None = None) -> DataBundle:
-    """Load cfg.dataset (unless `data` is given) and split it as cfg says, with split seed 0
-    so that every trial of a study sees the same split."""
+    """Load cfg.dataset (unless `data` is given) and split it as cfg says, with the split seed
+    `split_seed(cfg)`: 0 by default, so that every trial of a study sees the same split; the
+    trial's seed with split_seed None, so that the split varies with the seed."""
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
     elif data.name and data.name != cfg.dataset:
@@ -181,5 +188,5 @@ def load_for_config(cfg: TrialConfig, data: DataBundle | None = None) -> DataBun
         train_subset=cfg.train_subset,
         test_subset=cfg.test_subset,
         val_fraction=cfg.val_fraction,
-        seed=0,
+        seed=split_seed(cfg),
     )

@@ -930,3 +930,36 @@ def test_real_cifar10_writes_one_cache_file_and_nothing_next_to_the_data(real_ci
         "(set ENSEMBLE_CACHE_DIR to move it)\n"
     )
     assert err_second == ""
+
+
+# ----------------------------------------------------------------------------------------------
+# the split seed: fixed by default (the cpu preset's findings), the trial's seed on request
+# ----------------------------------------------------------------------------------------------
+def _val_and_test(data, **cfg):
+    split = load_for_config(TrialConfig(val_fraction=0.25, test_subset=20, **cfg), data)
+    return split.val_x, split.train_x, split.test_x
+
+
+def test_split_follows_the_seed_with_split_seed_none(data):
+    """split_seed None (the learn preset): each seed holds out its own validation images and
+    draws its own test subset; seed and split_seed 0 give the default's split."""
+    val0, train0, test0 = _val_and_test(data, seed=0, split_seed=None)
+    val1, train1, test1 = _val_and_test(data, seed=1, split_seed=None)
+    assert val0.shape == val1.shape == (20, 3, 16, 16)  # 25% of 80, stratified either way
+    assert not torch.equal(val0, val1) and not torch.equal(test0, test1)
+    assert not torch.equal(train0, train1)
+    default = _val_and_test(data, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(default, (val0, train0, test0), strict=True))
+
+
+def test_split_stays_fixed_across_seeds_by_default(data):
+    """split_seed 0 (TrialConfig's default, the cpu preset): every seed trains and validates on
+    the same images, as the committed CPU-scale findings did; another value picks another."""
+    assert TrialConfig().split_seed == 0
+    a, b = _val_and_test(data, seed=0), _val_and_test(data, seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    other = _val_and_test(data, seed=0, split_seed=3)
+    assert not torch.equal(a[0], other[0])
+    assert _val_and_test(data, seed=3, split_seed=None)[0].equal(other[0])
+    with pytest.raises(ConfigError, match="split_seed=-1"):
+        TrialConfig.from_dict({"split_seed": -1})

@@ -21,7 +21,8 @@ from core.layers import (
 from core.metrics import ensemble_loss
 from core.models import build_model, count_parameters
 
-SIZE = {"simple_cnn": 8, "vgg11": 32, "vgg11_share": 32}  # smallest inputs each accepts
+# smallest inputs each accepts
+SIZE = {"simple_cnn": 8, "simple_cnn_wide": 8, "vgg11": 32, "vgg11_share": 32}
 
 
 @pytest.fixture(autouse=True)
@@ -247,7 +248,7 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
         (
             dict(arch="resnet50"),
             r"arch='resnet50' is not allowed; choose one of "
-            r"\['simple_cnn', 'vgg11', 'vgg11_share'\]",
+            r"\['simple_cnn', 'simple_cnn_wide', 'vgg11', 'vgg11_share'\]",
         ),
         (
             dict(ensemble="mc_dropout"),
@@ -346,7 +347,10 @@ def _macs(spec, size=32):
     return total
 
 
-@pytest.mark.parametrize("arch,mmacs", [("simple_cnn", 2.8), ("vgg11", 153), ("vgg11_share", 191)])
+@pytest.mark.parametrize(
+    "arch,mmacs",
+    [("simple_cnn", 2.8), ("simple_cnn_wide", 10.8), ("vgg11", 153), ("vgg11_share", 191)],
+)
 def test_descriptions_state_the_compute(arch, mmacs):
     spec = ARCHITECTURES[arch]
     assert f"{mmacs}M multiply-adds" in spec.description
@@ -579,3 +583,33 @@ def test_fused_blocks_equal_the_unfused_layers_under_sharing_and_frozen_fast_wei
         "simple_cnn", 10, ensemble_size=3, ensemble="batch", fuse=False, **changes
     ).double()
     _train_fused_against_unfused(fused, plain)
+
+
+# ----------------------------------------------------------------------------------------------
+# simple_cnn_wide: simple_cnn's table at twice the width (the learn preset's network)
+# ----------------------------------------------------------------------------------------------
+def _single_params(spec, classes=10):
+    """A single network's parameters from its table: k*k*in*out per conv (no conv bias) and
+    its norm's weight and bias (2*out), the classifier's in*K weights and K biases."""
+    total = 0
+    for lay in spec.layers:
+        if isinstance(lay, Conv):
+            total += lay.kernel_size**2 * lay.in_channels * lay.out_channels + 2 * lay.out_channels
+        else:
+            total += lay.in_features * classes + classes
+    return total
+
+
+@pytest.mark.parametrize("arch,params", [("simple_cnn", 28_698), ("simple_cnn_wide", 112_682)])
+def test_simple_cnn_parameters_against_the_table(arch, params):
+    spec = ARCHITECTURES[arch]
+    assert _single_params(spec) == params
+    assert count_parameters(build_model(arch, 10, ensemble_size=1, ensemble="single")) == params
+
+
+def test_simple_cnn_wide_is_simple_cnn_at_twice_the_width():
+    narrow, wide = ARCHITECTURES["simple_cnn"].layers, ARCHITECTURES["simple_cnn_wide"].layers
+    assert [(a.name, a.region, a.tie) for a in narrow] == [(b.name, b.region, b.tie) for b in wide]
+    convs = [(a, b) for a, b in zip(narrow, wide, strict=True) if isinstance(a, Conv)]
+    assert all(b.out_channels == 2 * a.out_channels for a, b in convs)
+    assert [b.out_channels for _, b in convs] == [32, 32, 32, 64, 64, 64]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.config import ConfigError, TrialConfig
+from core.metrics import ensemble_loss
 from core.optim import (
     build_optimizer,
     is_fast_weight,
@@ -249,6 +250,8 @@ def test_ivon_forward_backward_inside_sampling_and_step_outside():
     x, y = _data()
     train_step(model, opt, x, y, cfg)
     assert events == [
+        ("forward", False),  # the mean weights' pass, for the training accuracy
+        ("sampled_differs", False),
         ("forward", True),
         ("sampled_differs", True),
         ("exit", True),
@@ -259,6 +262,49 @@ def test_ivon_forward_backward_inside_sampling_and_step_outside():
         ("mean_restored", True),
     ]
     assert not torch.equal(_flat(model), mean_before)  # the step moved the mean
+
+
+class _NormNet(nn.Module):
+    """One member with a BatchNorm, whose running statistics a forward pass in training
+    mode updates."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(D, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, K))
+
+    def forward(self, x):
+        return self.net(x).unsqueeze(0)  # (1, B, K)
+
+
+def test_ivon_training_accuracy_is_taken_at_the_mean_weights_and_changes_no_step():
+    """IVON's training loss and logits are the mean weights' in training mode (as validation
+    predicts at the mean), while its update and the norm's running statistics are exactly
+    those of IVON's sampled pass alone."""
+    cfg = _cfg(optimizer="ivon", ensemble="single", ensemble_size=1, alpha=None, gamma=None)
+    cfg = cfg.replace(weight_decay=0.0, ivon_hess_init=0.01)  # wide posterior: samples differ
+    model, ref_model = _NormNet(), _NormNet()
+    ref_model.load_state_dict(model.state_dict())
+    opt, _ = build_optimizer(model, cfg, num_train=B, steps_per_epoch=1)
+    ref_opt, _ = build_optimizer(ref_model, cfg, num_train=B, steps_per_epoch=1)
+    x, y = _data()
+    with torch.no_grad():
+        at_mean = copy.deepcopy(model)(x)  # training mode: batch statistics
+
+    torch.manual_seed(1)
+    loss, logits = train_step(model, opt, x, y, cfg)
+    torch.testing.assert_close(logits, at_mean)
+    assert loss == pytest.approx(float(ensemble_loss(at_mean, y, "single")), rel=1e-6)
+
+    torch.manual_seed(1)  # the same weight sample: IVON's step without the mean pass
+    with ref_opt.sampled_params(train=True):
+        ref_opt.zero_grad(set_to_none=True)
+        sampled = ref_model(x)
+        ensemble_loss(sampled, y, "single").backward()
+    ref_opt.step()
+    assert not torch.allclose(sampled.detach(), at_mean, atol=1e-3)  # what it was before
+    ref = ref_model.state_dict()
+    for name, a in model.state_dict().items():
+        torch.testing.assert_close(a, ref[name], rtol=0, atol=0, msg=name)
 
 
 def test_ivon_step_survives_parameters_without_gradient():

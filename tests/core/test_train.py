@@ -66,6 +66,25 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(cifar10, optimizer):
         assert resumed[0][k] == pytest.approx(full[1][k], rel=1e-5, abs=1e-6)
 
 
+def test_cosine_schedule_anneals_to_zero_at_the_last_step_resumed_or_not(data):
+    """The learn preset's schedule: per step over all of the trial's epochs, 0 after its last
+    step (current_lr is read after each epoch's last step); a trial resumed from a checkpoint
+    continues the same schedule (the scheduler's state holds its total steps)."""
+    changes = dict(epochs=3, optimizer="sgd", lr=0.05, schedule="cosine")
+    changes |= dict(train_subset=None, test_subset=None, num_threads=1)  # the tiny bundle: 80, 40
+    full, states = run(data, **changes)
+    steps = 2  # per epoch: 80 images in batches of 64
+    lrs = [h["current_lr"] for h in full]
+    for epoch, lr in enumerate(lrs[:-1], start=1):
+        t = epoch * steps / (3 * steps)
+        assert lr == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * t)))
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    cfg = TrialConfig.from_dict({**SMALL, **changes})
+    resumed = train(cfg, data=data, resume_state=states[0])
+    assert [h["current_lr"] for h in resumed] == pytest.approx(lrs[1:], abs=1e-12)
+    assert resumed[-1]["test_loss"] == pytest.approx(full[-1]["test_loss"], rel=1e-5)
+
+
 def test_adam_sgd_ivon_give_different_weights_from_one_seed(cifar10):
     weights = {}
     for opt in ("adam", "sgd", "ivon"):

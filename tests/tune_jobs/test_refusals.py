@@ -131,7 +131,7 @@ def test_a_preset_or_dataset_not_offered_is_one_line_in_every_script(
         tmp_path,
         storage,
         [*base, "--preset", "gpu"],
-        "Invalid value for '--preset': 'gpu' is not one of 'full', 'cpu', 'smoke'.",
+        "Invalid value for '--preset': 'gpu' is not one of 'full', 'cpu', 'learn', 'smoke'.",
         script=script,
     )
     assert_refused(

@@ -118,6 +118,50 @@ def test_presets_scale_each_study():
         JobOptions(preset="cpu", smoke=True).check()
 
 
+def test_learn_preset_resolves_for_each_study():
+    """--preset learn: simple_cnn_wide on every training and test image, 12 epochs of batch
+    128 under a cosine schedule, the split following the seed, each study's learn grid (sized
+    in tune_jobs/options.py); --preset cpu keeps what its committed findings ran with."""
+    cells = {"alpha_gamma": 16, "ensemble_size": 12, "optimizers": 7, "sharing": 9}
+    learn = {
+        "arch": "simple_cnn_wide",
+        "train_subset": None,
+        "test_subset": None,
+        "val_fraction": 0.1,
+        "epochs": 12,
+        "batch_size": 128,
+        "schedule": "cosine",
+        "split_seed": None,
+    }
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+        name = module.__name__.rsplit(".", 1)[1]
+        cfgs = configs(module, preset="learn", seeds=3)
+        assert len(cfgs) == 3 * cells[name], name
+        assert {tuple(getattr(c, k) for k in learn) for c in cfgs} == {tuple(learn.values())}
+        assert sorted({c.seed for c in cfgs}) == [0, 1, 2]
+        cpu = configs(module, preset="cpu")
+        assert {(c.split_seed, c.schedule, c.arch) for c in cpu} == {(0, "constant", "simple_cnn")}
+    ag = configs(alpha_gamma, preset="learn")
+    assert {(c.alpha, c.gamma) for c in ag} == {
+        (a, g) for a in alpha_gamma.LEARN_SWEEP for g in alpha_gamma.LEARN_SWEEP
+    }
+    assert {c.ensemble_size for c in configs(sharing, preset="learn")} == {4}
+    assert {c.ensemble_size for c in configs(ensemble_size, preset="learn")} == {2, 4, 6, 8}
+    # the preset is a default like the others: --epochs and --set still win
+    again = configs(optimizers, preset="learn", epochs=20, overrides=("split_seed=0",))
+    assert {(c.epochs, c.split_seed) for c in again} == {(20, 0)}
+
+
+def test_learn_preset_is_listed_in_help():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tune_jobs" / "optimizers.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "learn" in out and "simple_cnn_wide" in out
+
+
 def test_search_refuses_replicates():
     with pytest.raises(JobError, match="--seeds=3: the search runs one seed per suggested config"):
         search.make_study(JobOptions(seeds=3))
