@@ -27,7 +27,7 @@ from core.train import train
 
 OUT = Path(__file__).parent / "results" / "bf16_accuracy.csv"
 CPU_PRESET = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs": 6}
-MODELS = {"single": {"ensemble": "single"}, "BE4": {"ensemble": "batch", "ensemble_size": 4}}
+MODELS = {"single": {"ensemble": "single", "ensemble_size": 1}, "BE4": {"ensemble": "batch", "ensemble_size": 4}}
 PRECISIONS = {"fp32": {"precision": "fp32", "channels_last": "off"}, "auto": {}}
 FIELDS = ("model", "precision", "resolved", "seed", "test_acc", "test_nll", "val_acc")
 
