@@ -22,12 +22,14 @@ from scipy import stats
 
 import core.columns as C
 from core.config import TrialConfig
-from core.data.splits import load_for_config
 from core.train import train
 
 OUT = Path(__file__).parent / "results" / "bf16_accuracy.csv"
 CPU_PRESET = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs": 6}
-MODELS = {"single": {"ensemble": "single", "ensemble_size": 1}, "BE4": {"ensemble": "batch", "ensemble_size": 4}}
+MODELS = {
+    "single": {"ensemble": "single", "ensemble_size": 1},
+    "BE4": {"ensemble": "batch", "ensemble_size": 4},
+}
 PRECISIONS = {"fp32": {"precision": "fp32", "channels_last": "off"}, "auto": {}}
 FIELDS = ("model", "precision", "resolved", "seed", "test_acc", "test_nll", "val_acc")
 
@@ -57,7 +59,7 @@ def run(data_dir: str, seeds: int) -> None:
                             "num_threads": 1,
                         }
                     )
-                    last = train(cfg, load_for_config(cfg))[-1]
+                    last = train(cfg)[-1]  # loads (and splits) the images itself
                     w.writerow(
                         {
                             "model": model,
