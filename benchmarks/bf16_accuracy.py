@@ -82,24 +82,43 @@ def _rows() -> list[dict[str, str]]:
 
 
 def report() -> None:
+    """auto - fp32 per model and metric: paired by seed (a seed fixes the initial weights, the
+    data split and the batch order for both precisions), Holm's correction over the four
+    comparisons."""
     rows = _rows()
-    print("| model | metric | fp32 mean ± sd | auto mean ± sd | auto - fp32 | Welch p | n |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    lines = []
     for model in MODELS:
         for metric in ("test_acc", "test_nll"):
-            a, b = (
-                [float(r[metric]) for r in rows if r["model"] == model and r["precision"] == p]
+            by = {
+                p: {
+                    int(r["seed"]): float(r[metric])
+                    for r in rows
+                    if r["model"] == model and r["precision"] == p
+                }
                 for p in PRECISIONS
-            )
-            if len(a) < 2 or len(b) < 2:
+            }
+            seeds = sorted(set(by["fp32"]) & set(by["auto"]))
+            if len(seeds) < 2:
                 continue
-            p = stats.ttest_ind(b, a, equal_var=False).pvalue
-            sd = statistics.stdev
-            print(
-                f"| {model} | {metric} | {statistics.mean(a):.4f} ± {sd(a):.4f} | "
-                f"{statistics.mean(b):.4f} ± {sd(b):.4f} | "
-                f"{statistics.mean(b) - statistics.mean(a):+.4f} | {p:.2f} | {len(a)}+{len(b)} |"
-            )
+            a, b = [by["fp32"][s] for s in seeds], [by["auto"][s] for s in seeds]
+            p = stats.ttest_rel(b, a).pvalue
+            lines.append([model, metric, a, b, p])
+    ps = sorted(range(len(lines)), key=lambda i: lines[i][4])
+    running = 0.0
+    for rank, i in enumerate(ps):  # Holm: step-down, monotone
+        running = max(running, min(1.0, (len(lines) - rank) * lines[i][4]))
+        lines[i].append(running)
+    head = (
+        "model | metric | fp32 mean ± sd | auto mean ± sd | auto - fp32 | p paired | p Holm | seeds"
+    )
+    print(f"| {head} |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    sd, mean = statistics.stdev, statistics.mean
+    for model, metric, a, b, p, holm in lines:
+        print(
+            f"| {model} | {metric} | {mean(a):.4f} ± {sd(a):.4f} | {mean(b):.4f} ± {sd(b):.4f} "
+            f"| {mean(b) - mean(a):+.4f} | {p:.2f} | {holm:.2f} | {len(a)} |"
+        )
 
 
 def main() -> None:
