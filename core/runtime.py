@@ -7,14 +7,20 @@ timing (`core.train.time_train_steps`) all get theirs from `core.train._setup`, 
 this. What 'auto' resolves to, and why, is next to each field in `core/config.py`:
 
   field           auto on CUDA                          auto on CPU
-  precision       bf16 (fp32 on a GPU without bf16)     fp32
-  channels_last   on                                    off
+  precision       bf16 (fp32 on a GPU without bf16)     bf16 with native bf16 units, else fp32
+  channels_last   on                                    on with bf16, else off
   compile         on (off without triton)               off
+
+"Native bf16 units" on a CPU: AMX tiles (Intel Sapphire Rapids and newer) or AVX512-BF16
+(Cooper Lake, AMD Zen 4 and newer), detected from what torch reports (`cpu_bf16_units`),
+never assumed; oneDNN runs bf16 convolutions and matmuls on them at 2-4x fp32's rate, fastest
+in channels_last (benchmarks/README.md, "bf16 on the CPU"). A CPU without them emulates bf16,
+slower than fp32, so auto stays fp32 there. The runtime line says which units decided.
 
 An explicit value that cannot run on the device is refused (`core.errors.refusal`): bf16 on
 a GPU without native bf16, compile=on without the inductor's compiler (triton on CUDA, a C++
-compiler on CPU). bf16 on CPU is allowed: torch's CPU autocast runs it everywhere (slowly
-without AMX), which lets the tests exercise the bf16 path.
+compiler on CPU). bf16 on a CPU without bf16 units is allowed: torch's CPU autocast runs it
+everywhere (slowly), which lets the tests exercise the bf16 path on any machine.
 
 * bf16: `Runtime.autocast()` wraps the forward pass of training and evaluation; the loss is
   taken on the logits cast to fp32, probabilities are cast to fp32 before any metric
@@ -42,7 +48,7 @@ import importlib.util
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -56,6 +62,7 @@ __all__ = [
     "Runtime",
     "capabilities",
     "clock",
+    "cpu_bf16_units",
     "load_model_state",
     "prepare_model",
     "resolve_runtime",
@@ -103,10 +110,23 @@ def retain_freed_memory() -> bool:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a device can run: native bf16, and why torch.compile cannot (None: it can)."""
+    """What a device can run: bf16 (allowed), why torch.compile cannot (None: it can), and the
+    native bf16 matrix units that make bf16 the fast choice (None: none, or not a CPU)."""
 
     bf16: bool
     no_compile: str | None
+    bf16_units: str | None = None
+
+
+def cpu_bf16_units() -> str | None:
+    """This CPU's native bf16 matrix units as oneDNN uses them: 'AMX' (amx_bf16 tiles),
+    'AVX512-BF16', or None. Read from torch's own CPU feature detection (cpuinfo), the
+    same test oneDNN makes before choosing a bf16 kernel."""
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return None
 
 
 def capabilities(device: torch.device) -> Capabilities:
@@ -120,8 +140,9 @@ def capabilities(device: torch.device) -> Capabilities:
     no_compile = None
     if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         no_compile = "torch.compile's inductor needs a C++ compiler on CPU (g++ or clang++)"
-    # CPU autocast runs bf16 everywhere (emulated without AVX512-BF16/AMX): allowed, not auto.
-    return Capabilities(bf16=True, no_compile=no_compile)
+    # CPU autocast runs bf16 everywhere (emulated without AVX512-BF16/AMX): always allowed,
+    # auto only with the units
+    return Capabilities(bf16=True, no_compile=no_compile, bf16_units=cpu_bf16_units())
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,9 @@ class Runtime:
     precision: str
     channels_last: bool
     compile: bool
+    # why 'auto' chose what it did, per field (only fields cfg left to auto); for the line
+    # `describe` prints, not part of what the trial computes
+    why: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context of a forward pass: bf16 autocast, or nothing for fp32."""
@@ -156,9 +180,12 @@ class Runtime:
     def describe(self, cfg: TrialConfig | None = None) -> str:
         """One line: the resolved values, each marked `(auto)` where cfg left it to auto."""
 
+        why = dict(self.why)
+
         def part(name: str, value: str) -> str:
-            auto = cfg is not None and getattr(cfg, name) == "auto"
-            return f"{name}={value}" + (" (auto)" * auto)
+            if cfg is None or getattr(cfg, name) != "auto":
+                return f"{name}={value}"
+            return f"{name}={value} (auto" + (f": {why[name]}" if name in why else "") + ")"
 
         return "runtime: " + " ".join(
             [
@@ -179,10 +206,20 @@ def resolve_runtime(
     device = torch.device(device)
     caps = capabilities(device) if caps is None else caps
     cuda = device.type == "cuda"
+    why: dict[str, str] = {}
 
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16" if cuda and caps.bf16 else "fp32"
+        if cuda:
+            precision = "bf16" if caps.bf16 else "fp32"
+            why["precision"] = "native bf16" if caps.bf16 else "no native bf16 on this GPU"
+        else:
+            precision = "bf16" if caps.bf16_units else "fp32"
+            why["precision"] = (
+                f"{caps.bf16_units} runs bf16 matmuls natively"
+                if caps.bf16_units
+                else "no AMX or AVX512-BF16 on this CPU"
+            )
     elif precision == "bf16" and not caps.bf16:
         raise ConfigError(
             refusal(
@@ -193,12 +230,20 @@ def resolve_runtime(
             )
         )
 
-    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+    channels_last = cfg.channels_last == "on"
+    if cfg.channels_last == "auto":
+        # on CPU, oneDNN's fastest bf16 convolutions are NHWC; fp32 gained little there
+        channels_last = cuda or precision == "bf16"
+        why["channels_last"] = "CUDA" if cuda else f"with {precision}"
 
     if cfg.compile == "on" and caps.no_compile is not None:
         raise ConfigError(refusal("compile", "on", "'auto' or 'off'", why=caps.no_compile))
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and cuda and caps.no_compile is None)
-    return Runtime(device, precision, channels_last, compile_)
+    if cfg.compile == "auto":
+        why["compile"] = (
+            caps.no_compile or "CUDA" if cuda else "CPU: not measured to pay within a trial"
+        )
+    return Runtime(device, precision, channels_last, compile_, tuple(why.items()))
 
 
 def prepare_model(model: nn.Module, runtime: Runtime) -> nn.Module:

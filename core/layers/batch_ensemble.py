@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.checks import fast_weight_init
-from core.layers.shapes import check_int, set_conv_geometry, split_members
+from core.layers.shapes import check_int, like_activation, set_conv_geometry, split_members
 
 __all__ = ["BEConv2d", "BELinear", "init_fast_weight"]
 
@@ -144,7 +144,8 @@ class BELinear(_BatchEnsembleMixin):
         mid = (1,) * (x.dim() - 2)  # broadcast over any dims between batch and features
         if self.alpha_init is not None:
             # (M, B, ..., in) * (M, 1, ..., in)
-            x = (x.reshape(m, b, *x.shape[1:]) * self.alpha.view(m, 1, *mid, -1)).view(x.shape)
+            alpha = like_activation(self.alpha, x).view(m, 1, *mid, -1)
+            x = (x.reshape(m, b, *x.shape[1:]) * alpha).view(x.shape)
         y = F.linear(x, self.weight)  # (M * B, ..., out)
         y = y.view(m, b, *y.shape[1:])  # (M, B, ..., out)
         gamma = self.gamma.view(m, 1, *mid, -1) if self.gamma_init is not None else None
@@ -162,7 +163,10 @@ class BELinear(_BatchEnsembleMixin):
 def _scale_shift(
     y: torch.Tensor, gamma: torch.Tensor | None, bias: torch.Tensor | None
 ) -> torch.Tensor:
-    """y * gamma + bias on the (M, B, ...) view, fused when both are present."""
+    """y * gamma + bias on the (M, B, ...) view, fused when both are present (in y's dtype
+    where y is half precision: `like_activation`)."""
+    gamma = None if gamma is None else like_activation(gamma, y)
+    bias = None if bias is None else like_activation(bias, y)
     if gamma is not None and bias is not None:
         return torch.addcmul(bias, y, gamma)
     if gamma is not None:
@@ -226,7 +230,8 @@ class BEConv2d(_BatchEnsembleMixin):
         b = split_members(x, m, type(self).__name__)
         if self.alpha_init is not None:
             # (M, B, C_in, H, W) * (M, 1, C_in, 1, 1)
-            x = (x.reshape(m, b, *x.shape[1:]) * self.alpha.view(m, 1, -1, 1, 1)).view(x.shape)
+            alpha = like_activation(self.alpha, x).view(m, 1, -1, 1, 1)
+            x = (x.reshape(m, b, *x.shape[1:]) * alpha).view(x.shape)
         y = F.conv2d(x, self.weight, None, self.stride, self.padding)  # (M * B, C_out, H', W')
         y = y.view(m, b, *y.shape[1:])  # (M, B, C_out, H', W')
         gamma = self.gamma.view(m, 1, -1, 1, 1) if self.gamma_init is not None else None

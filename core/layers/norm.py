@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.layers.shapes import check_int, check_member_list, split_members
+from core.layers.shapes import check_int, check_member_list, like_activation, split_members
 
 __all__ = ["BEBatchNorm2d", "MemberBatchNorm2d"]
 
@@ -78,8 +78,8 @@ class BEBatchNorm2d(_EnsembleNorm):
         b = split_members(x, m, type(self).__name__)
         y = self._batch_norm(x)  # shared statistics, no affine
         y = y.view(m, b, *y.shape[1:])  # (M, B, C, H, W)
-        w = self.weight.view(m, 1, -1, 1, 1)
-        bias = self.bias.view(m, 1, -1, 1, 1)
+        w = like_activation(self.weight, y).view(m, 1, -1, 1, 1)
+        bias = like_activation(self.bias, y).view(m, 1, -1, 1, 1)
         return torch.addcmul(bias, y, w).view(x.shape)
 
 

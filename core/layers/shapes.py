@@ -61,3 +61,19 @@ def check_member_list(xs: Sequence[torch.Tensor], m: int, channels: int, layer: 
             f"{layer}: expected a member list of ensemble_size={m} tensors (B, {channels}, H, W), "
             f"got shapes {shapes}"
         )
+
+
+def like_activation(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Parameter `p` in the dtype of the activation `x` it multiplies, where x is half
+    precision (bf16 under autocast); `p` itself otherwise.
+
+    Autocast casts the inputs of convolutions and matmuls only: an elementwise multiply of a
+    bf16 activation by an fp32 fast weight or affine parameter would promote the whole
+    activation to fp32, and every layer after it would read and write fp32 and convert back
+    to bf16 for its convolution. A native BatchNorm under autocast keeps its input's bf16;
+    these layers do the same. The cast is a differentiable (M, C)-sized copy: the gradient
+    reaches the fp32 parameter.
+    """
+    if x.dtype in (torch.bfloat16, torch.float16) and p.dtype != x.dtype:
+        return p.to(x.dtype)
+    return p
