@@ -1,5 +1,6 @@
 """The studies' full grids, checked without running them, and option errors before Ray."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,59 @@ def test_search_objectives():
     for bad in ("params", "accuracy,speed", "accuracy,params,throughput", ""):
         with pytest.raises(JobError, match="--objectives"):
             search.parse_objectives(bad)
+
+
+def _sample_search(kinds: tuple[str, ...], n: int) -> list[tuple[dict, dict]]:
+    """(suggested params, TrialConfig dict) of n random draws of the search's space."""
+    import optuna
+
+    from tune_jobs.search_space import SearchSpace
+
+    fixed = search.make_study(JobOptions(), kinds=",".join(kinds)).space
+    space, out = SearchSpace("vgg11", kinds), []
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(n):
+        trial = study.ask()
+        extra = space(trial)
+        cfg = TrialConfig.from_dict({**fixed, **trial.params, **extra})
+        out.append((dict(trial.params), dataclasses.asdict(cfg)))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_the_search_picks_the_kind_with_its_own_parameters():
+    """--kinds: every draw is a valid config; each kind's own parameters are suggested only in
+    its trials (packed_width only for packed, mimo_rho only for mimo, alpha only for batch)."""
+    kinds = ("single", "batch", "deep", "packed", "mimo")
+    draws = _sample_search(kinds, 80)
+    own = {
+        "batch": {"alpha", "gamma"},
+        "packed": {"packed_width", "packed_groups"},
+        "mimo": {"mimo_rho", "mimo_batch_repeat"},
+    }
+    seen = set()
+    for params, cfg in draws:
+        kind = params["ensemble"]
+        seen.add(kind)
+        assert cfg["ensemble"] == kind
+        for other, names in own.items():
+            assert (names <= set(params)) == (other == kind), (kind, params)
+        assert ("ensemble_size" in params) == (kind != "single")
+        if kind == "packed":
+            assert (cfg["packed_width"], cfg["packed_groups"]) == (
+                params["packed_width"],
+                params["packed_groups"],
+            )
+    assert seen == set(kinds)
+
+
+def test_one_kind_searches_the_original_space():
+    (params, cfg), *_ = _sample_search(("batch",), 1)
+    assert set(params) == {"optimizer", "lr", "alpha", "gamma", "ensemble_size", "sharing"}
+    assert cfg["ensemble"] == "batch"
+    for bad in ("", "batch,batch", "mc_dropout"):
+        with pytest.raises(JobError, match="--kinds"):
+            search.parse_kinds(bad)
 
 
 def run_job(*args):
