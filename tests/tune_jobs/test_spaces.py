@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import FAST_WEIGHT_SWEEP, TrialConfig, valid_sharing_regimes
-from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
+from tune_jobs import alpha_gamma, ensemble_size, methods, optimizers, search, sharing
 from tune_jobs.errors import JobError
 from tune_jobs.options import JobOptions
 from tune_jobs.study import grid_configs, validate_space
@@ -85,7 +85,7 @@ def test_sharing_on_cifar20_clips_and_stops_early():
 
 
 def test_smoke_presets_are_small():
-    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing, methods):
         cfgs = configs(module, smoke=True)
         assert {c.arch for c in cfgs} == {"simple_cnn"}
         assert all(c.epochs <= 4 and c.train_subset <= 4000 and c.test_subset <= 500 for c in cfgs)
@@ -95,8 +95,8 @@ def test_smoke_presets_are_small():
 def test_presets_scale_each_study():
     """--preset cpu: simple_cnn on a stratified subset, a reduced grid; --smoke is --preset
     smoke; full keeps the student study's VGG11 on the whole training set."""
-    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 7, "sharing": 9}
-    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 7, "sharing": 9, "methods": 8}
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing, methods):
         name = module.__name__.rsplit(".", 1)[1]
         cfgs = configs(module, preset="cpu")
         assert len(cfgs) == cells[name], name
@@ -117,6 +117,27 @@ def test_presets_scale_each_study():
         JobOptions(preset="huge").check()
     with pytest.raises(JobError, match="--smoke"):
         JobOptions(preset="cpu", smoke=True).check()
+
+
+def test_methods_cells_meet_their_budgets():
+    """simple_cnn (--preset cpu), M = 4: a `params` cell has about one network's distinct
+    parameters (within 20%), a `flops` cell about M networks' training FLOPs per image (the
+    shared trunk, whose early region runs once, at 2/3 of them); `both` cells meet both."""
+    from core.cost import config_flops_per_image
+    from core.models import count_parameters, model_for_config
+
+    cost = {}
+    for c in configs(methods, preset="cpu"):
+        params = count_parameters(model_for_config(c, 10, 3))
+        cost[c.extra["method"], c.extra["budget"]] = (params, config_flops_per_image(c, 10))
+    p1, f1 = cost["single", "reference"]
+    for (method, budget), (p, f) in cost.items():
+        if budget in ("params", "both"):
+            assert 1.0 <= p / p1 <= 1.2, (method, p / p1)
+        if budget in ("flops", "both"):
+            low = 0.6 if method == "shared_trunk" else 0.95
+            assert low <= f / (methods.M * f1) <= 1.1, (method, f / f1)
+    assert len(cost) == len(methods.CELLS)  # every cell a (method, budget) of its own
 
 
 def test_search_refuses_replicates():
