@@ -2,9 +2,10 @@
 
 A study-specific page is drawn when study.json (or the results' `study` column) names that
 study, or, when the study is unknown, when its factor varies (alpha and gamma; ensemble_size;
-optimizer; sharing_network / sharing_ensemble; an optuna.db or pareto_front.parquet for
-search). Pages for other studies are not drawn at all. The seed box plot needs more than one
-seed in some configuration; the best-trial curves need history.parquet.
+optimizer; sharing_network / sharing_ensemble; the methods study's `method` tag; an
+optuna.db or pareto_front.parquet for search). Pages for other studies are not drawn at all.
+The seed box plot needs more than one seed in some configuration; the best-trial curves need
+history.parquet.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import plotly.graph_objects as go
 
 from analysis import figures as F
 from analysis.aggregate import aggregate
-from analysis.figures import alpha_gamma, ensemble_size, optimizers, robustness, search, sharing
+from analysis.figures import (
+    alpha_gamma,
+    ensemble_size,
+    methods,
+    optimizers,
+    robustness,
+    search,
+    sharing,
+)
 from analysis.figures.parcoords import parallel_coordinates
 from analysis.figures.style import get_notes
 from analysis.importance import MIN_TRIALS, param_importances
@@ -83,6 +92,8 @@ def plan_report(exp: Experiment) -> Plan:
         _optimizers(plan, exp)
     if wants("sharing", "sharing_network" in varying or "sharing_ensemble" in varying):
         _sharing(plan, res, varying, exp.meta)
+    if wants("methods", methods.METHOD in varying):
+        _methods(plan, res)
     if wants("search", exp.optuna_db is not None or exp.pareto is not None):
         _search(plan, exp, varying)
     _parallel(plan, res, varying, selection_of(exp.meta))
@@ -291,6 +302,25 @@ def _sharing(plan: Plan, res: pd.DataFrame, varying: list[str], exp_meta: dict) 
             )
         )
         plan.tables["sharing_robustness.csv"] = F.sharing_table(res, others, extra)
+
+
+def _methods(plan: Plan, res: pd.DataFrame) -> None:
+    if miss := _missing(res, methods.NEEDS):
+        plan.skipped.append(f"methods at matched cost: results lack column(s) {miss}")
+        return
+    plan.pages.append(
+        Page(
+            slug="methods",
+            title="Methods at matched cost",
+            description="accuracy, NLL, ECE, corrupted accuracy and OOD AUROC against "
+            "distinct parameters, training FLOPs per image and images/s, per method and "
+            "budget, with each method's Pareto front",
+            figures=[methods.methods_figure(res, m) for m in methods.methods_metrics(res)],
+            tables=["methods.csv"],
+            headline=True,
+        )
+    )
+    plan.tables["methods.csv"] = methods.methods_table(res)
 
 
 def _robustness(plan: Plan, res: pd.DataFrame) -> None:

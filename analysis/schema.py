@@ -63,7 +63,7 @@ NOT_SWEPT = ("seed", "data_dir", "device", "num_threads")
 
 # The study kinds the report has pages for (study.json's `study`, the results' `study` column),
 # declared once: analysis.findings covers those of them it has a module for.
-STUDIES = ("alpha_gamma", "ensemble_size", "optimizers", "sharing", "search")
+STUDIES = ("alpha_gamma", "ensemble_size", "optimizers", "sharing", "search", "methods")
 
 # Without these the report cannot say anything; a figure's own columns are checked before it is
 # built (its NEEDS: a missing one skips that figure with a note, it does not fail the report).

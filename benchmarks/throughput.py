@@ -5,11 +5,15 @@ over M separate networks, and ensemble sharing of the early region (computed onc
 untiled batch) trains faster than no sharing. Also times Packed-Ensembles (alpha = 2, gamma =
 1: about one network's FLOPs, as grouped convolutions) against the single network, with each
 model's training FLOPs per image (`core.cost`), so that time and FLOPs can be read together.
+MIMO is timed against the single network in interleaved rounds (medians of steps/s): at b = 1
+a step trains the batch's B rows, at b = 4 (its default) the trainer's batch is B / 4 images
+repeated into B rows, so both compare to one network's step on B rows.
 
     python benchmarks/throughput.py --arch simple_cnn --members 4 --steps 20
 """
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -45,6 +49,46 @@ class Loop(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([m(x) for m in self.members])  # (M, B, K)
+
+
+def interleaved_medians(cases: dict, steps: int, rounds: int) -> dict[str, float]:
+    """Median steps/s of each case over `rounds` rounds, the cases taking turns in each round
+    (a busy machine slows all of them alike); a case is (model, cfg, x, y)."""
+    runs = {}
+    for name, (model, cfg, x, y) in cases.items():
+        opt, sched = build_optimizer(model, cfg, num_train=len(y) * steps, steps_per_epoch=steps)
+        for _ in range(2):  # warm-up
+            train_step(model, opt, x, y, cfg, sched)
+        runs[name] = (model, cfg, x, y, opt, sched)
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (model, cfg, x, y, opt, sched) in runs.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                train_step(model, opt, x, y, cfg, sched)
+            rates[name].append(steps / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def mimo_vs_single(arch: str, m: int, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """MIMO's step against one network's, on the same rows per step (see the docstring)."""
+    b4 = len(y) // 4
+    kinds = {
+        "single": (dict(ensemble="single", ensemble_size=1), x, y),
+        "mimo b=1": (dict(ensemble="mimo", ensemble_size=m, mimo_batch_repeat=1), x, y),
+        "mimo b=4": (dict(ensemble="mimo", ensemble_size=m), x[:b4], y[:b4]),
+    }
+    cases = {}
+    for name, (kw, xs, ys) in kinds.items():
+        cfg = TrialConfig(arch=arch, **kw)
+        cases[name] = (build_model(arch, 10, **kw), cfg, xs, ys)
+        mflops = config_flops_per_image(cfg, 10) / 1e6
+        print(f"  {name:18s} {len(ys):4d} images/step  {mflops:7.1f} MFLOPs/image")
+    med = interleaved_medians(cases, steps, rounds=5)
+    for name, rate in med.items():
+        print(f"  {name:18s} {rate:7.2f} steps/s (median of 5 interleaved rounds)")
+    print(f"ratio single / mimo b=1 (time per step):  {med['single'] / med['mimo b=1']:.2f}")
+    print(f"ratio single / mimo b=4 (time per step):  {med['single'] / med['mimo b=4']:.2f}")
 
 
 def main() -> None:
@@ -93,6 +137,7 @@ def main() -> None:
     )
     print(f"ratio batch / single (cost of M={m}):  {rate['single'] / rate['batch none/none']:.2f}")
     print(f"ratio single / packed a=2 g=1 (time): {rate['single'] / rate['packed a=2 g=1']:.2f}")
+    mimo_vs_single(a.arch, m, x, y, a.steps)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ class TrialConfig:
     norm: str = model_knob("norm")
     packed_width: float = model_knob("packed_width")
     packed_groups: int = model_knob("packed_groups")
+    mimo_rho: float = model_knob("mimo_rho")
+    mimo_batch_repeat: int = model_knob("mimo_batch_repeat")
     # --- optimisation ---
     # adam | sgd | ivon
     optimizer: str = knob("adam", one_of(OPTIMIZERS))

@@ -6,7 +6,8 @@ multiply-add counted as 2 FLOPs; norms, activations and the optimizer's elementw
 not counted, as is usual), on a copy of the model so that the trial's weights, gradients and
 running statistics are untouched. It counts what the model really computes: an early region
 shared within the ensemble runs once on the untiled batch, so it costs 1/M of a tiled one.
-IVON's extra weight samples per step multiply it (`ivon_train_samples`).
+IVON's extra weight samples per step multiply it (`ivon_train_samples`), and so do MIMO's
+batch repetitions (`mimo_batch_repeat`: a loader image is that many rows of a step).
 
 `peak_memory_mb`: on CUDA the peak of allocated tensor memory since the last reset
 (`torch.cuda.max_memory_allocated`); on CPU the process's peak resident set size (ru_maxrss:
@@ -23,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from core.config import TrialConfig
+from core.layers import mimo_batch
 from core.metrics import ensemble_loss
 from core.models import model_for_config
 
@@ -51,6 +53,9 @@ def train_flops_per_image(
     probe = copy.deepcopy(model).to("cpu").train()
     x = torch.zeros(FLOP_BATCH, *image_shape)
     y = torch.arange(FLOP_BATCH) % num_classes
+    if cfg.ensemble == "mimo":  # the rows a step trains on: mimo_batch_repeat per image
+        with torch.random.fork_rng(devices=[]):  # the trial's random stream stays untouched
+            x, y, _ = mimo_batch(x, y, cfg.ensemble_size, cfg.mimo_rho, cfg.mimo_batch_repeat)
     with FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOPS) as counter:
         ensemble_loss(probe(x), y, cfg.ensemble).backward()
     samples = cfg.ivon_train_samples if cfg.optimizer == "ivon" else 1
@@ -67,6 +72,7 @@ COST_FIELDS = (
     "norm",
     "packed_width",
     "packed_groups",
+    "mimo_batch_repeat",
     "optimizer",
     "ivon_train_samples",
     "batch_size",

@@ -18,7 +18,9 @@ The training loss has one convention per kind of ensemble (`ensemble_loss`):
   would get trained alone on the same batch: M independent networks, whatever the optimizer
   (a mean would scale every member's gradient by 1/M, an lr/M for SGD and IVON). ``packed``
   (Packed-Ensembles) too: its members are independent narrow networks, grouped convolutions
-  share no weight between them.
+  share no weight between them. ``mimo`` too, as its authors train it (uncertainty-baselines
+  baselines/cifar/mimo.py: ``reduce_mean`` over the batch of ``reduce_sum`` over members):
+  each head is a member's own output on its own inputs, each scored like a network alone.
 
 The value reported as the training loss (`core.optim.train_step`) is the mean over members in
 both cases, so that it compares across ensemble kinds.
@@ -34,13 +36,21 @@ EPS = 1e-12
 ECE_BINS = 15
 # How ensemble_loss combines the members' mean cross-entropies, per kind of ensemble.
 # packed: torch-uncertainty averages over the M * B rows instead (Adam is scale-invariant).
-LOSS_CONVENTIONS = {"single": "mean", "batch": "mean", "deep": "sum", "packed": "sum"}
+# mimo: the authors' sum over members of their mean cross-entropy (uncertainty-baselines).
+LOSS_CONVENTIONS = {
+    "single": "mean",
+    "batch": "mean",
+    "deep": "sum",
+    "packed": "sum",
+    "mimo": "sum",
+}
 
 
 def ensemble_loss(logits: torch.Tensor, y: torch.Tensor, ensemble: str = "batch") -> torch.Tensor:
     """Training loss of one batch (the conventions are in this module's docstring).
 
-    logits: (M, B, K); y: (B,) int64. Every member is trained on every example.
+    logits: (M, B, K); y: (B,) int64, every member trained on every example, or (M, B), member
+    m's own labels y[m] (MIMO's members train on different rows: core.layers.mimo).
     ensemble ``batch`` / ``single``: mean over members of each member's mean cross-entropy;
     ``deep`` / ``packed``: their sum, so that each member gets the gradient of a network
     trained alone.
@@ -52,13 +62,14 @@ def ensemble_loss(logits: torch.Tensor, y: torch.Tensor, ensemble: str = "batch"
             f"logits must be shaped (members, batch, classes), got shape {tuple(logits.shape)}"
         )
     m, b, k = logits.shape
-    if y.dim() != 1 or y.shape[0] != b:
+    if not ((y.dim() == 1 and y.shape[0] == b) or tuple(y.shape) == (m, b)):
         raise ValueError(
-            f"labels must be shaped (batch,) = ({b},) to match logits {tuple(logits.shape)}, "
-            f"got shape {tuple(y.shape)}"
+            f"labels must be shaped (batch,) = ({b},) or (members, batch) = ({m}, {b}) to match "
+            f"logits {tuple(logits.shape)}, got shape {tuple(y.shape)}"
         )
     # All members have the same B, so the mean over M*B rows is the mean of member means.
-    mean = F.cross_entropy(logits.reshape(m * b, k), y.repeat(m))
+    targets = y.reshape(m * b) if y.dim() == 2 else y.repeat(m)
+    mean = F.cross_entropy(logits.reshape(m * b, k), targets)
     return mean * m if LOSS_CONVENTIONS[ensemble] == "sum" else mean
 
 

@@ -1,5 +1,5 @@
 """The builder: a `ModelSpec` (core.spec) as an `EnsembleNet` (core.network), one network, a
-BatchEnsemble, a deep ensemble or a Packed-Ensemble.
+BatchEnsemble, a deep ensemble, a Packed-Ensemble or a MIMO network.
 
 The ensemble kinds are one registry, `ENSEMBLE_LAYERS`: kind -> the layer types its members
 use (timm style `LayerTypes`). A new kind is one layer file in `core.layers` and one entry
@@ -38,6 +38,8 @@ from core.layers import (
     DeepConv2d,
     DeepLinear,
     MemberBatchNorm2d,
+    MIMOConv2d,
+    MIMOLinear,
     PackedConv2d,
     PackedLinear,
     packed_channels,
@@ -83,8 +85,9 @@ class LayerTypes:
     linear: Callable[[int, int], nn.Module]  # (in, out) -> module
     layout: str
     classifier_layout: str
-    # the conv of a layer whose input is the untiled images (`shared` layout), if it differs:
-    # Packed-Ensembles' ungrouped first layer. None: `conv`, its input tiled to `layout`.
+    # the conv of the network's first layer (it takes the untiled images), if it differs:
+    # Packed-Ensembles' ungrouped first layer, MIMO's M stacked inputs. None: `conv`, its
+    # input tiled to `layout`.
     first_conv: Callable[..., nn.Module] | None = None
 
 
@@ -142,12 +145,28 @@ def _packed_ensemble(spec: ModelSpec) -> LayerTypes:
     return LayerTypes(conv, norm, linear, "channel", "channel", partial(conv, first=True))
 
 
+def _mimo(spec: ModelSpec) -> LayerTypes:
+    m = spec.ensemble_size
+    ordinary = _ordinary("shared")  # one body for all members
+
+    def first_conv(i, o, k, s, p, bias):
+        return MIMOConv2d(i, o, k, m, stride=s, padding=p, bias=bias)
+
+    def linear(i, o):
+        return MIMOLinear(i, o, m)
+
+    return dataclasses.replace(
+        ordinary, linear=linear, classifier_layout="channel", first_conv=first_conv
+    )
+
+
 # ensemble kind (core.spec.ENSEMBLES) -> the layer types of its per-member layers
 ENSEMBLE_LAYERS: dict[str, Callable[[ModelSpec], LayerTypes]] = {
     "single": _single,
     "batch": _batch_ensemble,
     "deep": _deep_ensemble,
     "packed": _packed_ensemble,
+    "mimo": _mimo,
 }
 
 
@@ -175,6 +194,9 @@ def build_model(
     * packed: Packed-Ensembles (`core.layers.packed`): every layer's channels times
               `packed_width`, grouped into ensemble_size * `packed_groups` groups (the first
               layer ungrouped on the images, the classifier grouped by member); no sharing.
+    * mimo:   MIMO (`core.layers.mimo`): one ordinary network whose first conv takes the M
+              members' inputs stacked on the channel axis and whose classifier gives M heads;
+              images (B, C, H, W) are every member's input, (M, B, C, H, W) one per member.
 
     `sharing_network` ties same-shape slow weights inside a region; `sharing_ensemble` makes a
     region one ordinary layer for all members (computed untiled when it starts at the input).
@@ -236,7 +258,7 @@ def _blocks(
         t = types[layer.name]
         if isinstance(layer, Conv):
             args = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride)
-            make_conv = t.first_conv if layout == "shared" and t.first_conv else t.conv
+            make_conv = t.first_conv if not blocks and t.first_conv else t.conv
             conv = make_conv(*args, layer.padding, norm == "none")
             nrm = nn.Identity() if norm == "none" else t.norm(layer.out_channels)
             after_shared = layout == "shared" and t.layout == "member"

@@ -1,14 +1,16 @@
 """The network that runs: `EnsembleNet` and its blocks (`core.models` builds them).
 
 `model(x)` takes images (B, C, H, W) and returns logits (M, B, num_classes): every member sees
-every example. Internally each block runs in one of four layouts (see `core.layers`):
+every example (a `mimo` network also takes (M, B, C, H, W), member m's inputs x[m]).
+Internally each block runs in one of four layouts (see `core.layers`):
 
 * `shared`  (B, ...)       one computation for all members: a `single` network, and layers of
                            a `sharing_ensemble` region at the input (computed once, untiled);
 * `member`  (M * B, ...)   member-major: BatchEnsemble layers, shared layers after the tiling,
                            and the `deep` ensemble's classifier;
 * `channel` (B, M * C, ...) channel-stacked: a `deep` ensemble's conv trunk (grouped convs),
-                           and all of a `packed` ensemble after its first layer;
+                           and all of a `packed` ensemble after its first layer; a `mimo`
+                           network's M heads (its body is `shared`: one network);
 * `members` [M x (B, ...)]  a list of M tensors, one per member: the same trunk computed as a
                            loop over members (`deep_impl='loop'`).
 
@@ -114,6 +116,11 @@ class ClassifierBlock(nn.Module):
         super().__init__()
         self.linear = linear
 
+    @property
+    def shared_input(self) -> bool:
+        """Whether the classifier reads the untiled `shared` layout (MIMO's M heads)."""
+        return getattr(self.linear, "shared_input", False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
@@ -203,7 +210,7 @@ class EnsembleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_images(x)
-        m, b = self.ensemble_size, x.shape[0]
+        m, b = self.ensemble_size, x.shape[-4]  # mimo: (M, B, C, H, W), one input per member
         loop = (
             self.ensemble == "deep"  # a packed trunk is channel-stacked too, but never a loop
             and resolve_deep_impl(self.deep_impl, x.device.type, self.arch) == "loop"
@@ -219,15 +226,19 @@ class EnsembleNet(nn.Module):
         return x.view(m, b, self.num_classes)
 
     def _check_images(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        per_member = self.ensemble == "mimo" and x.dim() == 5 and x.shape[0] == self.ensemble_size
+        if not (x.dim() == 4 or per_member) or x.shape[-3] != self.in_channels:
+            also = f" or ({self.ensemble_size}, B, {self.in_channels}, H, W)" * (
+                self.ensemble == "mimo"
+            )
             raise ConfigError(
-                f"{self.arch}: expected images (B, {self.in_channels}, H, W), "
+                f"{self.arch}: expected images (B, {self.in_channels}, H, W){also}, "
                 f"got shape {tuple(x.shape)}"
             )
         size = self.arch_spec.min_input_size
-        if min(x.shape[2:]) < size:
+        if min(x.shape[-2:]) < size:
             raise ConfigError(
-                f"{self.arch}: image size {tuple(x.shape[2:])} is too small; need H, W >= {size}"
+                f"{self.arch}: image size {tuple(x.shape[-2:])} is too small; need H, W >= {size}"
             )
 
     def extra_repr(self) -> str:

@@ -76,7 +76,7 @@ from torch import nn
 
 from core.config import OPTIMIZERS, SCHEDULES, TrialConfig
 from core.errors import ConfigError, refusal
-from core.layers import BEConv2d, BELinear
+from core.layers import BEConv2d, BELinear, mimo_align, mimo_batch
 from core.metrics import ensemble_loss, reported_loss
 
 try:  # ivon-opt is a declared dependency; keep adam/sgd usable if it is broken or missing
@@ -285,6 +285,10 @@ def train_step(
 ) -> tuple[float, torch.Tensor]:
     """One optimisation step on a batch; returns (loss value, logits (M, B, K) detached, fp32).
 
+    For ``mimo`` the step trains on `core.layers.mimo.mimo_batch`'s rows (each member its own
+    shuffle of the batch repeated cfg.mimo_batch_repeat times), and the logits returned are
+    each member's on one of its passes over each of the B images (`mimo_align`).
+
     The forward pass runs inside `autocast()` (bf16 autocast for precision bf16: see
     core.runtime); the loss is taken on the logits cast to fp32 and the backward pass runs
     outside the context, so gradients and the update are fp32 (no scaling: bf16's range is
@@ -306,6 +310,9 @@ def train_step(
     """
     model.train()
     params = _trainable_params(optimizer)
+    batch, rows = len(y), None
+    if cfg.ensemble == "mimo":  # M shuffled inputs per row (core.layers.mimo)
+        x, y, rows = mimo_batch(x, y, cfg.ensemble_size, cfg.mimo_rho, cfg.mimo_batch_repeat)
     if is_ivon(optimizer):
         losses = []
         logits = _mean_weight_logits(model, x, autocast)
@@ -333,7 +340,8 @@ def train_step(
         optimizer.zero_grad(set_to_none=True)
     if scheduler is not None and math.isfinite(loss_value):
         scheduler.step()
-    return reported_loss(loss_value, logits.shape[0], cfg.ensemble), logits.detach()
+    logits = logits.detach() if rows is None else mimo_align(logits.detach(), rows, batch)
+    return reported_loss(loss_value, logits.shape[0], cfg.ensemble), logits
 
 
 @torch.no_grad()

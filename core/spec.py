@@ -18,6 +18,7 @@ from core.errors import ConfigError, refusal
 __all__ = [
     "DEEP_IMPLS",
     "ENSEMBLES",
+    "KIND_OPTIONS",
     "MAX_ENSEMBLE_SIZE",
     "MODEL_FIELDS",
     "NORMS",
@@ -26,7 +27,7 @@ __all__ = [
     "valid_sharing_regimes",
 ]
 
-ENSEMBLES = ("single", "batch", "deep", "packed")
+ENSEMBLES = ("single", "batch", "deep", "packed", "mimo")
 NORMS = ("batch", "member", "none")
 DEEP_IMPLS = ("auto", "grouped", "loop")  # how a deep trunk is computed (core.network)
 MAX_ENSEMBLE_SIZE = 64  # the literature stops at 16; 64 members of vgg11 need ~10 GB of weights
@@ -39,6 +40,7 @@ class ModelSpec:
     # architecture from core.architectures' registry
     arch: str = knob("vgg11", one_of(ARCHITECTURES))
     # single network | BatchEnsemble | deep (independent members) | packed (Packed-Ensembles)
+    # | mimo (MIMO: M inputs and M heads on one network)
     ensemble: str = knob("batch", one_of(ENSEMBLES))
     # members M; must be 1 for `single`
     ensemble_size: int = knob(4, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
@@ -60,6 +62,12 @@ class ModelSpec:
     packed_width: float = knob(2.0, number(lo=1.0))
     # Packed-Ensembles' gamma (not BatchEnsemble's `gamma`): independent subgroups per member
     packed_groups: int = knob(1, integer(lo=1, hi=MAX_ENSEMBLE_SIZE))
+    # MIMO's input repetition rho: the share of a training batch's rows on which every member
+    # sees the same image (core.layers.mimo; the authors' CIFAR default 0)
+    mimo_rho: float = knob(0.0, number(lo=0.0, hi=1.0, hi_open=True))
+    # MIMO's batch repetitions b: each image is b rows of a step, the loader's batch is
+    # batch_size // b (the authors' CIFAR default 4)
+    mimo_batch_repeat: int = knob(4, integer(lo=1, hi=64))
 
 
 # name -> dataclass field (its default, and its check in metadata["check"])
@@ -77,7 +85,7 @@ def check_model(spec: ModelSpec) -> None:
             refusal(
                 "ensemble_size",
                 size,
-                "1 (use ensemble 'batch', 'deep' or 'packed' for more members)",
+                "1 (use ensemble 'batch', 'deep', 'packed' or 'mimo' for more members)",
                 "ensemble 'single' is one network",
             )
         )
@@ -98,7 +106,7 @@ def check_model(spec: ModelSpec) -> None:
                 "'batch' or 'none'",
                 f"per-member statistics are an option of the 'batch' ensemble only, not of "
                 f"{ensemble!r} ('single' has one member, 'deep' and 'packed' members always have "
-                "their own BatchNorm)",
+                "their own BatchNorm, 'mimo' members share one body)",
             )
         )
     if ensemble == "single" and spec.sharing_ensemble != "none":
@@ -110,27 +118,41 @@ def check_model(spec: ModelSpec) -> None:
                 "a 'single' network has no members to share layers between",
             )
         )
-    _check_packed(spec)
+    _check_kind_options(spec)
     check_sharing(spec.arch, spec.sharing_network, spec.sharing_ensemble)
 
 
-def _check_packed(spec: ModelSpec) -> None:
-    """Packed-Ensembles' settings: changed only for `packed`, which ties and shares nothing."""
-    if spec.ensemble != "packed":
-        for name in ("packed_width", "packed_groups"):
-            if getattr(spec, name) != MODEL_FIELDS[name].default:
-                why = f"it is an option of ensemble 'packed' only, not of {spec.ensemble!r}"
-                raise ConfigError(
-                    refusal(name, getattr(spec, name), [MODEL_FIELDS[name].default], why)
-                )
-        return
-    for name in ("sharing_network", "sharing_ensemble"):
-        if getattr(spec, name) != "none":
-            why = (
-                "a packed ensemble's layers are grouped convolutions of widened channels, "
-                "which neither tie between layers nor share one layer between members"
-            )
-            raise ConfigError(refusal(name, getattr(spec, name), ["none"], why))
+# ensemble kind -> its own settings (each refused at a changed value for the other kinds), and
+# why it neither ties (sharing_network) nor shares (sharing_ensemble) layers
+KIND_OPTIONS = {
+    "packed": (
+        ("packed_width", "packed_groups"),
+        "a packed ensemble's layers are grouped convolutions of widened channels, "
+        "which neither tie between layers nor share one layer between members",
+    ),
+    "mimo": (
+        ("mimo_rho", "mimo_batch_repeat"),
+        "a MIMO network's members already share every layer but the first and the "
+        "classifier, whose weights take M inputs and give M heads, so nothing can tie",
+    ),
+}
+
+
+def _check_kind_options(spec: ModelSpec) -> None:
+    """A kind's own settings (KIND_OPTIONS): changed only for that kind, which ties and shares
+    nothing."""
+    for kind, (names, why_no_sharing) in KIND_OPTIONS.items():
+        if spec.ensemble != kind:
+            for name in names:
+                if getattr(spec, name) != MODEL_FIELDS[name].default:
+                    why = f"it is an option of ensemble {kind!r} only, not of {spec.ensemble!r}"
+                    raise ConfigError(
+                        refusal(name, getattr(spec, name), [MODEL_FIELDS[name].default], why)
+                    )
+            continue
+        for name in ("sharing_network", "sharing_ensemble"):
+            if getattr(spec, name) != "none":
+                raise ConfigError(refusal(name, getattr(spec, name), ["none"], why_no_sharing))
 
 
 def valid_sharing_regimes(arch: str, ensemble: str) -> list[tuple[str, str]]:

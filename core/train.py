@@ -72,10 +72,13 @@ def seed_everything(seed: int) -> None:
 
 def _train_loader(cfg: TrialConfig, data: DataBundle, device: torch.device) -> TensorLoader:
     """The training split's shuffled, augmented batches: what training and its timing read."""
+    # MIMO repeats each image mimo_batch_repeat times in a step: its authors divide the loader's
+    # batch by it, so that a step still trains on about batch_size rows (core.layers.mimo)
+    repeat = cfg.mimo_batch_repeat if cfg.ensemble == "mimo" else 1
     return TensorLoader(
         data.train_x,
         data.train_y,
-        cfg.batch_size,
+        max(1, cfg.batch_size // repeat),
         shuffle=True,
         augment=cfg.augment,
         seed=cfg.seed,
@@ -429,8 +432,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _params_line(cfg: TrialConfig) -> str:
+    own = {  # the settings the kind reads (BatchEnsemble's fast-weight inits by default)
+        "packed": f"packed_width={cfg.packed_width} packed_groups={cfg.packed_groups}",
+        "mimo": f"mimo_rho={cfg.mimo_rho} mimo_batch_repeat={cfg.mimo_batch_repeat}",
+    }.get(cfg.ensemble, f"alpha={cfg.alpha} gamma={cfg.gamma}")
     return (
-        f"{cfg.arch} {cfg.ensemble} x{cfg.ensemble_size} alpha={cfg.alpha} gamma={cfg.gamma} "
+        f"{cfg.arch} {cfg.ensemble} x{cfg.ensemble_size} {own} "
         f"sharing={cfg.sharing_network}/{cfg.sharing_ensemble} {cfg.optimizer} lr={cfg.lr}"
     )
 

@@ -1,4 +1,5 @@
-"""Optuna search through Ray Tune over alpha, gamma, ensemble size, lr, optimizer and sharing.
+"""Optuna search through Ray Tune over alpha, gamma, ensemble size, lr, optimizer and sharing
+(and with `--kinds`, the ensemble kind and its own parameters).
 
 TPE by default on validation accuracy (10% of train held out; test accuracy is reported,
 never optimised). `--objectives accuracy,params` (or `accuracy,throughput`, `accuracy,flops`)
@@ -8,6 +9,11 @@ runs a multi-objective NSGA-II search and writes the Pareto front. The Optuna st
 
     python tune_jobs/search.py --smoke --data-dir ../shared/data/cifar10
     python tune_jobs/search.py --objectives accuracy,params --num-samples 200 --address auto
+    python tune_jobs/search.py --kinds single,batch,deep,packed,mimo --objectives accuracy,flops
+
+`--kinds` lets the search pick the ensemble kind too, each kind with its own parameters
+(tune_jobs.search_space.KIND_PARAMS: alpha/gamma for batch, packed_width/packed_groups for
+packed, mimo_rho/mimo_batch_repeat for mimo; the ensemble size for all but single).
 """
 
 from pathlib import Path
@@ -24,6 +30,7 @@ from core.columns import (
     STATUS_TERMINATED,
     TRAIN_FLOPS_PER_IMAGE,
 )
+from core.config import ENSEMBLES
 from core.pareto import pareto_mask
 from tune_jobs.cli import cli, option
 from tune_jobs.errors import JobError
@@ -75,8 +82,22 @@ def earlier_trials(storage, study_name: str) -> int:
         return 0
 
 
-def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20) -> Study:
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """--kinds: the ensemble kinds the search may pick, comma-separated."""
+    kinds = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not kinds or any(k not in ENSEMBLES for k in kinds) or len(set(kinds)) < len(kinds):
+        raise JobError(
+            f"--kinds={text!r}: allowed a comma-separated list of distinct kinds of "
+            f"{list(ENSEMBLES)}, e.g. 'batch' or 'batch,deep,packed,mimo'"
+        )
+    return kinds
+
+
+def make_study(
+    opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20, kinds: str = "batch"
+) -> Study:
     names = parse_objectives(objectives)
+    picked = parse_kinds(kinds)
     check_option("--num-samples", num_samples, integer(lo=1, hi=MAX_TRIALS))
     if opts.seeds != 1:
         # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
@@ -87,7 +108,9 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         )
     if opts.smoke:
         num_samples = min(num_samples, 4)
-    space = opts.fixed_config(arch="vgg11", ensemble="batch", epochs=10)
+    # one kind: fixed; several: the searcher picks each trial's (SearchSpace)
+    fixed = {"ensemble": picked[0]} if len(picked) == 1 else {}
+    space = opts.fixed_config(arch="vgg11", epochs=10, **fixed)
     metric = [OBJECTIVES[n][0] for n in names]
     mode = [OBJECTIVES[n][1] for n in names]
 
@@ -107,7 +130,7 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         # NSGA-II from tune_jobs.samplers: Optuna's own holds a lock Ray cannot pickle.
         sampler = NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
         return OptunaSearch(
-            space=SearchSpace(space["arch"]),
+            space=SearchSpace(space["arch"], picked),
             metric=metric if multi else metric[0],
             mode=mode if multi else mode[0],
             sampler=sampler,
@@ -130,7 +153,7 @@ def make_study(opts: JobOptions, objectives: str = "accuracy", num_samples: int 
         num_samples=num_samples,
         make_search_alg=make_search_alg,
         after=after,
-        info={"objectives": names},
+        info={"objectives": names, "kinds": list(picked)},
     )
 
 
@@ -146,5 +169,12 @@ if __name__ == "__main__":
                 "accuracy (TPE) | accuracy,params | accuracy,throughput | accuracy,flops (NSGA-II)",
             ),
             option("num_samples", 20, int, "Trials the search runs."),
+            option(
+                "kinds",
+                "batch",
+                str,
+                "Ensemble kinds the search picks from, comma-separated (e.g. "
+                "batch,deep,packed,mimo); each kind's own parameters only in its trials.",
+            ),
         ],
     )

@@ -81,7 +81,12 @@ def make_study(opts: JobOptions) -> Study:
 
 
 def calibrate(
-    exp_dir: Path, results: pd.DataFrame, space: dict, run_alone: Callable[..., Any] | None = None
+    exp_dir: Path,
+    results: pd.DataFrame,
+    space: dict,
+    run_alone: Callable[..., Any] | None = None,
+    keys: tuple[str, ...] = REGIME_KEYS,
+    steps: tuple[int, int] = (CALIB_WARMUP, CALIB_STEPS),
 ) -> pd.DataFrame:
     """Time each regime's training steps alone and add CALIB_COLUMNS to results.parquet.
 
@@ -89,29 +94,30 @@ def calibrate(
     1.87 batches/s for one config): the runner calls this after the Tuner returned, so nothing
     else of the study runs; regimes are timed one after another, each as one task with a
     trial's resources (`run_alone`, the runner's; None: in this process), and every trial of a
-    regime gets its regime's values."""
+    regime gets its regime's values. A regime is a value of the config fields `keys` (the
+    methods study: the fields that change what a step computes); `steps`: (warm-up, timed)."""
     from core.data import load_dataset
     from core.train import time_train_steps
 
-    regimes_cfg: dict[tuple[str, str], TrialConfig] = {}
+    regimes_cfg: dict[tuple, TrialConfig] = {}
     for cfg in grid_configs(space):
         cfg = TrialConfig.from_dict({**cfg, "seed": 0})
-        regimes_cfg.setdefault((cfg.sharing_network, cfg.sharing_ensemble), cfg)
+        regimes_cfg.setdefault(tuple(getattr(cfg, k) for k in keys), cfg)
     data = None
-    timed: dict[tuple[str, str], dict[str, float]] = {}
+    timed: dict[tuple, dict[str, float]] = {}
     t0 = time.perf_counter()
     for key, cfg in regimes_cfg.items():
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_dir)  # split by each regime's call
-        args = (cfg, data, CALIB_STEPS, CALIB_WARMUP)
+        args = (cfg, data, steps[1], steps[0])
         timed[key] = run_alone(time_train_steps, *args) if run_alone else time_train_steps(*args)
-    keys = list(zip(*(results[k] for k in REGIME_KEYS), strict=True))
+    rows = list(zip(*(results[k] for k in keys), strict=True))
     for col in CALIB_COLUMNS:
-        results[col] = [timed.get(k, {}).get(col, float("nan")) for k in keys]
+        results[col] = [timed.get(k, {}).get(col, float("nan")) for k in rows]
     results.to_parquet(exp_dir / RESULTS_FILE, index=False)
     print(
         f"throughput timed alone: {len(timed)} regime(s) in {time.perf_counter() - t0:.0f} s "
-        f"({CALIB_STEPS} steps each), written to {exp_dir / RESULTS_FILE}",
+        f"({steps[1]} steps each), written to {exp_dir / RESULTS_FILE}",
         flush=True,
     )
     return results

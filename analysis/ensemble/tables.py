@@ -13,10 +13,12 @@ from analysis.ensemble import selection as S
 from analysis.ensemble.trials import Candidates
 from analysis.tidy import varying_columns
 from core import columns as C
+from core.spec import ENSEMBLES
 
 DEFAULT_METRIC = "nll"
 DEFAULT_MAX_SIZE = 20
-ENSEMBLE_KINDS = ("batch", "deep")  # TrialConfig.ensemble values that are ensembles themselves
+# TrialConfig.ensemble values that are ensembles themselves (every kind but `single`)
+ENSEMBLE_KINDS = tuple(k for k in ENSEMBLES if k != "single")
 # Output tables (CSV files of the page) and their columns.
 SELECTION_CSV = "ensemble_selection.csv"
 MEMBERS_CSV = "ensemble_members.csv"

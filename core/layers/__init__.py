@@ -26,15 +26,17 @@ Fast weights (`alpha`, `gamma`) are the only parameters named `alpha` / `gamma`:
 Normalisation layers name their per-member affine parameters `weight` / `bias`.
 
 Files, one concept each: `batch_ensemble` (BELinear, BEConv2d, fast-weight init), `deep`
-(DeepLinear, DeepConv2d), `packed` (PackedConv2d, PackedLinear), `norm` (BEBatchNorm2d,
-MemberBatchNorm2d), `shapes` (the argument and layout checks they share) and `fused` (the
-fused BatchEnsemble conv-norm-ReLU, an optimisation with the same numbers: the model can be
-understood without it).
+(DeepLinear, DeepConv2d), `packed` (PackedConv2d, PackedLinear), `mimo` (MIMOConv2d,
+MIMOLinear and MIMO's training batch), `norm` (BEBatchNorm2d, MemberBatchNorm2d), `shapes`
+(the argument and layout checks they share) and `fused` (the fused BatchEnsemble
+conv-norm-ReLU, an optimisation with the same numbers: the model can be understood without
+it).
 """
 
 from core.layers.batch_ensemble import BEConv2d, BELinear, init_fast_weight
 from core.layers.deep import DeepConv2d, DeepLinear
 from core.layers.fused import BEConvNormReLU, be_conv_norm_relu
+from core.layers.mimo import MIMOConv2d, MIMOLinear, mimo_align, mimo_batch, mimo_rows
 from core.layers.norm import BEBatchNorm2d, MemberBatchNorm2d
 from core.layers.packed import PackedConv2d, PackedLinear, packed_channels
 
@@ -45,10 +47,15 @@ __all__ = [
     "BELinear",
     "DeepConv2d",
     "DeepLinear",
+    "MIMOConv2d",
+    "MIMOLinear",
     "MemberBatchNorm2d",
     "PackedConv2d",
     "PackedLinear",
     "be_conv_norm_relu",
     "init_fast_weight",
+    "mimo_align",
+    "mimo_batch",
+    "mimo_rows",
     "packed_channels",
 ]

@@ -183,5 +183,5 @@ def test_ensemble_loss_deep_gives_each_member_its_own_full_gradient():
 
 
 def test_ensemble_loss_unknown_ensemble_is_refused():
-    with pytest.raises(ValueError, match=r"ensemble='mimo'"):
-        ensemble_loss(torch.zeros(2, 4, 3), torch.zeros(4, dtype=torch.long), "mimo")
+    with pytest.raises(ValueError, match=r"ensemble='mc_dropout'"):
+        ensemble_loss(torch.zeros(2, 4, 3), torch.zeros(4, dtype=torch.long), "mc_dropout")

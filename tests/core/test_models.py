@@ -253,7 +253,7 @@ def test_fast_weight_names_are_only_alpha_and_gamma():
         (
             dict(ensemble="mc_dropout"),
             r"ensemble='mc_dropout' is not allowed; choose one of "
-            r"\['single', 'batch', 'deep', 'packed'\]",
+            r"\['single', 'batch', 'deep', 'packed', 'mimo'\]",
         ),
         (dict(norm="layer"), r"norm='layer' is not allowed; choose one of"),
         (

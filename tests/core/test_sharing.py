@@ -10,6 +10,7 @@ import torch
 
 from core.architectures import ARCHITECTURES, ArchSpec, Classifier, Conv
 from core.config import SHARING, ConfigError, TrialConfig, valid_sharing_regimes
+from core.cost import config_flops_per_image
 from core.models import build_model, count_parameters
 from core.spec import ModelSpec, check_model
 
@@ -587,3 +588,39 @@ def test_cli_vgg11_tables(arch, capsys):
         assert rows[sn].split()[1:] == want_row, sn
     if arch == "vgg11":
         assert rows["deep"].split()[1:] == [f"{VGG11_BATCH['deep', se]:,}" for se in SHARING]
+
+
+# ----------------------------------------------------------------------------------------------
+# the shared trunk (sub-ensembles): a deep ensemble with sharing_ensemble='early'
+# ----------------------------------------------------------------------------------------------
+def _train_flops_by_region(arch: str, k: int = 10, size: int = 32) -> dict[str, int]:
+    """Training FLOPs per image of one network, per region: 2 * weights * outputs forward,
+    3x that for forward and backward, the first layer's input gradient excepted."""
+    out = {"early": 0, "deep": 0}
+    for i, lay in enumerate(ARCHITECTURES[arch].layers):
+        if isinstance(lay, Conv):
+            size //= lay.stride
+            fwd = 2 * lay.in_channels * lay.out_channels * lay.kernel_size**2 * size * size
+            size //= 2 if lay.pool else 1
+        else:
+            fwd = 2 * lay.in_features * k
+        out[lay.region] += fwd * (2 if i == 0 else 3)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["simple_cnn", "vgg11"])
+def test_a_deep_ensemble_sharing_its_early_region_is_a_shared_trunk(arch):
+    """ensemble='deep', sharing_ensemble='early' is a shared trunk (Valdenegro-Toro's deep
+    sub-ensembles): the early region's layers once (one ordinary network's), the deep region
+    (the rest, classifier included) per member, in parameters and in training FLOPs."""
+    m = 4
+    single = build_model(arch, 10, ensemble="single", ensemble_size=1)
+    early = {lay.name for lay in ARCHITECTURES[arch].layers if lay.region == "early"}
+    trunk = sum(count_parameters(b) for name, b in single.blocks.items() if name in early)
+    rest = count_parameters(single) - trunk
+    shared = build_model(arch, 10, ensemble="deep", ensemble_size=m, sharing_ensemble="early")
+    assert count_parameters(shared) == trunk + m * rest
+    if arch == "simple_cnn":  # counting vgg11's FLOPs takes seconds; the rule is the same
+        flops = _train_flops_by_region(arch)
+        cfg = TrialConfig(arch=arch, ensemble="deep", ensemble_size=m, sharing_ensemble="early")
+        assert config_flops_per_image(cfg, 10) == flops["early"] + m * flops["deep"]

@@ -18,7 +18,7 @@ from core import columns as C
 from core.columns import CALIB_COLUMNS, EPOCH, TEST_ACC, TRAIN_LOSS, VAL_ACC
 from core.config import TrialConfig
 from core.provenance import code_version, cpu_model
-from tune_jobs import alpha_gamma, ensemble_size, optimizers, sharing
+from tune_jobs import alpha_gamma, ensemble_size, methods, optimizers, sharing
 from tune_jobs.options import JobOptions
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
 from tune_jobs.study import grid_configs
@@ -255,6 +255,31 @@ def test_sharing_smoke(tmp_path, cifar10_dir):
     assert r.stdout.rindex("== Status ==") < r.stdout.index("throughput timed alone: 4 regime(s)")
     info = json.loads((tmp_path / "sharing_smoke" / "study.json").read_text())
     assert info["throughput"].startswith("timed alone: after every trial finished")
+
+
+def test_methods_smoke(tmp_path, cifar10_dir):
+    """Every kind trains through the whole pipeline (metrics, robustness, cost columns,
+    throughput timed alone), and the report draws the methods page."""
+    args = ("--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path))
+    r = run_job("methods.py", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results, _ = check_tables(tmp_path / "methods_smoke", methods, "methods")
+    assert set(results["ensemble"]) == {"single", "batch", "deep", "packed", "mimo"}
+    assert set(results["extra_method"]) == {m for m, _, _ in methods.CELLS} - {"deep"}
+    cost = results.set_index("extra_method")
+    assert cost.at["mimo", "params"] < 1.1 * cost.at["single", "params"]
+    assert cost.at["mimo", C.TRAIN_FLOPS_PER_IMAGE] > 4 * cost.at["single", C.TRAIN_FLOPS_PER_IMAGE]
+    for col in (*CALIB_COLUMNS, C.TRAIN_FLOPS_PER_IMAGE, C.corrupt_metric("acc")):
+        assert np.isfinite(results[col]).all() and (results[col] > 0).all(), col
+    out = tmp_path / "report"
+    rep = subprocess.run(
+        [sys.executable, "-m", "analysis", str(tmp_path / "methods_smoke"), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert "Methods at matched cost" in (out / "methods.html").read_text()
 
 
 def test_search_multi_objective_writes_pareto_front(tmp_path, cifar10_dir):

@@ -1,5 +1,6 @@
 """The studies' full grids, checked without running them, and option errors before Ray."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import FAST_WEIGHT_SWEEP, TrialConfig, valid_sharing_regimes
-from tune_jobs import alpha_gamma, ensemble_size, optimizers, search, sharing
+from tune_jobs import alpha_gamma, ensemble_size, methods, optimizers, search, sharing
 from tune_jobs.errors import JobError
 from tune_jobs.options import JobOptions
 from tune_jobs.study import grid_configs, validate_space
@@ -84,7 +85,7 @@ def test_sharing_on_cifar20_clips_and_stops_early():
 
 
 def test_smoke_presets_are_small():
-    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing, methods):
         cfgs = configs(module, smoke=True)
         assert {c.arch for c in cfgs} == {"simple_cnn"}
         assert all(c.epochs <= 4 and c.train_subset <= 4000 and c.test_subset <= 500 for c in cfgs)
@@ -94,8 +95,8 @@ def test_smoke_presets_are_small():
 def test_presets_scale_each_study():
     """--preset cpu: simple_cnn on a stratified subset, a reduced grid; --smoke is --preset
     smoke; full keeps the student study's VGG11 on the whole training set."""
-    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 7, "sharing": 9}
-    for module in (alpha_gamma, ensemble_size, optimizers, sharing):
+    cells = {"alpha_gamma": 25, "ensemble_size": 12, "optimizers": 7, "sharing": 9, "methods": 8}
+    for module in (alpha_gamma, ensemble_size, optimizers, sharing, methods):
         name = module.__name__.rsplit(".", 1)[1]
         cfgs = configs(module, preset="cpu")
         assert len(cfgs) == cells[name], name
@@ -162,6 +163,27 @@ def test_learn_preset_is_listed_in_help():
     assert "learn" in out and "simple_cnn_wide" in out
 
 
+def test_methods_cells_meet_their_budgets():
+    """simple_cnn (--preset cpu), M = 4: a `params` cell has about one network's distinct
+    parameters (within 20%), a `flops` cell about M networks' training FLOPs per image (the
+    shared trunk, whose early region runs once, at 2/3 of them); `both` cells meet both."""
+    from core.cost import config_flops_per_image
+    from core.models import count_parameters, model_for_config
+
+    cost = {}
+    for c in configs(methods, preset="cpu"):
+        params = count_parameters(model_for_config(c, 10, 3))
+        cost[c.extra["method"], c.extra["budget"]] = (params, config_flops_per_image(c, 10))
+    p1, f1 = cost["single", "reference"]
+    for (method, budget), (p, f) in cost.items():
+        if budget in ("params", "both"):
+            assert 1.0 <= p / p1 <= 1.2, (method, p / p1)
+        if budget in ("flops", "both"):
+            low = 0.6 if method == "shared_trunk" else 0.95
+            assert low <= f / (methods.M * f1) <= 1.1, (method, f / f1)
+    assert len(cost) == len(methods.CELLS)  # every cell a (method, budget) of its own
+
+
 def test_search_refuses_replicates():
     with pytest.raises(JobError, match="--seeds=3: the search runs one seed per suggested config"):
         search.make_study(JobOptions(seeds=3))
@@ -172,6 +194,59 @@ def test_search_objectives():
     for bad in ("params", "accuracy,speed", "accuracy,params,throughput", ""):
         with pytest.raises(JobError, match="--objectives"):
             search.parse_objectives(bad)
+
+
+def _sample_search(kinds: tuple[str, ...], n: int) -> list[tuple[dict, dict]]:
+    """(suggested params, TrialConfig dict) of n random draws of the search's space."""
+    import optuna
+
+    from tune_jobs.search_space import SearchSpace
+
+    fixed = search.make_study(JobOptions(), kinds=",".join(kinds)).space
+    space, out = SearchSpace("vgg11", kinds), []
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(n):
+        trial = study.ask()
+        extra = space(trial)
+        cfg = TrialConfig.from_dict({**fixed, **trial.params, **extra})
+        out.append((dict(trial.params), dataclasses.asdict(cfg)))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_the_search_picks_the_kind_with_its_own_parameters():
+    """--kinds: every draw is a valid config; each kind's own parameters are suggested only in
+    its trials (packed_width only for packed, mimo_rho only for mimo, alpha only for batch)."""
+    kinds = ("single", "batch", "deep", "packed", "mimo")
+    draws = _sample_search(kinds, 80)
+    own = {
+        "batch": {"alpha", "gamma"},
+        "packed": {"packed_width", "packed_groups"},
+        "mimo": {"mimo_rho", "mimo_batch_repeat"},
+    }
+    seen = set()
+    for params, cfg in draws:
+        kind = params["ensemble"]
+        seen.add(kind)
+        assert cfg["ensemble"] == kind
+        for other, names in own.items():
+            assert (names <= set(params)) == (other == kind), (kind, params)
+        assert ("ensemble_size" in params) == (kind != "single")
+        if kind == "packed":
+            assert (cfg["packed_width"], cfg["packed_groups"]) == (
+                params["packed_width"],
+                params["packed_groups"],
+            )
+    assert seen == set(kinds)
+
+
+def test_one_kind_searches_the_original_space():
+    (params, cfg), *_ = _sample_search(("batch",), 1)
+    assert set(params) == {"optimizer", "lr", "alpha", "gamma", "ensemble_size", "sharing"}
+    assert cfg["ensemble"] == "batch"
+    for bad in ("", "batch,batch", "mc_dropout"):
+        with pytest.raises(JobError, match="--kinds"):
+            search.parse_kinds(bad)
 
 
 def run_job(*args):
