@@ -104,7 +104,14 @@ def test_python_m_tune_jobs_lists_every_study_once():
     assert r.returncode == 0, r.stderr
     rows = r.stdout.splitlines()[1:]
     names = [row.split()[0] for row in rows]
-    assert names == ["alpha_gamma", "ensemble_size", "optimizers", "search", "sharing"]
+    assert names == [
+        "alpha_gamma",
+        "ensemble_size",
+        "methods",
+        "optimizers",
+        "search",
+        "sharing",
+    ]
     by_name = dict(zip(names, rows, strict=True))
     assert "alpha x gamma (81 cells)" in by_name["alpha_gamma"]
     assert "ensemble x ensemble_size x optimizer x lr (7 cells)" in by_name["optimizers"]

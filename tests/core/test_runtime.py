@@ -29,6 +29,9 @@ TINY = dict(
     num_threads=2,
     robustness=False,
     device="cpu",
+    # fp32 unless a test asks for more: auto is bf16 on a CPU with bf16 units, and these tests
+    # compare layouts, compile and resumes at fp32 tolerances
+    precision="fp32",
 )
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_ece", "test_kl")
 CUDA = torch.device("cuda")
@@ -121,12 +124,23 @@ def test_explicit_values_override_auto():
     )
 
 
-def test_this_machines_cpu_resolves_to_fp32_contiguous_uncompiled():
+def test_this_machines_cpu_resolves_by_its_bf16_units():
+    units = R.cpu_bf16_units()
     rt = resolve_runtime(TrialConfig(), CPU)
-    assert (rt.precision, rt.channels_last, rt.compile) == ("fp32", False, False)
-    assert rt.describe(TrialConfig()) == (
-        "runtime: device=cpu precision=fp32 (auto) channels_last=off (auto) compile=off (auto)"
-    )
+    if units:
+        assert (rt.precision, rt.channels_last, rt.compile) == ("bf16", True, False)
+        line = (
+            f"runtime: device=cpu precision=bf16 (auto: {units} runs bf16 matmuls natively) "
+            "channels_last=on (auto: with bf16) "
+        )
+    else:
+        assert (rt.precision, rt.channels_last, rt.compile) == ("fp32", False, False)
+        line = (
+            "runtime: device=cpu precision=fp32 (auto: no AMX or AVX512-BF16 on this CPU) "
+            "channels_last=off (auto: with fp32) "
+        )
+    line += "compile=off (auto: CPU: not measured to pay within a trial)"
+    assert rt.describe(TrialConfig()) == line
     assert R.capabilities(CPU).bf16  # CPU autocast runs bf16 everywhere: allowed
 
 
@@ -182,11 +196,12 @@ def test_every_epoch_reports_its_device_and_what_auto_resolved_to(data):
     # `auto` everywhere (the device too, where it is the CPU: tests/core/test_cuda.py checks a
     # GPU's), then explicit values: each epoch says what ran
     device = "cpu" if torch.cuda.is_available() else "auto"
-    auto, states = run(data, device=device, epochs=2)
+    auto, states = run(data, device=device, precision="auto", epochs=2)
+    units = R.cpu_bf16_units() is not None  # bf16 + channels_last where the CPU has them
     for h in auto:
         assert h[C.DEVICE_NAME] == cpu_model() and h[C.RESOLVED_DEVICE] == "cpu"
-        assert h[C.RESOLVED_PRECISION] == "fp32"
-        assert h[C.RESOLVED_CHANNELS_LAST] is False and h[C.RESOLVED_COMPILE] is False
+        assert h[C.RESOLVED_PRECISION] == ("bf16" if units else "fp32")
+        assert h[C.RESOLVED_CHANNELS_LAST] is units and h[C.RESOLVED_COMPILE] is False
     assert states[-1]["runtime"]["precision"] == auto[-1][C.RESOLVED_PRECISION]
     (chosen,), _ = run(data, precision="bf16", channels_last="on")
     assert chosen[C.RESOLVED_PRECISION] == "bf16" and chosen[C.RESOLVED_CHANNELS_LAST] is True
@@ -254,7 +269,10 @@ def test_ivon_trains_an_epoch_under_each(data, aot_eager, changes):
     assert not any(k.startswith(R.COMPILED_PREFIX) for k in states[0]["model"])
     if changes.get("compile") == "on":  # the compiled graph sees IVON's sampled weights
         eager, _ = run(data, **IVON, **{**changes, "compile": "off"})
-        tol = 1e-2 if changes.get("precision") == "bf16" else 1e-4  # bf16 rounding may differ
+        # bf16: the traced graph's decomposed ops round differently from eager's oneDNN
+        # kernels; the members' disagreement (test_kl) moved 3.4% on an AVX512-BF16 CPU, so
+        # bf16's tolerance against fp32 (5%) applies
+        tol = 5e-2 if changes.get("precision") == "bf16" else 1e-4
         close(history[0], eager[0], rel=tol, abs_=tol / 10)
 
 

@@ -18,6 +18,7 @@ from core import columns as C
 from core.columns import CALIB_COLUMNS, EPOCH, TEST_ACC, TRAIN_LOSS, VAL_ACC
 from core.config import TrialConfig
 from core.provenance import code_version, cpu_model
+from core.runtime import cpu_bf16_units
 from tune_jobs import alpha_gamma, ensemble_size, methods, optimizers, sharing
 from tune_jobs.options import JobOptions
 from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
@@ -112,7 +113,8 @@ def check_tables(exp, module, study):
     assert produced_by[C.PROV_VERSIONS]["torch"] and produced_by[C.PROV_CPU] == cpu_model()
     assert produced_by[C.PROV_COMMIT] == code_version()[C.PROV_COMMIT]
     assert (results[C.DEVICE_NAME] == cpu_model()).all()
-    assert (results[C.RESOLVED_PRECISION] == "fp32").all()
+    # auto: bf16 where the CPU has bf16 matrix units (core.runtime), fp32 elsewhere
+    assert (results[C.RESOLVED_PRECISION] == ("bf16" if cpu_bf16_units() else "fp32")).all()
     assert not results[C.RESOLVED_COMPILE].any()
     return results, history
 
