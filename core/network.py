@@ -21,7 +21,8 @@ tiles inside its convolution).
 A deep ensemble's trunk has one parameter layout (stacked, `param[m]` is member m's) and two
 computations over it, the same function to float rounding: `grouped` (one grouped convolution
 per layer, channel-stacked) and `loop` (M ordinary convolutions per layer on a member list).
-`deep_impl` chooses; `auto` picks by device type and architecture from measurements
+`deep_impl` chooses; `auto` picks by device type, architecture and the precision the forward
+pass computes in (bf16 under autocast, else fp32), from measurements
 (`DEEP_IMPL_AUTO`, `benchmarks/deep_ensemble.py`). It can be changed on a built model
 (`model.deep_impl = ...`): parameters, buffers and state_dict are the same either way.
 """
@@ -46,24 +47,40 @@ __all__ = [
     "EnsembleNet",
     "FusedConvBlock",
     "convert_layout",
+    "forward_precision",
     "resolve_deep_impl",
 ]
 
-# deep_impl='auto': (device type, arch) -> the faster computation of a deep trunk, from
-# benchmarks/deep_ensemble.py (the measurements: benchmarks/README.md, "Deep ensembles"). A
-# device or architecture not listed gets the device's `None` entry, else `grouped`.
-DEEP_IMPL_AUTO: dict[tuple[str, str | None], str] = {
-    ("cpu", None): "grouped",
+# deep_impl='auto': (device type, arch, precision) -> the faster computation of a deep trunk,
+# from benchmarks/deep_ensemble.py (the measurements: benchmarks/README.md, "Deep ensembles").
+# None in the arch or precision place matches any; the most specific entry wins, and a device
+# with no entry gets `grouped`.
+DEEP_IMPL_AUTO: dict[tuple[str, str | None, str | None], str] = {
+    ("cpu", None, None): "grouped",
 }
 
 
-def resolve_deep_impl(impl: str, device_type: str, arch: str) -> str:
+def forward_precision(x: torch.Tensor) -> str:
+    """The precision a forward pass on `x` computes in: 'bf16' under bf16 autocast on x's
+    device (how a trial runs bf16, core.runtime) or for bf16 inputs, else 'fp32'."""
+    kind = x.device.type
+    bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
+    return "bf16" if bf16 or x.dtype == torch.bfloat16 else "fp32"
+
+
+def resolve_deep_impl(impl: str, device_type: str, arch: str, precision: str = "fp32") -> str:
     """`grouped` or `loop`: `impl` itself, or for `auto` the measured choice (DEEP_IMPL_AUTO)."""
     if impl != "auto":
         return impl
-    return DEEP_IMPL_AUTO.get(
-        (device_type, arch), DEEP_IMPL_AUTO.get((device_type, None), "grouped")
-    )
+    for key in (
+        (device_type, arch, precision),
+        (device_type, arch, None),
+        (device_type, None, precision),
+        (device_type, None, None),
+    ):
+        if key in DEEP_IMPL_AUTO:
+            return DEEP_IMPL_AUTO[key]
+    return "grouped"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,7 +230,8 @@ class EnsembleNet(nn.Module):
         m, b = self.ensemble_size, x.shape[-4]  # mimo: (M, B, C, H, W), one input per member
         loop = (
             self.ensemble == "deep"  # a packed trunk is channel-stacked too, but never a loop
-            and resolve_deep_impl(self.deep_impl, x.device.type, self.arch) == "loop"
+            and resolve_deep_impl(self.deep_impl, x.device.type, self.arch, forward_precision(x))
+            == "loop"
         )
         layout = "shared"
         for name, block in self.blocks.items():

@@ -548,18 +548,44 @@ def test_deep_impl_checkpoints_load_either_way_and_can_be_switched():
         build_model("simple_cnn", 10, ensemble_size=2, ensemble="deep", deep_impl="fast")
 
 
-def test_deep_impl_auto_resolves_by_device_and_arch():
-    from core.network import DEEP_IMPL_AUTO, resolve_deep_impl
+def test_deep_impl_auto_resolves_by_device_arch_and_precision(monkeypatch):
+    from core import network
+    from core.network import DEEP_IMPL_AUTO, forward_precision, resolve_deep_impl
 
     assert set(DEEP_IMPL_AUTO.values()) <= {"grouped", "loop"}
     for impl in ("grouped", "loop"):
-        assert resolve_deep_impl(impl, "cpu", "vgg11") == impl
-    for (device, arch), impl in DEEP_IMPL_AUTO.items():
-        if arch is not None:
-            assert resolve_deep_impl("auto", device, arch) == impl
+        assert resolve_deep_impl(impl, "cpu", "vgg11", "bf16") == impl
+    for (device, arch, precision), impl in DEEP_IMPL_AUTO.items():
+        if arch is not None and precision is not None:  # the fully specified entries
+            assert resolve_deep_impl("auto", device, arch, precision) == impl
     assert resolve_deep_impl("auto", "no-such-device", "vgg11") == "grouped"
+    # the most specific entry wins: (arch, precision), then arch, then precision, then device
+    table = {
+        ("cpu", None, None): "grouped",
+        ("cpu", None, "bf16"): "loop",
+        ("cpu", "vgg11", None): "loop",
+        ("cpu", "vgg11", "bf16"): "grouped",
+    }
+    monkeypatch.setattr(network, "DEEP_IMPL_AUTO", table)
+    assert resolve_deep_impl("auto", "cpu", "simple_cnn", "fp32") == "grouped"
+    assert resolve_deep_impl("auto", "cpu", "simple_cnn", "bf16") == "loop"
+    assert resolve_deep_impl("auto", "cpu", "vgg11", "fp32") == "loop"
+    assert resolve_deep_impl("auto", "cpu", "vgg11", "bf16") == "grouped"
+    # the precision is the forward pass's: bf16 under bf16 autocast or for bf16 inputs
+    x = torch.randn(2, 3, 32, 32)
+    assert forward_precision(x) == "fp32" and forward_precision(x.bfloat16()) == "bf16"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert forward_precision(x) == "bf16"
+    # and the model computes what the table says for it: a member list (loop) or not
     model = build_model("simple_cnn", 10, ensemble_size=2, ensemble="deep")
     assert model.deep_impl == "auto"
+    seen = []
+    block = next(iter(model.blocks.values()))
+    block.register_forward_pre_hook(lambda _, args: seen.append(isinstance(args[0], list)))
+    model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert seen == [False, True]
 
 
 @pytest.mark.parametrize(
