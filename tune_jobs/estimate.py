@@ -20,6 +20,7 @@ from core.cost import COST_FIELDS, config_flops_per_image
 from core.data import DataBundle
 from core.train import time_train_steps
 from tune_jobs.options import JobOptions
+from tune_jobs.preflight import NODE_TYPE
 from tune_jobs.study import Study, grid_configs, uses_asha
 
 WARMUP, STEPS = 2, 5  # training steps timed before the study (after warm-up)
@@ -79,7 +80,7 @@ def concurrency(
     """Trials that can run at once on the live nodes (node types not launched yet: none)."""
     slots = 0
     for name, r in nodes.items():
-        if name.startswith("node type"):
+        if name.startswith(NODE_TYPE):
             continue
         k = math.floor(r["CPU"] / cpus) if cpus > 0 else trials
         if gpus > 0:

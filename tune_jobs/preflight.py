@@ -21,6 +21,9 @@ ADDRESS_ALLOWED = (
     "or no --address for a local Ray"
 )
 CONNECT_TIMEOUT_S = 3.0  # a head node answers in milliseconds
+# The key prefix of a node type the autoscaler may still launch, beside the live nodes in
+# tune_jobs.resources.cluster_resources (the estimate and the search's concurrency read it)
+NODE_TYPE = "node type "
 # MLflow tracking stores the job can log to (Ray's MLflowLoggerCallback on the driver): a local
 # file store (MLflow >= 3.7 keeps it in maintenance mode; the runner opts in to it), SQLite, a
 # tracking server, Databricks.

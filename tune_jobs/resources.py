@@ -17,7 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from core.errors import refusal
 from tune_jobs.errors import JobError
-from tune_jobs.preflight import ADDRESS_ALLOWED, check_cpus, check_gpus
+from tune_jobs.preflight import ADDRESS_ALLOWED, NODE_TYPE, check_cpus, check_gpus
 from tune_jobs.study import Study, grid_configs
 
 # Written on the head by `ray up`: the launcher's config, node types with their resources.
@@ -41,7 +41,8 @@ def start_ray(address: str | None) -> str | None:
 
 def cluster_resources() -> dict[str, dict[str, float]]:
     """CPUs and GPUs per node: the live nodes, plus the node types the autoscaler may still
-    launch (a type whose config names no CPU count gets none here: unknown, never refused).
+    launch, keyed `NODE_TYPE + name`, with their `max_workers` (a type whose config names no
+    CPU count gets CPU=inf here: unknown, never refused).
 
     Right after `ray up` the GPU workers (min 0) do not exist yet; the launcher's config on
     the head (`~/ray_bootstrap_config.yaml`, resources filled in by `ray up`) says what can.
@@ -60,9 +61,10 @@ def cluster_resources() -> dict[str, dict[str, float]]:
         for name, spec in types.items():
             if spec.get("max_workers", 0) > 0 or spec.get("min_workers", 0) > 0:
                 res = spec.get("resources") or {}
-                found[f"node type {name}"] = {
+                found[NODE_TYPE + name] = {
                     "CPU": float(res.get("CPU", float("inf"))),
                     "GPU": float(res.get("GPU", 0)),
+                    "max_workers": float(spec.get("max_workers", 0)),
                 }
     return found
 

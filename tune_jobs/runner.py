@@ -38,6 +38,7 @@ from tune_jobs.errors import StudyFailed, StudyInterrupted
 from tune_jobs.estimate import cost_lines
 from tune_jobs.extend import Extension, TuneRun, tune_run
 from tune_jobs.options import JobOptions
+from tune_jobs.pending import search_concurrency
 from tune_jobs.preflight import is_uri
 from tune_jobs.record import write_study_json
 from tune_jobs.resources import (
@@ -104,7 +105,12 @@ def run_study(study: Study, opts: JobOptions) -> Path:
         local_dir.mkdir(parents=True, exist_ok=True)
         if extension is not None and is_uri(root):  # the search's Optuna study goes on here
             fetch_file(exp_path, OPTUNA_DB, local_dir)
-        tuner = make_tuner(runs, opts, trainable(study, opts, data, gpus_per_trial), local_dir, at)
+        at_once = search_concurrency(
+            runs.trial_count, opts.cpus_per_trial, gpus_per_trial, nodes, opts.max_concurrent
+        )
+        tuner = make_tuner(
+            runs, opts, trainable(study, opts, data, gpus_per_trial), local_dir, at, at_once
+        )
         print(started_line(study, exp_path, extension), flush=True)
         lines = start_lines(
             exp_path, dashboard_url, opts.address, opts.mlflow_uri, opts.experiment_name
@@ -175,15 +181,21 @@ def trainable(study: Study, opts: JobOptions, data: Any, gpus_per_trial: float) 
 
 
 def make_tuner(
-    study: Study, opts: JobOptions, trainable: Any, local_dir: Path, at: TuneRun
+    study: Study,
+    opts: JobOptions,
+    trainable: Any,
+    local_dir: Path,
+    at: TuneRun,
+    at_once: int | None = None,
 ) -> tune.Tuner:
     """A new Tuner of `study` in `at`, or with --resume the one saved in `at` restored (once
-    what a killed run left is cleared), its loggers following this run's options."""
+    what a killed run left is cleared), its loggers following this run's options. `at_once`:
+    the trials a search runs or keeps pending at once (tune_jobs.pending)."""
     if not opts.resume:
         return tune.Tuner(
             trainable,
             param_space=study.space,
-            tune_config=tune_config(study, opts, local_dir),
+            tune_config=tune_config(study, opts, local_dir, at_once),
             run_config=run_config(study, opts, at),
         )
     clear_killed_run(at.path)
@@ -292,8 +304,12 @@ def finished_trials(exp_path: str) -> int:
     return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
 
-def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneConfig:
-    """Metric, scheduler (ASHA if the study uses it) and searcher."""
+def tune_config(
+    study: Study, opts: JobOptions, local_dir: Path, at_once: int | None = None
+) -> tune.TuneConfig:
+    """Metric, scheduler (ASHA if the study uses it) and searcher. A search is wrapped in a
+    ConcurrencyLimiter of `at_once` trials (default: --max-concurrent, else unlimited), which
+    Tune also takes as the search's pending trials (tune_jobs.pending says why)."""
     multi = isinstance(study.metric, list)
     epochs = study_epochs(study)
     scheduler = None
@@ -308,8 +324,9 @@ def tune_config(study: Study, opts: JobOptions, local_dir: Path) -> tune.TuneCon
     if study.make_search_alg is not None:
         # A local folder even with s3:// storage (SQLite needs one); uploaded at the end.
         search_alg = study.make_search_alg(local_dir)
-        if opts.max_concurrent:
-            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=opts.max_concurrent)
+        limit = at_once or opts.max_concurrent
+        if limit:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=limit)
     return tune.TuneConfig(
         metric=None if multi else study.metric,
         mode=None if multi else study.mode,
