@@ -57,6 +57,11 @@ __all__ = [
 # with no entry gets `grouped`.
 DEEP_IMPL_AUTO: dict[tuple[str, str | None, str | None], str] = {
     ("cpu", None, None): "grouped",
+    # vgg11's wide grouped convolutions in fp32 took 1.25-1.44x the time of M separate
+    # networks on 2 threads, its loop 0.97-1.01x; in bf16 grouped 0.94-1.14x, the loop
+    # 1.02-1.07x (2026-12-03, M = 4 and 8)
+    ("cpu", "vgg11", "fp32"): "loop",
+    ("cpu", "vgg11_share", "fp32"): "loop",
 }
 
 
