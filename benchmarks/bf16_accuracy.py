@@ -1,6 +1,7 @@
 """Does bf16 change what a trial learns? The CPU preset trained in fp32 and with `auto` (bf16 +
 channels_last where the CPU has native bf16 units), a single network and a 4-member
-BatchEnsemble, 3 seeds each: test accuracy and NLL at the last epoch, Welch's t per model.
+BatchEnsemble, 3 seeds each: test accuracy and NLL at the last epoch, the paired t by seed
+(both precisions of a seed share its initialisation and split), Holm's correction over the four.
 
 Issue 21, deliverable 5. Each run is `core.train.train` on the real CIFAR-10 images at the CPU
 preset (simple_cnn, 5,000 training images with 10% held out, 2,000 test images, 6 epochs,

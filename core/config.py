@@ -175,22 +175,24 @@ class TrialConfig:
     # torch CPU threads (None: leave torch's default)
     num_threads: int | None = knob(None, integer(lo=1, hi=MAX_THREADS, optional=True))
     # --- how the trial computes (core.runtime: 'auto' resolved per device, once per trial) ---
-    # On CPU every auto is off/fp32, so CPU trials compute exactly as before these fields.
-    # The CUDA autos follow what each is known to do on Ampere-and-newer GPUs (not yet timed
-    # on a GPU here: benchmarks/README.md, "Not yet measured").
+    # On a CPU, auto is bf16 + channels_last where torch detects native bf16 matrix units
+    # (AMX, AVX512-BF16), measured 1.4-2.6x fp32's images/s (benchmarks/README.md, "bf16 on
+    # the CPU"), else fp32 (bf16 is emulated there). The CUDA autos follow what each is known
+    # to do on Ampere-and-newer GPUs (not yet timed on a GPU here).
     # auto | fp32 | bf16: bf16 autocast of the forward pass and loss (weights, gradients,
     # optimizer state and metrics stay fp32; no gradient scaling: bf16 has fp32's range).
     # auto: bf16 on a CUDA GPU with native bf16 (Ampere and newer: tensor-core matmuls and
-    # convs, half the activation memory), fp32 on CPU (bf16 autocast runs there, for tests,
-    # but is slower than fp32 without AMX/AVX512-BF16) and on older GPUs (bf16 refused there)
+    # convs, half the activation memory) and on a CPU with bf16 units; fp32 on other CPUs and
+    # on older GPUs (bf16 refused there)
     precision: str = knob("auto", one_of(PRECISIONS))
     # auto | on | off: model and input batches in torch.channels_last (NHWC) memory format.
     # auto: on for CUDA (cuDNN's NHWC kernels use tensor cores without transposes, the layout
-    # bf16 convs want), off on CPU (no gain known for these small nets; same numbers)
+    # bf16 convs want) and with bf16 on a CPU (oneDNN's fastest bf16 convs), off with fp32
     channels_last: str = knob("auto", one_of(SWITCHES))
     # auto | on | off: torch.compile the model (inductor). auto: on for CUDA when triton is
     # installed (fuses BatchEnsemble's per-member scale/shift, norm and ReLU passes), off on
-    # CPU (why, measured: benchmarks/README.md, "Not yet measured"). Checkpoints hold the
+    # CPU: measured not to pay within a trial (a BatchEnsemble's step 10% faster, repaid after
+    # ~2,800 steps from a warm cache; benchmarks/README.md, "bf16 on the CPU"). Checkpoints hold the
     # uncompiled module's state_dict either way. When on, the first epoch's timing includes it.
     compile: str = knob("auto", one_of(SWITCHES))
     # free-form tags kept with the result
