@@ -19,10 +19,11 @@
 # schedule), about an hour on 2 cores; a finished run is not run again:
 #
 #   setsid bash findings/run.sh plateau > findings/runs/plateau.log 2>&1 &
-#   grep -h "^epoch=12 \|^epoch=20 " findings/runs/plateau/*.log   # the last epoch of each
+#   python benchmarks/plateau.py     # each run's last epoch and the verdict, from findings/plateau
 #
 # The ensemble has reached its plateau at 12 epochs when the 20-epoch runs' mean test
-# accuracy is within 1 pp of the 12-epoch runs' (docs/findings.md reports the numbers).
+# accuracy is within 1 pp of the 12-epoch runs' (benchmarks/plateau.py prints the verdict;
+# not run to the end yet: benchmarks/README.md, "The learn preset", is where it goes).
 set -u
 cd "$(dirname "$0")/.."
 DATA=${ENSEMBLE_DATA_DIR:-../shared/data/cifar10}
@@ -62,6 +63,9 @@ plateau() {
         done
         wait  # the two runs of a seed side by side, one per core
     done
+    # the finished runs' logs, for benchmarks/plateau.py and benchmarks/README.md
+    mkdir -p findings/plateau
+    cp "$RUNS"/plateau/*.log findings/plateau/
 }
 
 [ ${#STUDIES[@]} -gt 0 ] || STUDIES=(optimizers sharing ensemble_size alpha_gamma)

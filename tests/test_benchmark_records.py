@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +24,30 @@ def test_the_bf16_accuracy_table_is_the_committed_comparison():
     readme = (REPO / "benchmarks" / "README.md").read_text().splitlines()
     for row in rows:
         assert row in readme, row
+
+
+def _plateau_logs(folder: Path, acc: dict[int, float]) -> None:
+    """A finished run's log per epochs and seed, its last line as core.train prints it."""
+    for epochs, a in acc.items():
+        for seed in (0, 1, 2):
+            line = f"epoch={epochs}  train_loss=1.0  test_acc={a + seed / 100:.4f}  "
+            line += "test_loss=0.9  val_acc=0.7  epoch_s=60.0\n"
+            (folder / f"be4_epochs{epochs}_seed{seed}.log").write_text("runtime: ...\n" + line)
+
+
+def test_the_plateau_verdict_follows_the_1_pp_rule(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import plateau
+
+    monkeypatch.setattr(plateau, "LOGS", tmp_path)
+    _plateau_logs(tmp_path, {12: 0.70, 20: 0.709})
+    lines = plateau.table()
+    assert lines[2] == "| 12 | 0.7000 | 0.7100 | 0.7200 | 0.7100 ± 0.0100 | 0.9000 | 0.7000 |"
+    assert lines[-1].endswith("+0.0090; plateau at 12 epochs by the 1 pp rule: reached")
+    _plateau_logs(tmp_path, {12: 0.70, 20: 0.72})
+    assert plateau.table()[-1].endswith(
+        "+0.0200; plateau at 12 epochs by the 1 pp rule: not reached"
+    )
+    (tmp_path / "be4_epochs20_seed2.log").write_text("epoch=7  test_acc=0.5\n")  # cut off
+    with pytest.raises(SystemExit, match=r"be4_epochs20_seed2.log: no epoch=20 line"):
+        plateau.table()

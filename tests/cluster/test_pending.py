@@ -58,7 +58,7 @@ def test_tune_gives_a_search_its_concurrency_as_pending_trials(tmp_path):
     assert _get_max_pending_trials(SearchGenerator(tc.search_alg)) == 5
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fake_gpu_cluster():
     """A head with no CPUs and two workers of 4 logical CPUs and 2 fake GPUs each."""
     from ray.cluster_utils import Cluster
