@@ -1,7 +1,6 @@
 """Numbers benchmarks/README.md reports from committed data match that data."""
 
-import subprocess
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,17 +8,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_bf16_accuracy_table_is_the_committed_comparison():
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module, loaded from its file: benchmarks/ on sys.path would make
+    benchmarks/results importable as `results` for the rest of the session
+    (tests/tune_jobs/test_options.py checks that no such name exists)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bf16_accuracy_table_is_the_committed_comparison(capsys):
     """The table under "bf16 on the CPU" is what bf16_accuracy.py --report prints from
     benchmarks/results/bf16_accuracy.csv, row for row."""
-    out = subprocess.run(
-        [sys.executable, "benchmarks/bf16_accuracy.py", "--report"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    _benchmark("bf16_accuracy").report()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 + 4  # header, rule, 2 models x 2 metrics
     readme = (REPO / "benchmarks" / "README.md").read_text().splitlines()
     for row in rows:
@@ -36,8 +39,7 @@ def _plateau_logs(folder: Path, acc: dict[int, float]) -> None:
 
 
 def test_the_plateau_verdict_follows_the_1_pp_rule(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import plateau
+    plateau = _benchmark("plateau")
 
     monkeypatch.setattr(plateau, "LOGS", tmp_path)
     _plateau_logs(tmp_path, {12: 0.70, 20: 0.709})
