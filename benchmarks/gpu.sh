@@ -27,6 +27,7 @@ ARCH=()
 if [ "$DEVICE" = cpu ]; then QUICK=(--quick); GPUS=0; SCALE=5; ARCH=(--arch simple_cnn); fi
 OUT=${OUT:-benchmarks/gpu-out}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)  # absolute: the study's --storage-path below must not prefix $PWD to it
 DATA=${ENSEMBLE_DATA_DIR:-../shared/data/cifar10}
 export PYTHONUNBUFFERED=1
 summary=()
@@ -55,5 +56,5 @@ step loader 45 python benchmarks/loader.py --device "$DEVICE" --data-dir "$DATA"
 rm -rf "$OUT/ray/gpu_check"  # a rerun on the same machine starts the study afresh
 step study 75 python tune_jobs/alpha_gamma.py --smoke --epochs 2 --no-asha \
     --set "device=$DEVICE" --gpus-per-trial "$GPUS" --data-dir "$DATA" \
-    --storage-path "$PWD/$OUT/ray" --name gpu_check
+    --storage-path "$OUT/ray" --name gpu_check
 echo "gpu.sh on $DEVICE: ${summary[*]}"
