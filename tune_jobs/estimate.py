@@ -20,7 +20,7 @@ from core.cost import COST_FIELDS, config_flops_per_image
 from core.data import DataBundle
 from core.train import time_train_steps
 from tune_jobs.options import JobOptions
-from tune_jobs.preflight import NODE_TYPE
+from tune_jobs.preflight import NODE_TYPE, trials_per_node
 from tune_jobs.study import Study, grid_configs, uses_asha
 
 WARMUP, STEPS = 2, 5  # training steps timed before the study (after warm-up)
@@ -82,10 +82,8 @@ def concurrency(
     for name, r in nodes.items():
         if name.startswith(NODE_TYPE):
             continue
-        k = math.floor(r["CPU"] / cpus) if cpus > 0 else trials
-        if gpus > 0:
-            k = min(k, math.floor(r["GPU"] / gpus))
-        slots += max(k, 0)
+        k = trials_per_node(r, cpus, gpus)
+        slots += trials if k is None else max(k, 0)
     return max(1, min(trials, slots or 1, most or trials))
 
 

@@ -13,23 +13,11 @@ type in the launcher's config, `tune_jobs.resources.cluster_resources`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-from tune_jobs.preflight import NODE_TYPE
+from tune_jobs.preflight import NODE_TYPE, trials_per_node
 
 __all__ = ["search_concurrency"]
-
-
-def _per_node(node: Mapping[str, float], cpus: float, gpus: float) -> int | None:
-    """Trials of (cpus, gpus) one such node holds; None where its CPU count is unknown and
-    no GPU bounds it (a node type whose config names no CPUs)."""
-    bounds = []
-    if gpus > 0:
-        bounds.append(math.floor(node["GPU"] / gpus))
-    if cpus > 0 and math.isfinite(node["CPU"]):
-        bounds.append(math.floor(node["CPU"] / cpus))
-    return min(bounds) if bounds else None
 
 
 def search_concurrency(
@@ -47,7 +35,7 @@ def search_concurrency(
         return max(1, min(trials, most))
     slots = 0
     for name, node in nodes.items():
-        k = _per_node(node, cpus, gpus)
+        k = trials_per_node(node, cpus, gpus)
         if name.startswith(NODE_TYPE):
             k = (1 if k is None else k) * int(node.get("max_workers", 0))
         slots += k if k is not None else 0

@@ -7,9 +7,11 @@ sees once it has started (with the checks that need Ray or torch)."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import socket
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from core.errors import refusal
@@ -24,6 +26,19 @@ CONNECT_TIMEOUT_S = 3.0  # a head node answers in milliseconds
 # The key prefix of a node type the autoscaler may still launch, beside the live nodes in
 # tune_jobs.resources.cluster_resources (the estimate and the search's concurrency read it)
 NODE_TYPE = "node type "
+
+
+def trials_per_node(node: Mapping[str, float], cpus: float, gpus: float) -> int | None:
+    """Trials of (cpus, gpus) one node of `node`'s CPUs and GPUs holds; None where nothing
+    bounds it (no CPUs asked, or a node type whose config names no CPUs, and no GPUs asked)."""
+    bounds = []
+    if gpus > 0:
+        bounds.append(math.floor(node["GPU"] / gpus))
+    if cpus > 0 and math.isfinite(node["CPU"]):
+        bounds.append(math.floor(node["CPU"] / cpus))
+    return min(bounds) if bounds else None
+
+
 # MLflow tracking stores the job can log to (Ray's MLflowLoggerCallback on the driver): a local
 # file store (MLflow >= 3.7 keeps it in maintenance mode; the runner opts in to it), SQLite, a
 # tracking server, Databricks.
