@@ -242,9 +242,7 @@ def resolve_runtime(
         raise ConfigError(refusal("compile", "on", "'auto' or 'off'", why=caps.no_compile))
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and cuda and caps.no_compile is None)
     if cfg.compile == "auto":
-        # on CPU it does not pay within a trial: a BatchEnsemble's compiled bf16 step saves
-        # 10%, repaid after ~2,800 steps from a warm inductor cache, ~18,000 cold (a learn
-        # preset trial trains ~1,700; benchmarks/README.md, "bf16 on the CPU")
+        # on CPU: the measurement is in TrialConfig.compile's comment (core/config.py)
         why["compile"] = (caps.no_compile or "CUDA") if cuda else COMPILE_ON_CPU
     return Runtime(device, precision, channels_last, compile_, tuple(why.items()))
 
