@@ -74,8 +74,9 @@ def make_study(opts: JobOptions) -> Study:
 
     info = {
         "throughput": f"timed alone: after every trial finished, each regime's training loop "
-        f"({CALIB_WARMUP} warm-up + {CALIB_STEPS} timed steps, seed 0) as one task with a "
-        "trial's resources, one regime after another"
+        f"({CALIB_WARMUP} warm-up + {CALIB_STEPS} timed steps, seed 0) with a trial's "
+        "resources (a Ray task; on a local CPU, the driver with a trial's threads), one regime "
+        "after another"
     }
     return Study("sharing", space, after=after, info=info)
 
@@ -92,8 +93,9 @@ def calibrate(
 
     A trial's own batches/s shares the node with whatever else runs there (measured 0.73 vs
     1.87 batches/s for one config): the runner calls this after the Tuner returned, so nothing
-    else of the study runs; regimes are timed one after another, each as one task with a
-    trial's resources (`run_alone`, the runner's; None: in this process), and every trial of a
+    else of the study runs; regimes are timed one after another, each with a trial's
+    resources (`run_alone`, the runner's: `tune_jobs.runner.run_alone_with`; None: in this
+    process), and every trial of a
     regime gets its regime's values. A regime is a value of the config fields `keys` (the
     methods study: the fields that change what a step computes); `steps`: (warm-up, timed)."""
     from core.data import load_dataset

@@ -1,5 +1,5 @@
 """What a researcher watches while a study runs: TensorBoard curves and hyperparameters of every
-trial, optional MLflow runs, Ray's progress table, and the lines the job prints at start.
+trial, Ray's progress table, and the lines the job prints at start.
 
 Every name shown is the project's (`core.columns`: val_acc, test_acc, train_loss, ...) and every
 hyperparameter is a config field (`TrialConfig`): a bundle that a grid sweeps (the optimizers
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shlex
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune import CLIReporter
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.utils import flatten_dict
@@ -136,35 +134,6 @@ def session_end(failed: bool) -> Any:
     plugin = SummaryMetadata.PluginData(plugin_name="hparams", content=content.SerializeToString())
     metadata = SummaryMetadata(plugin_data=plugin)
     return Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=metadata)])
-
-
-class MLflowCallback(MLflowLoggerCallback):
-    """Ray's MLflow logger with the project's names: one run per trial (named after it, tagged
-    with the study), its params every TrialConfig field (Ray's own logs the raw config: bundles
-    as `cell/optimizer`, paths of the driver), its metrics the WATCHED ones stepped by epoch."""
-
-    def log_trial_start(self, trial: Any) -> None:
-        if trial not in self._trial_runs:
-            tags = {**self.tags, "trial_name": str(trial)}
-            run = self.mlflow_util.start_run(tags=tags, run_name=str(trial))
-            self._trial_runs[trial] = run.info.run_id
-        fields = TrialConfig.from_dict(trial.config).to_dict()
-        fields.pop("extra")
-        self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=fields)
-
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        self.mlflow_util.log_metrics(
-            run_id=self._trial_runs[trial], metrics_to_log=watched(result), step=step_of(result)
-        )
-
-
-def mlflow_callback(uri: str, experiment: str, study: str) -> MLflowCallback:
-    """The MLflow logger of `--mlflow-uri`. A file:// store is in maintenance mode from MLflow
-    3.7 on and refused unless opted in: the user asked for one, so the job opts in (an explicit
-    MLFLOW_ALLOW_FILE_STORE in the environment wins)."""
-    if uri.startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return MLflowCallback(tracking_uri=uri, experiment_name=experiment, tags={"study": study})
 
 
 class ProgressTable(CLIReporter):

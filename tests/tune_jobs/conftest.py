@@ -1,6 +1,7 @@
 """Fixtures for running the study scripts for real: local Ray, the real CIFAR-10 images
 (`cifar10_dir`, tests/conftest.py)."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,10 @@ def alpha_gamma_smoke_run(
 def alpha_gamma_smoke(alpha_gamma_smoke_run) -> Path:
     """The real alpha/gamma smoke study's folder, shared by the tests that read its output."""
     return alpha_gamma_smoke_run[0]
+
+
+@pytest.fixture
+def alpha_gamma_smoke_copy(alpha_gamma_smoke, tmp_path) -> Path:
+    """A copy of the real alpha/gamma smoke study in `tmp_path` (its storage path there), for a
+    test that extends or changes a finished study without running one of its own."""
+    return Path(shutil.copytree(alpha_gamma_smoke, tmp_path / alpha_gamma_smoke.name))

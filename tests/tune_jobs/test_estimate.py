@@ -76,3 +76,37 @@ def test_durations_read_naturally():
         "2.0 h",
         "3.0 days",
     ]
+
+
+def test_on_a_local_cpu_the_timing_runs_in_the_driver_and_leaves_its_state(cifar10):
+    """A local Ray with CPU trials: the driver's CPU is a trial's, so run_alone times there,
+    with the trial's threads, and the driver's thread count and random streams are as before
+    (an Optuna sampler may draw from them next)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from core.train import time_train_steps
+    from tune_jobs.runner import run_alone_with, run_here
+
+    assert run_alone_with(1, 0.0, None) is run_here
+    assert run_alone_with(1, 0.0, "auto") is not run_here  # a cluster: a Ray task on a node
+    assert run_alone_with(1, 1.0, None) is not run_here  # GPUs: a task that gets its GPU
+    threads = max(2, torch.get_num_threads())
+    torch.set_num_threads(threads)
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    expected = random.random(), np.random.rand(), torch.rand(1).item()
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    seen = []
+    cfg = TrialConfig(train_subset=300, test_subset=100, num_threads=1, seed=3)
+
+    def timed(c, data):
+        out = time_train_steps(c, data, 2, 1)
+        seen.append(torch.get_num_threads())  # what the steps ran with
+        return out
+
+    out = run_here(timed, cfg, cifar10)
+    assert out["calib_batches_per_s"] > 0 and seen == [1]
+    assert torch.get_num_threads() == threads
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected

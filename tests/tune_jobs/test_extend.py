@@ -193,11 +193,12 @@ def test_extend_of_an_interrupted_study_says_resume_it_first(tmp_path):
 # ----------------------------------------------------------------------------------------
 # Real extensions
 # ----------------------------------------------------------------------------------------
-def test_more_seeds_run_only_the_new_trials_and_keep_the_old_rows(tmp_path, cifar10_dir):
+def test_more_seeds_run_only_the_new_trials_and_keep_the_old_rows(
+    tmp_path, cifar10_dir, alpha_gamma_smoke_copy
+):
+    # the finished study: the session's real smoke study, copied (its command's options)
     args = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)]
-    r = run_job("alpha_gamma.py", *args)
-    assert r.returncode == 0, r.stderr[-3000:]
-    exp = tmp_path / "alpha_gamma_smoke"
+    exp = alpha_gamma_smoke_copy
     old = {f: pd.read_parquet(exp / f) for f in (RESULTS_FILE, HISTORY_FILE)}
     trial_dirs = sorted(exp.glob("train_*"))
     old_files = {d.name: snapshot(d) for d in trial_dirs}
@@ -266,14 +267,15 @@ def test_more_samples_continue_the_optuna_study(tmp_path, cifar10_dir):
     assert report(exp).returncode == 0
 
 
-def test_an_interrupted_extension_is_resumed_into_its_folder(tmp_path, cifar10_dir):
-    base = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path),
-            "--no-asha"]  # fmt: skip
-    assert run_job("alpha_gamma.py", *base).returncode == 0  # two trials at once: faster
+def test_an_interrupted_extension_is_resumed_into_its_folder(
+    tmp_path, cifar10_dir, alpha_gamma_smoke_copy
+):
+    # the finished study: the session's real smoke study, copied (its command's options)
+    base = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)]
     # the extension one trial at a time (concurrency may differ: not a defining option), so
     # that it can be interrupted after its first trial checkpointed, before the others ran
     args = [*base, "--max-concurrent", "1"]
-    exp = tmp_path / "alpha_gamma_smoke"
+    exp = alpha_gamma_smoke_copy
     old = pd.read_parquet(exp / RESULTS_FILE)
     proc = subprocess.Popen(
         [sys.executable, "tune_jobs/alpha_gamma.py", *args, "--seeds", "2", "--extend"],
