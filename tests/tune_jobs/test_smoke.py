@@ -25,6 +25,7 @@ from tune_jobs.results import EPOCH_METRICS, HISTORY_COLUMNS
 from tune_jobs.study import grid_configs
 
 from .conftest import CI_SIZES, REPO, run_job
+from .test_resume import no_ray, report, snapshot
 
 pytestmark = pytest.mark.slow
 CONFIG_COLUMNS = [
@@ -337,6 +338,9 @@ def test_existing_name_without_resume_is_refused(alpha_gamma_smoke, cifar10_dir)
 
 
 def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
+    """Ctrl-C once the first trial checkpointed: the state is saved and the job says how to
+    resume; the report and a resume with a changed option are refused, touching nothing; the
+    resume runs every trial once."""
     args = [
         "--smoke",
         *CI_SIZES,
@@ -348,23 +352,49 @@ def test_interrupted_study_resumes_with_every_trial_once(tmp_path, cifar10_dir):
         "1",
         "--no-asha",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "tune_jobs/alpha_gamma.py", *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = tmp_path / "study.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "tune_jobs/alpha_gamma.py", *args],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     exp = tmp_path / "alpha_gamma_smoke"
-    deadline = time.time() + 300
+    deadline = time.monotonic() + 300
     # Interrupt once the first trial has checkpointed, while others have not started.
-    while time.time() < deadline and not list(exp.glob("train_*/checkpoint_*")):
-        assert proc.poll() is None, "study ended before it could be interrupted"
-        time.sleep(0.5)
+    while not list(exp.glob("train_*/checkpoint_*")):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.2)  # polling the folder, not waiting a fixed time
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=120) == 130  # interrupted, state saved, no partial tables
+    assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]  # no partial tables
+    printed = log.read_text()
+    assert "Tuner.restore(" not in printed
     assert not (exp / "results.parquet").exists()
-    first_run = json.loads((exp / "study.json").read_text())["provenance"]
+    record = json.loads((exp / "study.json").read_text())
+    assert record["state"] == "interrupted"
+    command, first_run = record["resume_command"], record["provenance"]
+    assert f"continue it with: {command}" in printed
+    assert command.startswith("python tune_jobs/alpha_gamma.py --preset smoke --data-dir ")
+    assert command.endswith(f"--resume --name alpha_gamma_smoke --storage-path {tmp_path}")
+
+    before = snapshot(exp)
+    r = report(exp)
+    assert r.returncode == 2
+    done = record["trials_finished"]
+    assert r.stderr == (
+        f"error: study 'alpha_gamma_smoke' in {str(exp)!r} was interrupted with {done} of 4 "
+        f"trial(s) finished, so it has no results.parquet yet; resume it with: {command}\n"
+    )
+    r = run_job("alpha_gamma.py", *args, "--resume", "--epochs", "4")
+    assert r.returncode == 2 and no_ray(r)
+    assert r.stderr == (
+        "error: --resume: options differ from the saved study: --epochs 4 (saved: --epochs 2); "
+        "resume with the same options, or start a new --name\n"
+    )
+    assert snapshot(exp) == before
 
     r = run_job("alpha_gamma.py", *args, "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
