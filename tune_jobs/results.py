@@ -14,7 +14,6 @@ import pandas as pd
 
 from core.columns import (
     ASHA_STOPPED,
-    AT_BEST_VAL_COLUMNS,
     AVG,
     BATCHES_PER_S,
     BEST,
@@ -106,16 +105,25 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _history(result: Any) -> pd.DataFrame:
-    """The trial's reports, one row per epoch (the last report of an epoch reported twice)."""
-    hist = result.metrics_dataframe
-    if hist is None or hist.empty or EPOCH not in hist:
-        hist = pd.DataFrame(columns=[EPOCH])
+_TRIAL = "_trial"  # a trial's position in the result grid, while frames are built
+
+
+def _epochs(reports: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every trial's reports (each frame with its _TRIAL), one row per trial and epoch (the
+    last report of an epoch reported twice), sorted by trial then epoch; REPORT_KEYS and where
+    each epoch ran as columns. One frame for all trials: the per-column work is done once,
+    not once per trial (a study of 10,000 trials is written in seconds: benchmarks/scale.py)."""
+    if not reports:
+        return pd.DataFrame(columns=[_TRIAL, *REPORT_KEYS, *(c for c, _ in _WHERE_TEXT),
+                                     *_WHERE_FLAGS])  # fmt: skip
+    hist = pd.concat(reports, ignore_index=True)
     # A trial retried from a checkpoint can report an epoch twice; the last report wins.
-    hist = hist.dropna(subset=[EPOCH]).drop_duplicates(EPOCH, keep="last").sort_values(EPOCH)
+    hist = hist.dropna(subset=[EPOCH]).drop_duplicates([_TRIAL, EPOCH], keep="last")
+    hist = hist.sort_values([_TRIAL, EPOCH], kind="stable").reset_index(drop=True)
     # Built in one go: some 200 report keys, column by column, fragment the frame.
     out = pd.DataFrame(
-        {col: hist[col] if col in hist else math.nan for col in REPORT_KEYS}, index=hist.index
+        {col: hist[col] if col in hist else math.nan for col in (_TRIAL, *REPORT_KEYS)},
+        index=hist.index,
     )
     out[EPOCH] = out[EPOCH].astype(int)
     for col in _FLAGS:  # a report without the flag did not raise it
@@ -124,7 +132,7 @@ def _history(result: Any) -> pd.DataFrame:
         out[col] = hist[src].map(_text) if src in hist else None
     for col in _WHERE_FLAGS:
         out[col] = hist[col].map(_flag) if col in hist else None
-    return out.reset_index(drop=True)
+    return out
 
 
 def _missing(v: Any) -> bool:
@@ -142,95 +150,105 @@ def _flag(v: Any) -> bool | None:
     return v == "True" if isinstance(v, str) else bool(v)
 
 
-def _mean(values: pd.Series) -> float:
-    finite = pd.to_numeric(values, errors="coerce").dropna()
-    return float(finite.mean()) if len(finite) else math.nan
-
-
-def at_best_val(epochs: pd.DataFrame) -> dict[str, float]:
-    """The epoch of the best validation accuracy (the first, on ties) and the test accuracy
-    and loss of that epoch: the test figures of the epoch validation selects."""
-    val = pd.to_numeric(epochs[VAL_ACC], errors="coerce") if len(epochs) else pd.Series()
-    if not val.notna().any():
-        return dict.fromkeys(AT_BEST_VAL_COLUMNS, math.nan)
-    i = val.idxmax()  # first maximum; NaN epochs skipped
-    return {
-        EPOCH_AT_BEST_VAL: float(epochs.at[i, EPOCH]),
-        TEST_ACC_AT_BEST_VAL: float(epochs.at[i, TEST_ACC]),
-        TEST_LOSS_AT_BEST_VAL: float(epochs.at[i, TEST_LOSS]),
+def _summaries(epochs: pd.DataFrame, trials: int) -> pd.DataFrame:
+    """The per-trial summary columns of RESULTS_COLUMNS (from EPOCHS_DONE on, ASHA_STOPPED
+    aside), one row per trial position 0..trials-1; a trial without epochs gets 0 epochs, no
+    flag raised, None where it ran and NaN for every metric."""
+    rows = pd.RangeIndex(trials)
+    num = epochs.drop(columns=[c for c, _ in _WHERE_TEXT] + list(_WHERE_FLAGS))
+    num = num.apply(pd.to_numeric, errors="coerce")
+    by = num.groupby(epochs[_TRIAL])
+    last = epochs.drop_duplicates(_TRIAL, keep="last").set_index(_TRIAL).reindex(rows)
+    last_num = num.drop_duplicates(_TRIAL, keep="last").set_index(_TRIAL).reindex(rows)
+    out: dict[str, Any] = {
+        EPOCHS_DONE: by[EPOCH].max().reindex(rows).fillna(0).astype(int),
+        DIVERGED: by[DIVERGED].any().reindex(rows, fill_value=False).astype(bool),
+        EARLY_STOPPED: by[EARLY_STOPPED].any().reindex(rows, fill_value=False).astype(bool),
     }
-
-
-def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One Ray Tune `Result` -> (results row, history rows)."""
-    metrics = result.metrics or {}
-    trial_id = metrics.get(TRIAL_ID) or Path(result.path).name
-    cfg = config_columns(result.config or {})
-    epochs = _history(result)
-    keys = pd.DataFrame({TRIAL_ID: trial_id, STUDY: study}, index=epochs.index)
-    config = pd.DataFrame({k: [v] * len(epochs) for k, v in cfg.items()}, index=epochs.index)
-    history = pd.concat([keys, epochs, config], axis=1)
-
-    error = result.error
-    last = epochs.iloc[-1] if len(epochs) else None
-    row: dict[str, Any] = {TRIAL_ID: trial_id, STUDY: study, **cfg}
-    row[STATUS] = STATUS_ERROR if error is not None else STATUS_TERMINATED
-    # What the trial raised, not Ray's wrapper (RayTaskError(X) holds X as `cause`).
-    raised = getattr(error, "cause", None)
-    raised = raised if isinstance(raised, BaseException) else error
-    row[ERROR] = None if error is None else f"{type(raised).__name__}: {raised}"[:ERROR_CHARS]
-    row[EPOCHS_DONE] = int(epochs[EPOCH].max()) if len(epochs) else 0
-    row[DIVERGED] = bool(epochs[DIVERGED].any())
-    row[EARLY_STOPPED] = bool(epochs[EARLY_STOPPED].any())
-    row[ASHA_STOPPED] = bool(
-        error is None
-        and not row[DIVERGED]
-        and not row[EARLY_STOPPED]
-        and row[EPOCHS_DONE] < cfg.get("epochs", math.inf)
-    )
     for col in (NODE, NODE_ID, *RUNTIME_KEYS):  # where its last epoch ran
-        row[col] = None if last is None else last[col]
+        values = [None if _missing(v) else v for v in last[col].tolist()]
+        out[col] = pd.Series(values, index=rows)  # the dtype a column of these values infers
+    best = {True: by.max(), False: by.min()}
+    mean = by.mean()
     for m in EPOCH_METRICS:
-        vals = pd.to_numeric(epochs[m], errors="coerce")
-        finite = vals.dropna()
-        best = finite.max() if larger_is_better(m) else finite.min()
-        row[summary_column(FINAL, m)] = float(vals.iloc[-1]) if len(vals) else math.nan
-        row[summary_column(BEST, m)] = float(best) if len(finite) else math.nan
-        row[summary_column(AVG, m)] = float(finite.mean()) if len(finite) else math.nan
-    row.update(at_best_val(epochs))
+        out[summary_column(FINAL, m)] = last_num[m]
+        out[summary_column(BEST, m)] = best[larger_is_better(m)][m].reindex(rows)
+        out[summary_column(AVG, m)] = mean[m].reindex(rows)
+    # The epoch of the best validation accuracy (the first, on ties) and its test figures:
+    # the test figures of the epoch validation selects.
+    val = num[num[VAL_ACC].notna()]
+    at = val.groupby(epochs.loc[val.index, _TRIAL])[VAL_ACC].idxmax()
+    picked = num.loc[at.to_numpy()].set_index(epochs.loc[at.to_numpy(), _TRIAL]).reindex(rows)
+    out[EPOCH_AT_BEST_VAL] = picked[EPOCH].astype(float)
+    out[TEST_ACC_AT_BEST_VAL] = picked[TEST_ACC]
+    out[TEST_LOSS_AT_BEST_VAL] = picked[TEST_LOSS]
     for m in (PARAMS, BATCHES_PER_S, IMAGES_PER_S, TRAIN_FLOPS_PER_IMAGE, FLOP_PER_S):
-        row[m] = _mean(epochs[m])
-    peak = pd.to_numeric(epochs[PEAK_MEMORY_MB], errors="coerce").dropna()
-    row[PEAK_MEMORY_MB] = float(peak.max()) if len(peak) else math.nan
-    seconds = pd.to_numeric(epochs[EPOCH_S], errors="coerce").dropna()
-    row[TOTAL_S] = float(seconds.sum()) if len(seconds) else math.nan  # no epochs: unknown
-    for m in ROBUSTNESS_KEYS:  # measured at the end (or every k epochs): the last measurement
-        finite = pd.to_numeric(epochs[m], errors="coerce").dropna()
-        row[m] = float(finite.iloc[-1]) if len(finite) else math.nan
-    return row, history
+        out[m] = mean[m].reindex(rows)
+    out[PEAK_MEMORY_MB] = by[PEAK_MEMORY_MB].max().reindex(rows)
+    out[TOTAL_S] = by[EPOCH_S].sum(min_count=1).reindex(rows)  # no epochs: unknown
+    last_measured = by[list(ROBUSTNESS_KEYS)].last().reindex(rows)  # the last measurement
+    for m in ROBUSTNESS_KEYS:  # measured at the end (or every k epochs)
+        out[m] = last_measured[m]
+    return pd.DataFrame(out, index=rows)
 
 
 def collect(result_grid: Any, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every trial of `result_grid` (an iterable of `Result`s): (results, history) frames,
     results sorted by trial_id, history by trial_id then epoch."""
-    rows, histories = [], []
+    rows, reports = [], []
     for result in result_grid:
-        row, hist = trial_frames(result, study)
+        metrics = result.metrics or {}
+        row: dict[str, Any] = {
+            TRIAL_ID: metrics.get(TRIAL_ID) or Path(result.path).name,
+            STUDY: study,
+            **config_columns(result.config or {}),
+        }
+        error = result.error
+        row[STATUS] = STATUS_ERROR if error is not None else STATUS_TERMINATED
+        # What the trial raised, not Ray's wrapper (RayTaskError(X) holds X as `cause`).
+        raised = getattr(error, "cause", None)
+        raised = raised if isinstance(raised, BaseException) else error
+        row[ERROR] = None if error is None else f"{type(raised).__name__}: {raised}"[:ERROR_CHARS]
+        hist = result.metrics_dataframe
+        if hist is not None and not hist.empty and EPOCH in hist:
+            reports.append(hist.assign(**{_TRIAL: len(rows)}))
         rows.append(row)
-        histories.append(hist)
-    if rows:
-        results = pd.DataFrame(rows).sort_values(TRIAL_ID, kind="stable").reset_index(drop=True)
-    else:
+    if not rows:
         results = pd.DataFrame(columns=[*KEY_COLUMNS, *CONFIG_COLUMNS, *RESULTS_COLUMNS])
-    nonempty = [h for h in histories if len(h)]
-    if nonempty:
+        history = pd.DataFrame(columns=[*KEY_COLUMNS, *HISTORY_COLUMNS, *CONFIG_COLUMNS])
+        return results, history
+    trials = pd.DataFrame(rows)
+    epochs = _epochs(reports)
+    summaries = _summaries(epochs, len(trials))
+    planned = pd.to_numeric(trials.get("epochs", pd.Series(math.inf, index=trials.index)))
+    summaries[ASHA_STOPPED] = (
+        (trials[STATUS] == STATUS_TERMINATED)
+        & ~summaries[DIVERGED]
+        & ~summaries[EARLY_STOPPED]
+        & (summaries[EPOCHS_DONE] < planned.fillna(math.inf))
+    )
+    config = [c for c in trials.columns if c not in (*KEY_COLUMNS, STATUS, ERROR)]
+    results = pd.concat([trials, summaries], axis=1)
+    results = results[[*KEY_COLUMNS, *config, *RESULTS_COLUMNS]]
+    results = results.sort_values(TRIAL_ID, kind="stable").reset_index(drop=True)
+    if len(epochs):
+        at = epochs[_TRIAL].to_numpy()
+        keys = trials[list(KEY_COLUMNS)].iloc[at].reset_index(drop=True)
+        cfg = trials[config].iloc[at].reset_index(drop=True)
+        history = pd.concat([keys, epochs.drop(columns=_TRIAL), cfg], axis=1)
         # infer_objects: a column None in one trial and set in another gets the dtype that
         # reading the parquet file back gives it (e.g. patience: float64 with NaN)
-        history = pd.concat(nonempty, ignore_index=True).infer_objects()
+        history = history.infer_objects()
         history = history.sort_values([TRIAL_ID, EPOCH], kind="stable").reset_index(drop=True)
     else:
         history = pd.DataFrame(columns=[*KEY_COLUMNS, *HISTORY_COLUMNS, *CONFIG_COLUMNS])
     return results, history
+
+
+def trial_frames(result: Any, study: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One Ray Tune `Result` -> (results row, history rows)."""
+    results, history = collect([result], study)
+    return results.iloc[0].to_dict(), history
 
 
 def keep_saved(new: pd.DataFrame, saved: pd.DataFrame | None) -> pd.DataFrame:

@@ -1,0 +1,246 @@
+"""The driver at scale (issue 25): the project's runner, loggers and writer driving trials that
+only sleep, against bare Ray Tune on the same workload.
+
+The workload: `--trials` trials (a grid over the seed), each sleeping `--epoch-s` per epoch for
+`--epochs` epochs and reporting every epoch what a real trial reports (the keys of
+`core.columns.REPORT_KEYS` and `RUNTIME_KEYS`; the robustness keys at the last epoch, as a
+study without ASHA computes them), with a checkpoint every epoch of the smoke model's size
+(`state.pt` of a real alpha/gamma smoke trial: 423 KB; Tune keeps two per trial, as the runner
+says) and a predictions file of the smoke test set's size. Resources are logical, as in Ray's
+own scalability release tests: each node tells Ray it has `--cpus` CPUs (more than the cores:
+the trials sleep), one node, or a `ray.cluster_utils.Cluster` of `--nodes` nodes on this
+machine; a trial asks for one CPU.
+
+The cases, each in a fresh process so that the driver's CPU time and peak memory are its own:
+  bare     `tune.Tuner` with Tune's defaults (its JSON, CSV and TensorBoard loggers, its progress
+           output), the same checkpoints kept and actors reused as the runner's;
+  project  the runner's Tuner (`tune_jobs.runner.make_tuner`: its progress table, TensorBoard
+           callback, checkpoint retention, actor reuse), `study.json` at the start and the end,
+           and the writer (`results.parquet`, `history.parquet`) timed on its own.
+Printed per case: the Tuner's wall time against the ideal (trials x epochs x epoch_s / slots),
+results processed per second, the driver's CPU seconds and the growth of its peak memory per
+1,000 trials (peak RSS after the run minus RSS once Ray started), the experiment folder's size;
+then project / bare.
+
+    python benchmarks/scale.py --trials 1000                 # one node, 16 logical CPUs
+    python benchmarks/scale.py --trials 1000 --nodes 8 --cpus 2
+    python benchmarks/scale.py --quick                       # 100 trials, a 3-node cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT_BYTES = 423_303  # state.pt of a real smoke trial (simple_cnn, BatchEnsemble x4)
+PREDICTIONS_BYTES = 5_678  # predictions.npz of that trial (its 250 test images)
+CASES = ("bare", "project")
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def report_keys() -> tuple[list[str], list[str], list[str], list[str]]:
+    """(number keys every epoch, robustness keys of the last epoch, string keys, bool keys)."""
+    from core import columns as C
+
+    strings = [C.DEVICE_NAME, C.RESOLVED_DEVICE, C.RESOLVED_PRECISION]
+    flags = [C.DIVERGED, C.EARLY_STOPPED, C.RESOLVED_CHANNELS_LAST, C.RESOLVED_COMPILE]
+    every = [k for k in (*C.REPORT_KEYS, *C.RUNTIME_KEYS)
+             if k not in (*C.ROBUSTNESS_KEYS, C.EPOCH, *strings, *flags)]  # fmt: skip
+    return every, list(C.ROBUSTNESS_KEYS), strings, flags
+
+
+def make_trainable(epochs: int, epoch_s: float):
+    """The sleeping trial: it imports nothing of the project (a worker starts in a moment)."""
+    every, robustness, strings, flags = report_keys()
+
+    def sleeping_trial(config: dict) -> None:
+        import random
+        import tempfile as tf
+        import time as t
+
+        from ray import tune
+
+        rng = random.Random(config["seed"])
+        for epoch in range(1, epochs + 1):
+            t.sleep(epoch_s)
+            metrics = {"epoch": epoch, **{k: rng.random() for k in every}}
+            metrics.update({k: "cpu" for k in strings} | {k: False for k in flags})
+            if epoch == epochs:
+                metrics.update({k: rng.random() for k in robustness})
+            with tf.TemporaryDirectory() as d:
+                with open(f"{d}/state.pt", "wb") as f:
+                    f.write(os.urandom(CHECKPOINT_BYTES))
+                with open("predictions.npz", "wb") as f:  # the trial's working directory
+                    f.write(os.urandom(PREDICTIONS_BYTES))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    return sleeping_trial
+
+
+def start_ray(nodes: int, cpus: int):
+    import ray
+
+    if nodes == 1:
+        ray.init(num_cpus=cpus, include_dashboard=False)
+        return None
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=cpus)
+    ray.init(address=cluster.address)
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cpus: int,
+             root: Path) -> dict:  # fmt: skip
+    """One case in this process: the numbers of the module docstring, as a dict."""
+    import ray
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the runner's choice, for both cases
+    cluster = start_ray(nodes, cpus)
+    trainable = tune.with_resources(make_trainable(epochs, epoch_s), {"cpu": 1})
+    if case == "project":  # its modules imported before the memory baseline
+        import tune_jobs.results
+        import tune_jobs.runner  # noqa: F401
+    rss0, cpu0 = rss_mb(), cpu_s()
+    write_s = None
+    name = f"scale_{case}"
+    t0 = time.monotonic()
+    if case == "bare":
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"seed": tune.grid_search(list(range(trials)))},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(root),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        grid = tuner.fit()
+        fit_s = time.monotonic() - t0
+    else:
+        from tune_jobs.extend import tune_run
+        from tune_jobs.options import JobOptions
+        from tune_jobs.record import write_study_json
+        from tune_jobs.results import write_results
+        from tune_jobs.runner import make_tuner
+        from tune_jobs.study import Study
+
+        opts = JobOptions(smoke=True, storage_path=str(root), name=name, epochs=epochs)
+        space = {**opts.fixed_config(), "seed": tune.grid_search(list(range(trials)))}
+        study = Study("scale", space)
+        exp = root / name
+        exp.mkdir(parents=True, exist_ok=True)
+        at = tune_run({}, study, opts, None)
+        write_study_json(exp, study, opts)
+        tuner = make_tuner(study, opts, trainable, exp, at)
+        grid = tuner.fit()
+        fit_s = time.monotonic() - t0
+        w0 = time.monotonic()
+        write_results(grid, study.name, exp)
+        write_s = time.monotonic() - w0
+        write_study_json(exp, study, opts)
+    done = sum(r.metrics.get("epoch") == epochs for r in grid)
+    out = {
+        "case": case,
+        "trials": trials,
+        "finished": done,
+        "nodes": nodes,
+        "cpus_per_node": cpus,
+        "fit_s": round(fit_s, 1),
+        "ideal_s": round(trials * epochs * epoch_s / (nodes * cpus), 1),
+        "results_per_s": round(trials * epochs / fit_s, 1),
+        "driver_cpu_s": round(cpu_s() - cpu0, 1),
+        "driver_rss_growth_mb_per_1000": round((peak_rss_mb() - rss0) * 1000 / trials, 1),
+        "driver_peak_rss_mb": round(peak_rss_mb(), 1),
+        "folder_mb": round(folder_mb(root / name), 1),
+        "write_s": None if write_s is None else round(write_s, 2),
+    }
+    ray.shutdown()
+    if cluster is not None:
+        cluster.shutdown()
+    return out
+
+
+def run_in_child(case: str, args: argparse.Namespace, root: Path) -> dict:
+    cmd = [sys.executable, __file__, "--case", case, "--trials", str(args.trials),
+           "--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--nodes",
+           str(args.nodes), "--cpus", str(args.cpus), "--root", str(root)]  # fmt: skip
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"scale: the {case} case failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epoch-s", type=float, default=0.5, help="seconds a trial sleeps per epoch")
+    p.add_argument("--nodes", type=int, default=1, help="1: this node; more: a local Cluster")
+    p.add_argument("--cpus", type=int, default=16, help="logical CPUs per node")
+    p.add_argument("--quick", action="store_true", help="100 trials on a 3-node cluster")
+    p.add_argument("--cases", default=",".join(CASES), help="bare,project (in this order)")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one case, in this process
+    p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.trials, args.nodes, args.cpus, args.epochs, args.epoch_s = 100, 3, 4, 2, 0.2
+    if args.case:
+        row = run_case(args.case, args.trials, args.epochs, args.epoch_s, args.nodes,
+                       args.cpus, args.root)  # fmt: skip
+        print(json.dumps(row))
+        return [row]
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="scale_"))
+    try:
+        for case in args.cases.split(","):
+            rows.append(run_in_child(case, args, root))
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    by = {r["case"]: r for r in rows}
+    if {"bare", "project"} <= set(by):
+        b, q = by["bare"], by["project"]
+        print(f"project / bare: wall {q['fit_s'] / b['fit_s']:.2f}, driver CPU "
+              f"{q['driver_cpu_s'] / max(b['driver_cpu_s'], 1e-9):.2f}, folder "
+              f"{q['folder_mb'] / max(b['folder_mb'], 1e-9):.2f}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
