@@ -20,6 +20,10 @@ from analysis.schema import metric_label
 from analysis.tidy import fmt_value, is_usable, order_values
 
 LOG_SPAN = 100.0  # max/min ratio from which a positive numeric knob gets a log axis
+# Lines drawn at most: past about a thousand, lines cover each other into one band and the
+# figure no longer shows which knob values the good trials share. A larger study draws its
+# best MAX_LINES by the metric (every trial is in trials.csv).
+MAX_LINES = 1000
 MAX_TICKS = 8  # tick labels of a numeric axis
 
 
@@ -64,6 +68,9 @@ def parallel_coordinates(
     """One line per trial usable for `metric` across `knobs` (the swept config columns) and a
     last axis of `metric`, coloured by it (bright = better)."""
     ok = results[is_usable(results, metric)]
+    usable = len(ok)
+    if usable > MAX_LINES:  # the best ones, the best last (drawn on top)
+        ok = ok.sort_values(metric, ascending=maximise, kind="stable").tail(MAX_LINES)
     dims = [knob_axis(c, ok[c]) for c in knobs]
     y = ok[metric].astype(float)
     dims.append({"label": metric_label(metric), "values": y.to_numpy()})
@@ -80,8 +87,11 @@ def parallel_coordinates(
             domain={"x": [0, 0.9]},  # the colour bar right of the last axis' tick labels
         )
     )
-    left_out = len(results) - len(ok)
+    left_out = len(results) - usable
     drawn = f"{len(ok)} trial{'s' if len(ok) != 1 else ''} drawn across {len(knobs)} swept knob"
+    if usable > len(ok):
+        drawn = f"the best {len(ok):,} of {usable:,} usable trials drawn (more lines hide each "
+        drawn += f"other; every trial is in trials.csv) across {len(knobs)} swept knob"
     drawn += "s" if len(knobs) != 1 else ""
     if left_out:
         drawn += f"; {left_out} not drawn (diverged, errored or no {metric_label(metric)})"

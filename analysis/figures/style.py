@@ -67,11 +67,40 @@ def fmt_metric(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+# Points in one scatter trace from which it is drawn with WebGL: SVG draws every marker as an
+# element of the page, and a figure of a 10,000-trial search would take seconds to open.
+WEBGL_FROM = 1000
+
+
+def webgl(fig: go.Figure) -> go.Figure:
+    """`fig` with each scatter trace of WEBGL_FROM points or more as a Scattergl of the same
+    properties (a trace that uses what WebGL cannot draw stays SVG)."""
+
+    def large(t: Any) -> bool:
+        return t.type == "scatter" and t.x is not None and len(t.x) >= WEBGL_FROM
+
+    if not any(large(t) for t in fig.data):
+        return fig
+    traces = []
+    for t in fig.data:
+        if large(t):
+            props = t.to_plotly_json()
+            props.pop("type")
+            try:
+                t = go.Scattergl(**props)
+            except ValueError:  # a property Scattergl lacks (e.g. a spline line)
+                pass
+        traces.append(t)
+    return go.Figure(data=traces, layout=fig.layout)
+
+
 def finish(
     fig: go.Figure, title: str, notes: Sequence[str] = (), height: int = 600, subtitle: str = ""
 ) -> go.Figure:
     """Common layout; `notes` go to layout.meta['notes'] (the report prints them); `subtitle`
-    is drawn under the title (what the figure counts, or a caveat that must travel with it)."""
+    is drawn under the title (what the figure counts, or a caveat that must travel with it).
+    Large scatter traces are drawn with WebGL (`webgl`)."""
+    fig = webgl(fig)
     head: dict[str, Any] = {"text": title, "x": 0.01, "xanchor": "left"}
     if subtitle:
         head["subtitle"] = {"text": subtitle}

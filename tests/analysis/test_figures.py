@@ -195,3 +195,23 @@ def test_best_trial_curves_top5_by_final_accuracy(ag_results, ag_history):
     best = ag_history[ag_history["trial_id"] == "ag_a1_g1_s2"].sort_values("epoch")
     assert list(lines[0].y) == pytest.approx(best["test_acc"].tolist())
     assert list(lines[1].y) == pytest.approx(best["test_loss"].tolist())
+
+
+def test_scatter_traces_of_thousands_of_points_are_drawn_with_webgl():
+    """finish() turns a scatter of WEBGL_FROM points or more into a Scattergl with the same
+    points, markers and subplot; a small one stays SVG."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from analysis.figures.style import WEBGL_FROM, finish
+
+    fig = make_subplots(rows=1, cols=2)
+    many = np.arange(WEBGL_FROM, dtype=float)
+    fig.add_trace(go.Scatter(x=many, y=many**2, mode="markers", marker={"size": 3}), 1, 1)
+    fig.add_trace(go.Scatter(x=[1, 2], y=[3, 4], mode="lines+markers"), 1, 2)
+    out = finish(fig, "t")
+    big, small = out.data
+    assert (big.type, small.type) == ("scattergl", "scatter")
+    assert list(big.y) == list(many**2) and big.marker.size == 3
+    assert (big.xaxis, small.xaxis) == ("x", "x2") and out.layout.xaxis2 is not None
+    assert out.layout.title.text == "t"

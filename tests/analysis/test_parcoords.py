@@ -46,6 +46,34 @@ def test_one_line_per_usable_trial_across_every_swept_knob(search_results):
     )
 
 
+def test_past_max_lines_the_best_trials_are_drawn_the_best_on_top():
+    """A 2,500-trial search draws its best MAX_LINES lines (more hide each other), the best
+    last, and says how many of how many."""
+    from analysis.figures.parcoords import MAX_LINES
+
+    rng = np.random.default_rng(0)
+    n = 2500
+    results = pd.DataFrame(
+        {
+            "alpha": rng.uniform(-1, 1, n),
+            "lr": 10 ** rng.uniform(-4, -2, n),
+            C.SELECTION_COLUMN: rng.uniform(0, 1, n),
+            C.STATUS: "TERMINATED",
+            C.DIVERGED: False,
+        }  # fmt: skip
+    )
+    fig = parallel_coordinates(results, ["alpha", "lr"], C.SELECTION_COLUMN)
+    (trace,) = fig.data
+    drawn = np.asarray(trace.line.color)
+    best = np.sort(results[C.SELECTION_COLUMN].to_numpy())[-MAX_LINES:]
+    assert len(drawn) == MAX_LINES == 1000
+    assert list(drawn) == pytest.approx(list(best))  # the best, in rising order: best on top
+    assert fig.layout.title.subtitle.text.startswith(
+        "the best 1,000 of 2,500 usable trials drawn (more lines hide each other; every trial "
+        "is in trials.csv) across 2 swept knobs; best final validation accuracy"
+    )
+
+
 def test_missing_and_boolean_knobs_are_categories():
     alpha = knob_axis("alpha", pd.Series([0.5, np.nan, -1.0, 0.5]))
     assert list(alpha.get("ticktext")) == ["-1", "0.5", "None"]  # sweep order, None last
