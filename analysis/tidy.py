@@ -148,13 +148,14 @@ def order_values(column: str, values: Iterable[Any]) -> list[Any]:
     """Distinct values of `column` in study order: the fast-weight sweep for alpha/gamma
     (other numbers slotted in numerically), the config's choice order for categorical fields,
     numeric / alphabetical otherwise; missing values (None/NaN) last."""
-    distinct: list[Any] = []
-    missing = False
+    present: dict[Any, None] = {}  # the distinct values in order of appearance (a dict: a
+    missing = False  # list's `in` made a 10,000-trial search quadratic)
     for v in values:
         if not _present(v):
             missing = True
-        elif v not in distinct:
-            distinct.append(v)
+        else:
+            present.setdefault(v)
+    distinct = list(present)
     known = list(_ORDERS.get(column, ()))
 
     def key(v: Any) -> tuple[int, float, str]:
@@ -199,7 +200,9 @@ def sort_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         return df
     ranks = {}
     for c in columns:
-        order = [fmt_value(v) for v in order_values(c, df[c])]
-        ranks[c] = df[c].map(lambda v, o=order: o.index(fmt_value(v)))
+        rank = {}  # label -> its first place in study order
+        for i, v in enumerate(order_values(c, df[c])):
+            rank.setdefault(fmt_value(v), i)
+        ranks[c] = df[c].map(lambda v, r=rank: r[fmt_value(v)])
     idx = pd.DataFrame(ranks).sort_values(list(columns), kind="stable").index
     return df.loc[idx]

@@ -6,17 +6,19 @@ The workload: `--trials` trials (a grid over the seed), each sleeping `--epoch-s
 `core.columns.REPORT_KEYS` and `RUNTIME_KEYS`; the robustness keys at the last epoch, as a
 study without ASHA computes them), with a checkpoint every epoch of the smoke model's size
 (`state.pt` of a real alpha/gamma smoke trial: 423 KB; Tune keeps two per trial, as the runner
-says) and a predictions file of the smoke test set's size. Resources are logical, as in Ray's
-own scalability release tests: each node tells Ray it has `--cpus` CPUs (more than the cores:
-the trials sleep), one node, or a `ray.cluster_utils.Cluster` of `--nodes` nodes on this
-machine; a trial asks for one CPU.
+says) and a predictions file (core.predictions) of the smoke preset's validation and test
+sizes. The knobs of a search (alpha, gamma, lr, ensemble size) are drawn per trial.
+Resources are logical, as in Ray's own scalability release tests: each node tells Ray it has
+`--cpus` CPUs (more than the cores: the trials sleep), one node, or a
+`ray.cluster_utils.Cluster` of `--nodes` nodes on this machine; a trial asks for one CPU.
 
 The cases, each in a fresh process so that the driver's CPU time and peak memory are its own:
   bare     `tune.Tuner` with Tune's defaults (its JSON, CSV and TensorBoard loggers, its progress
            output), the same checkpoints kept and actors reused as the runner's;
   project  the runner's Tuner (`tune_jobs.runner.make_tuner`: its progress table, TensorBoard
            callback, checkpoint retention, actor reuse), `study.json` at the start and the end,
-           and the writer (`results.parquet`, `history.parquet`) timed on its own.
+           the writer (`results.parquet`, `history.parquet`) and the report
+           (`analysis.report`), each timed on its own.
 Printed per case: the Tuner's wall time against the ideal (trials x epochs x epoch_s / slots),
 results processed per second, the driver's CPU seconds and the growth of its peak memory per
 1,000 trials (peak RSS after the run minus RSS once Ray started), the experiment folder's size;
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -42,7 +45,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT_BYTES = 423_303  # state.pt of a real smoke trial (simple_cnn, BatchEnsemble x4)
-PREDICTIONS_BYTES = 5_678  # predictions.npz of that trial (its 250 test images)
 CASES = ("bare", "project")
 
 
@@ -76,6 +78,12 @@ def report_keys() -> tuple[list[str], list[str], list[str], list[str]]:
     return every, list(C.ROBUSTNESS_KEYS), strings, flags
 
 
+def probs(rng, n: int, classes: int = 10) -> list[list[float]]:
+    """n random rows of class probabilities."""
+    rows = [[rng.random() for _ in range(classes)] for _ in range(n)]
+    return [[v / sum(r) for v in r] for r in rows]
+
+
 def make_trainable(epochs: int, epoch_s: float):
     """The sleeping trial: it imports nothing of the project (a worker starts in a moment)."""
     every, robustness, strings, flags = report_keys()
@@ -87,7 +95,9 @@ def make_trainable(epochs: int, epoch_s: float):
 
         from ray import tune
 
-        rng = random.Random(config["seed"])
+        from core.predictions import PredictionWriter  # torch-free
+
+        rng = random.Random(config["cell"]["seed"])  # the bundle of knobs()
         for epoch in range(1, epochs + 1):
             t.sleep(epoch_s)
             metrics = {"epoch": epoch, **{k: rng.random() for k in every}}
@@ -97,11 +107,35 @@ def make_trainable(epochs: int, epoch_s: float):
             with tf.TemporaryDirectory() as d:
                 with open(f"{d}/state.pt", "wb") as f:
                     f.write(os.urandom(CHECKPOINT_BYTES))
-                with open("predictions.npz", "wb") as f:  # the trial's working directory
-                    f.write(os.urandom(PREDICTIONS_BYTES))
+                # the predictions file in the trial's working directory (Ray syncs it into the
+                # trial's folder), of the smoke preset's validation and test sizes
+                splits = {
+                    split: (probs(rng, n), [rng.randrange(10) for _ in range(n)])
+                    for split, n in (("val", 400), ("test", 500))
+                }
+                trial_id = tune.get_context().get_trial_id()
+                PredictionWriter(".", trial_id).write(epoch, "val_acc", 4, splits)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     return sleeping_trial
+
+
+def knobs(trials: int, seed: int = 0) -> dict:
+    """The swept part of the space: one bundle per trial (a grid of dicts, as the optimizers
+    study sweeps its cells), each a seed and a search's knobs drawn at random, so that the
+    report's figures get thousands of distinct configs; plain values, as study.json records."""
+    rng = random.Random(seed)
+    cells = [
+        {
+            "seed": i,
+            "alpha": rng.uniform(-1.0, 1.0),
+            "gamma": rng.uniform(-1.0, 1.0),
+            "lr": 10 ** rng.uniform(-4.0, -2.0),
+            "ensemble_size": rng.randint(2, 8),
+        }
+        for i in range(trials)
+    ]
+    return {"cell": {"grid_search": cells}}
 
 
 def start_ray(nodes: int, cpus: int):
@@ -121,7 +155,7 @@ def start_ray(nodes: int, cpus: int):
 
 
 def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cpus: int,
-             root: Path) -> dict:  # fmt: skip
+             root: Path, report_at: int | None = None) -> dict:  # fmt: skip
     """One case in this process: the numbers of the module docstring, as a dict."""
     import ray
     from ray import tune
@@ -133,13 +167,13 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
         import tune_jobs.results
         import tune_jobs.runner  # noqa: F401
     rss0, cpu0 = rss_mb(), cpu_s()
-    write_s = None
+    write_s = report_s = largest = at_n = None
     name = f"scale_{case}"
     t0 = time.monotonic()
     if case == "bare":
         tuner = tune.Tuner(
             trainable,
-            param_space={"seed": tune.grid_search(list(range(trials)))},
+            param_space=knobs(trials),
             tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(
                 name=name,
@@ -158,8 +192,8 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
         from tune_jobs.study import Study
 
         opts = JobOptions(smoke=True, storage_path=str(root), name=name, epochs=epochs)
-        space = {**opts.fixed_config(), "seed": tune.grid_search(list(range(trials)))}
-        study = Study("scale", space)
+        # a search's study (its report: the search pages, no grid study's), its knobs drawn
+        study = Study("search", {**opts.fixed_config(), **knobs(trials)})
         exp = root / name
         exp.mkdir(parents=True, exist_ok=True)
         at = tune_run({}, study, opts, None)
@@ -171,6 +205,19 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
         write_results(grid, study.name, exp)
         write_s = time.monotonic() - w0
         write_study_json(exp, study, opts)
+        from analysis.report import build_report
+
+        r0 = time.monotonic()
+        report = build_report(exp)
+        report_s = time.monotonic() - r0
+        largest = largest_page(report.parent)
+        if report_at:
+            big = root / f"search_{report_at}"
+            replicate(exp, big, report_at)
+            r0 = time.monotonic()
+            report = build_report(big)
+            at_n = {"trials": report_at, "report_s": round(time.monotonic() - r0, 1),
+                    "largest_page_mb": largest_page(report.parent)}  # fmt: skip
     done = sum(r.metrics.get("epoch") == epochs for r in grid)
     out = {
         "case": case,
@@ -186,6 +233,9 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
         "folder_mb": round(folder_mb(root / name), 1),
         "write_s": None if write_s is None else round(write_s, 2),
+        "report_s": None if report_s is None else round(report_s, 1),
+        "largest_page_mb": largest,
+        "report_at": at_n,
     }
     ray.shutdown()
     if cluster is not None:
@@ -193,10 +243,50 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
     return out
 
 
+def largest_page(folder: Path) -> tuple[str, float]:
+    """(name, MiB) of the report's largest page."""
+    page = max(folder.glob("*.html"), key=lambda p: p.stat().st_size)
+    return page.name, round(page.stat().st_size / 2**20, 2)
+
+
+def replicate(exp: Path, out: Path, n: int) -> None:
+    """An n-trial search's folder made from the project case's: its results and history rows
+    repeated under new trial ids, each copy with the knobs drawn again (a trial's history rows
+    get its results row's), and its study.json. No trial folders, so no predictions: the
+    report's ensemble page is left out (it reads predictions; the project case's own report
+    draws it)."""
+    import pandas as pd
+
+    from core import columns as C
+
+    results = pd.read_parquet(exp / C.RESULTS_FILE)
+    history = pd.read_parquet(exp / C.HISTORY_FILE)
+    res_parts, hist_parts = [], []
+    for k in range(-(-n // len(results))):
+        ids = {t: f"{t}_{k}" for t in results[C.TRIAL_ID]}
+        cells = knobs(len(results), seed=k + 1)["cell"]["grid_search"]
+        drawn = pd.DataFrame(cells).drop(columns="seed").assign(**{C.TRIAL_ID: list(ids.values())})
+        r = results.assign(**{C.TRIAL_ID: results[C.TRIAL_ID].map(ids)})
+        r.update(drawn.set_index(C.TRIAL_ID).reindex(r[C.TRIAL_ID]).set_index(r.index))
+        h = history.assign(**{C.TRIAL_ID: history[C.TRIAL_ID].map(ids)})
+        h.update(drawn.set_index(C.TRIAL_ID).reindex(h[C.TRIAL_ID]).set_index(h.index))
+        res_parts.append(r)
+        hist_parts.append(h)
+    results = pd.concat(res_parts, ignore_index=True).head(n)
+    history = pd.concat(hist_parts, ignore_index=True)
+    history = history[history[C.TRIAL_ID].isin(results[C.TRIAL_ID])]
+    out.mkdir(parents=True)
+    results.to_parquet(out / C.RESULTS_FILE, index=False)
+    history.to_parquet(out / C.HISTORY_FILE, index=False)
+    shutil.copy(exp / C.STUDY_FILE, out / C.STUDY_FILE)
+
+
 def run_in_child(case: str, args: argparse.Namespace, root: Path) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--trials", str(args.trials),
            "--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--nodes",
            str(args.nodes), "--cpus", str(args.cpus), "--root", str(root)]  # fmt: skip
+    if args.report_at:
+        cmd += ["--report-at", str(args.report_at)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"scale: the {case} case failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
@@ -213,6 +303,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--quick", action="store_true", help="100 trials on a 3-node cluster")
     p.add_argument("--cases", default=",".join(CASES), help="bare,project (in this order)")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--report-at", type=int, help="also time the report of this many trials "
+                   "(the project case's tables repeated, knobs drawn again)")  # fmt: skip
     p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one case, in this process
     p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -220,7 +312,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.trials, args.nodes, args.cpus, args.epochs, args.epoch_s = 100, 3, 4, 2, 0.2
     if args.case:
         row = run_case(args.case, args.trials, args.epochs, args.epoch_s, args.nodes,
-                       args.cpus, args.root)  # fmt: skip
+                       args.cpus, args.root, args.report_at)  # fmt: skip
         print(json.dumps(row))
         return [row]
     rows = []

@@ -43,8 +43,16 @@ def pareto_mask(points: ArrayLike, directions: Sequence[str]) -> np.ndarray:
     valid = ~np.isnan(score).any(axis=1)
     mask = np.zeros(len(score), dtype=bool)
     rows = np.flatnonzero(valid)
-    cand = score[rows]
-    for i, p in zip(rows, cand, strict=True):
-        dominated = (cand >= p).all(axis=1) & (cand > p).any(axis=1)
-        mask[i] = not dominated.any()
+    # In decreasing lexicographic order, a point's dominators all come before it, and a
+    # dominated point is dominated by a point of the front: so each point is checked against
+    # the front found so far only (tens of points, not every other: a 10,000-trial search's
+    # front in a moment rather than a minute).
+    order = rows[np.lexsort(score[rows].T[::-1])[::-1]]
+    front = np.empty((0, score.shape[1]))
+    for i in order:
+        p = score[i]
+        if ((front >= p).all(axis=1) & (front > p).any(axis=1)).any():
+            continue
+        mask[i] = True
+        front = np.vstack([front, p])
     return mask

@@ -83,15 +83,19 @@ def webgl(fig: go.Figure) -> go.Figure:
         return fig
     traces = []
     for t in fig.data:
+        props = t.to_plotly_json()
         if large(t):
-            props = t.to_plotly_json()
             props.pop("type")
             try:
-                t = go.Scattergl(**props)
+                props = go.Scattergl(**props).to_plotly_json()
             except ValueError:  # a property Scattergl lacks (e.g. a spline line)
-                pass
-        traces.append(t)
-    return go.Figure(data=traces, layout=fig.layout)
+                props["type"] = "scatter"
+        traces.append(props)
+    # the traces replaced in place: a new Figure would validate the layout again (seconds for a
+    # figure of thousands of shapes)
+    fig.data = ()
+    fig.add_traces(traces)
+    return fig
 
 
 def finish(
