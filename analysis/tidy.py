@@ -203,6 +203,8 @@ def sort_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         rank = {}  # label -> its first place in study order
         for i, v in enumerate(order_values(c, df[c])):
             rank.setdefault(fmt_value(v), i)
-        ranks[c] = df[c].map(lambda v, r=rank: r[fmt_value(v)])
-    idx = pd.DataFrame(ranks).sort_values(list(columns), kind="stable").index
+        # each distinct value labelled once (a 10,000-trial search has 10,000 rows per column)
+        codes, uniques = pd.factorize(df[c].astype(object), use_na_sentinel=False)
+        ranks[c] = np.array([rank[fmt_value(u)] for u in uniques], dtype=int)[codes]
+    idx = pd.DataFrame(ranks, index=df.index).sort_values(list(columns), kind="stable").index
     return df.loc[idx]
