@@ -80,6 +80,9 @@ def _from_optuna(db: Path, meta: dict[str, Any]) -> Importances:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / OPTUNA_DB
         shutil.copyfile(db, copy)
+        log = db.with_name(db.name + "-wal")  # trials SQLite has not folded into the file yet
+        if log.exists():
+            shutil.copyfile(log, copy.with_name(copy.name + "-wal"))
         url = f"sqlite:///{copy}"
         name = meta.get("optuna_study")
         if name is None:

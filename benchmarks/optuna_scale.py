@@ -9,10 +9,13 @@ suggest + tell over the last `--window` trials before each mark (100, 1,000, ...
 and the whole loop's seconds.
 
 Cases (`--cases`, comma-separated):
-  sqlite-tpe     what tune_jobs/search.py uses: SQLite (RDBStorage) + TPESampler (single objective)
-  memory-tpe     in-memory storage + TPE: the sampler's share
+  sqlite-tpe     SQLite with its defaults (RDBStorage) + TPESampler (single objective): what
+                 tune_jobs/search.py used before 2026-12-03
+  wal-tpe        SQLite in WAL mode, normal syncing (tune_jobs.search.optuna_storage) + TPE:
+                 what the search uses
+  memory-tpe     in-memory storage + TPE: the sampler's own share
   journal-tpe    Optuna's JournalStorage (an append-only file) + TPE
-  sqlite-nsga2   SQLite + NSGA-II, two objectives (--objectives accuracy,params)
+  wal-nsga2      the search's storage + NSGA-II, two objectives (--objectives accuracy,params)
 
     python benchmarks/optuna_scale.py --trials 10000
     python benchmarks/optuna_scale.py --trials 2000 --cases memory-tpe,sqlite-tpe
@@ -28,17 +31,20 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("sqlite-tpe", "memory-tpe", "journal-tpe", "sqlite-nsga2")
+CASES = ("sqlite-tpe", "wal-tpe", "memory-tpe", "journal-tpe", "wal-nsga2")
 
 
 def make_study(case: str, folder: Path):
     import optuna
 
     from tune_jobs.samplers import NSGAIISampler
+    from tune_jobs.search import optuna_storage
 
     storage_kind, sampler_kind = case.split("-")
     if storage_kind == "sqlite":
         storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}")
+    elif storage_kind == "wal":
+        storage = optuna_storage(folder / "optuna.db")
     elif storage_kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
