@@ -53,3 +53,30 @@ def test_the_plateau_verdict_follows_the_1_pp_rule(tmp_path, monkeypatch):
     (tmp_path / "be4_epochs20_seed2.log").write_text("epoch=7  test_acc=0.5\n")  # cut off
     with pytest.raises(SystemExit, match=r"be4_epochs20_seed2.log: no epoch=20 line"):
         plateau.table()
+
+
+def test_the_scale_and_optuna_tables_are_the_committed_runs():
+    """The rows under "The driver at scale" are the committed runs' numbers."""
+    import json
+
+    readme = (REPO / "benchmarks" / "README.md").read_text()
+    results = REPO / "benchmarks" / "results"
+    names = {"bare": "bare `tune.Tuner`", "project": "project (`runner.make_tuner`, its loggers)"}
+    for r in json.loads((results / "scale_1000_trials_1_node.json").read_text()):
+        writer = "-" if r["write_s"] is None else f"{r['write_s']:.2f} s"
+        row = (
+            f"| {names[r['case']]} | {r['fit_s']} s | {r['ideal_s']} s | {r['results_per_s']} | "
+            f"{r['driver_cpu_s']} s | {r['driver_rss_growth_mb_per_1000']:,.0f} MB | "
+            f"{r['folder_mb']:,.0f} MB | {writer} |"
+        )
+        assert row in readme, row
+    cases = {
+        "sqlite-tpe": "SQLite defaults + TPE (the search before)",
+        "memory-tpe": "in memory + TPE (the sampler's own share)",
+        "journal-tpe": "JournalStorage file + TPE",
+        "sqlite-nsga2": "SQLite defaults + NSGA-II, 2 objectives",
+    }
+    for r in json.loads((results / "optuna_2000_trials.json").read_text()):
+        at = [f"{round(r['ms_per_trial_at'][m]):.0f} ms" for m in ("100", "1000", "2000")]
+        row = f"| {cases[r['case']]} | {' | '.join(at)} | {round(r['total_s']):.0f} s |"
+        assert row in readme, row
