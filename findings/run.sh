@@ -16,14 +16,14 @@
 #
 # The learn preset's plateau check (BatchEnsemble 4, alpha = gamma = 0.5, Adam 3e-3: the
 # alpha x gamma study's cell (0.5, 0.5); 12 against 20 epochs, seeds 0-2, each its own cosine
-# schedule), about an hour on 2 cores; a finished run is not run again:
+# schedule), about 1.5 hours on 2 cores (measured); a finished run is not run again:
 #
 #   setsid bash findings/run.sh plateau > findings/runs/plateau.log 2>&1 &
 #   python benchmarks/plateau.py     # each run's last epoch and the verdict, from findings/plateau
 #
 # The ensemble has reached its plateau at 12 epochs when the 20-epoch runs' mean test
 # accuracy is within 1 pp of the 12-epoch runs' (benchmarks/plateau.py prints the verdict;
-# not run to the end yet: benchmarks/README.md, "The learn preset", is where it goes).
+# run 2026-12-03: not reached, +4.1 pp at 20 epochs; benchmarks/README.md, "The learn preset").
 set -u
 cd "$(dirname "$0")/.."
 DATA=${ENSEMBLE_DATA_DIR:-../shared/data/cifar10}

@@ -55,6 +55,15 @@ def test_the_plateau_verdict_follows_the_1_pp_rule(tmp_path, monkeypatch):
         plateau.table()
 
 
+def test_the_plateau_table_is_the_committed_runs():
+    """The plateau check's table and verdict under "The learn preset" are what plateau.py
+    prints from the committed logs in findings/plateau/."""
+    readme = (REPO / "benchmarks" / "README.md").read_text().splitlines()
+    for line in _benchmark("plateau").table():
+        if line:
+            assert line in readme, line
+
+
 def test_the_scale_and_optuna_tables_are_the_committed_runs():
     """The rows under "The driver at scale" are the committed runs' numbers."""
     import json

@@ -82,6 +82,11 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 # its 7 cells at every preset). The schedule spans each trial's own epochs (a resumed trial
 # keeps its checkpointed total; --resume refuses another --epochs): a trial ASHA stops early
 # ends mid-schedule, so findings/run.sh runs alpha_gamma's grid with --no-asha.
+#
+# Not final: the plateau check (findings/plateau/, benchmarks/README.md, 2026-12-03) found a
+# 4-member BatchEnsemble 4.1 pp better at 20 epochs than at 12 (64.3% -> 68.4%), so 12 epochs
+# are not its plateau; the epochs, and with them the grids above, are to be sized again before
+# the learn studies run.
 LEARN = {
     "arch": "simple_cnn_wide",
     "train_subset": None,
