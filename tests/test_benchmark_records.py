@@ -71,14 +71,19 @@ def test_the_scale_and_optuna_tables_are_the_committed_runs():
     readme = (REPO / "benchmarks" / "README.md").read_text()
     results = REPO / "benchmarks" / "results"
     names = {"bare": "bare `tune.Tuner`", "project": "project (`runner.make_tuner`, its loggers)"}
-    for r in json.loads((results / "scale_1000_trials_1_node.json").read_text()):
-        writer = "-" if r["write_s"] is None else f"{r['write_s']:.2f} s"
-        row = (
-            f"| {names[r['case']]} | {r['fit_s']} s | {r['ideal_s']} s | {r['results_per_s']} | "
-            f"{r['driver_cpu_s']} s | {r['driver_rss_growth_mb_per_1000']:,.0f} MB | "
-            f"{r['folder_mb']:,.0f} MB | {writer} |"
-        )
-        assert row in readme, row
+    for run in ("1000_trials_1_node", "1000_trials_8_nodes", "300_trials_8_nodes"):
+        for r in json.loads((results / f"scale_{run}.json").read_text()):
+            writer = "-" if r["write_s"] is None else f"{r['write_s']:.2f} s"
+            where = "" if r["nodes"] == 1 else f"{r['nodes']} x {r['cpus_per_node']} CPUs, "
+            row = (
+                f"| {where}{names[r['case']]} | {r['fit_s']} s | {r['ideal_s']} s | "
+                f"{r['results_per_s']} | {r['driver_cpu_s']} s | "
+                f"{r['driver_rss_growth_mb_per_1000']:,.0f} MB | {r['folder_mb']:,.0f} MB | "
+                f"{writer} |"
+            )
+            if r["nodes"] > 1:
+                row = f"| {r['trials']:,} " + row
+            assert row in readme, row
     cases = {
         "sqlite-tpe": "SQLite defaults + TPE (the search before)",
         "memory-tpe": "in memory + TPE (the sampler's own share)",
