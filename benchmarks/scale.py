@@ -55,7 +55,12 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    """The driver's peak resident memory in MiB (core.cost's measure on the CPU)."""
+    import torch
+
+    from core.cost import peak_memory_mb
+
+    return peak_memory_mb(torch.device("cpu"))
 
 
 def cpu_s() -> float:

@@ -2,7 +2,7 @@
 
 Training FLOPs: trials x epochs x training images x training FLOPs per image (core.cost,
 counted once per distinct model). Time: a few training steps of the most expensive model,
-timed with a trial's resources (so on the device a trial gets; `tune_jobs.runner.run_alone_with`
+timed with a trial's resources (so on the device a trial gets; `tune_jobs.alone.run_alone_with`
 says where), the other models scaled by their FLOPs, evaluation added as forward passes (a
 third of a training step per image), divided by the trials the cluster runs at once. It is an
 estimate: ASHA stops trials earlier, early stopping too, and concurrent trials slow each other

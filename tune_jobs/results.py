@@ -158,8 +158,9 @@ def _summaries(epochs: pd.DataFrame, trials: int) -> pd.DataFrame:
     num = epochs.drop(columns=[c for c, _ in _WHERE_TEXT] + list(_WHERE_FLAGS))
     num = num.apply(pd.to_numeric, errors="coerce")
     by = num.groupby(epochs[_TRIAL])
-    last = epochs.drop_duplicates(_TRIAL, keep="last").set_index(_TRIAL).reindex(rows)
-    last_num = num.drop_duplicates(_TRIAL, keep="last").set_index(_TRIAL).reindex(rows)
+    at_last = epochs.drop_duplicates(_TRIAL, keep="last").index  # each trial's last epoch
+    last = epochs.loc[at_last].set_index(_TRIAL).reindex(rows)
+    last_num = num.loc[at_last].set_index(_TRIAL).reindex(rows)
     out: dict[str, Any] = {
         EPOCHS_DONE: by[EPOCH].max().reindex(rows).fillna(0).astype(int),
         DIVERGED: by[DIVERGED].any().reindex(rows, fill_value=False).astype(bool),

@@ -12,15 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.fs as pafs
 import ray
-import torch
 from ray import tune
 from ray.tune import ExperimentAnalysis
 from ray.tune.schedulers import ASHAScheduler
@@ -37,6 +33,7 @@ from core.columns import (
 from core.data import load_dataset
 from core.provenance import provenance
 from core.trainable import ray_trainable
+from tune_jobs.alone import run_alone_with
 from tune_jobs.errors import StudyFailed, StudyInterrupted
 from tune_jobs.estimate import cost_lines
 from tune_jobs.extend import Extension, TuneRun, tune_run
@@ -252,38 +249,6 @@ def print_cost(study: Study, opts: JobOptions, data, gpus: float, nodes: dict) -
         lines = [f"cost: not estimated ({error_message(e)})"]
     for line in lines:
         print(line, flush=True)
-
-
-def run_alone_with(cpus: float, gpus: float, address: str | None) -> Callable[..., Any]:
-    """`run_alone(fn, *args)`: fn with a trial's resources while nothing else of the study runs
-    (before the Tuner starts, or after it returned), waited for.
-
-    On a cluster (`--address`) or with GPUs per trial: one Ray task with the trial's CPUs and
-    GPUs, so on a node and device a trial gets. On this machine with CPU trials, the device a
-    trial gets is this process's CPU: fn runs here, with the trial's threads (its config's
-    `num_threads`), which spares starting a worker that imports torch and receives the data
-    (about 4 of a local study's first 20 s on 2 cores, 2026-12-03). The driver's random states
-    and torch thread count are as before afterwards."""
-    if address is None and gpus == 0:
-        return run_here
-
-    def run_alone(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return ray.get(ray.remote(num_cpus=cpus, num_gpus=gpus)(fn).remote(*args, **kwargs))
-
-    return run_alone
-
-
-def run_here(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """fn in this process, its effects on global state undone: torch's thread count and the
-    random streams of Python, NumPy and torch (a search's sampler may draw from them)."""
-    threads, py_state, np_state = torch.get_num_threads(), random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            return fn(*args, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 def error_message(error: BaseException) -> str:

@@ -94,7 +94,7 @@ def calibrate(
     A trial's own batches/s shares the node with whatever else runs there (measured 0.73 vs
     1.87 batches/s for one config): the runner calls this after the Tuner returned, so nothing
     else of the study runs; regimes are timed one after another, each with a trial's
-    resources (`run_alone`, the runner's: `tune_jobs.runner.run_alone_with`; None: in this
+    resources (`run_alone`, the runner's: `tune_jobs.alone.run_alone_with`; None: in this
     process), and every trial of a
     regime gets its regime's values. A regime is a value of the config fields `keys` (the
     methods study: the fields that change what a step computes); `steps`: (warm-up, timed)."""

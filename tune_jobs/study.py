@@ -83,7 +83,7 @@ class Study:
     make_search_alg: Callable[[Path], Any] | None = None  # gets the local experiment folder
     # Extra files once results are written: after(exp_dir, results, run_alone), where
     # run_alone(fn, *args) runs fn with a trial's resources (CPUs, GPUs) on the cluster, now
-    # idle (the Tuner returned), and returns its result (tune_jobs.runner.run_alone_with).
+    # idle (the Tuner returned), and returns its result (tune_jobs.alone.run_alone_with).
     after: Callable[[Path, Any, Callable[..., Any]], None] | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # merged into study.json
     # The script's own options as given (`--num-samples` -> 20); tune_jobs.cli fills it in.

@@ -88,7 +88,7 @@ def test_on_a_local_cpu_the_timing_runs_in_the_driver_and_leaves_its_state(cifar
     import torch
 
     from core.train import time_train_steps
-    from tune_jobs.runner import run_alone_with, run_here
+    from tune_jobs.alone import run_alone_with, run_here
 
     assert run_alone_with(1, 0.0, None) is run_here
     assert run_alone_with(1, 0.0, "auto") is not run_here  # a cluster: a Ray task on a node
