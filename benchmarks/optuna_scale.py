@@ -27,6 +27,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -101,10 +102,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
+    cases = args.cases.split(",")
+    if not set(cases) <= set(CASES):  # before any case runs
+        print(f"error: --cases={args.cases!r}: allowed a comma-separated list of "
+              f"{', '.join(CASES)}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     rows = []
-    for case in args.cases.split(","):
-        if case not in CASES:
-            p.error(f"--cases: {case!r}; allowed: {', '.join(CASES)}")
+    for case in cases:
         rows.append(run_case(case, args.trials, args.window))
         print(json.dumps(rows[-1]), flush=True)
     if args.json:

@@ -320,10 +320,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        args.cpus, args.root, args.report_at)  # fmt: skip
         print(json.dumps(row))
         return [row]
+    cases = args.cases.split(",")
+    if not set(cases) <= set(CASES):  # before Ray starts
+        print(f"error: --cases={args.cases!r}: allowed a comma-separated list of "
+              f"{', '.join(CASES)}", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     rows = []
     root = Path(tempfile.mkdtemp(prefix="scale_"))
     try:
-        for case in args.cases.split(","):
+        for case in cases:
             rows.append(run_in_child(case, args, root))
             print(json.dumps(rows[-1]), flush=True)
     finally:
