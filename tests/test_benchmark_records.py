@@ -50,6 +50,17 @@ def test_the_plateau_verdict_follows_the_1_pp_rule(tmp_path, monkeypatch):
     assert plateau.table()[-1].endswith(
         "+0.0200; plateau at 12 epochs by the 1 pp rule: not reached"
     )
+    # 30 epochs join the table once all three seeds' runs are there, with their own verdict
+    (tmp_path / "be4_epochs30_seed0.log").write_text("epoch=3  test_acc=0.5\n")
+    assert len(plateau.table()) == 2 + 2 + 1 + 1
+    _plateau_logs(tmp_path, {12: 0.70, 20: 0.72, 30: 0.725})
+    lines = plateau.table()
+    assert lines[4].startswith("| 30 | 0.7250 |")
+    assert lines[-2].endswith("+0.0200; plateau at 12 epochs by the 1 pp rule: not reached")
+    assert lines[-1] == (
+        "30 - 20 epochs, mean test accuracy: +0.0050; plateau at 20 epochs by the 1 pp rule: "
+        "reached"
+    )
     (tmp_path / "be4_epochs20_seed2.log").write_text("epoch=7  test_acc=0.5\n")  # cut off
     with pytest.raises(SystemExit, match=r"be4_epochs20_seed2.log: no epoch=20 line"):
         plateau.table()

@@ -30,7 +30,7 @@ RECIPES = {
 }
 
 
-# Every preset runs these 7 cells (the learn preset: ~1.7 h with 3 seeds, sizing in
+# Every preset runs these 7 cells (the learn preset: ~4.2 h with 3 seeds, sizing in
 # tune_jobs/options.py).
 
 

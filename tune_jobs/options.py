@@ -54,44 +54,44 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 # The learn preset: a scale at which the networks learn (issue 22), on 2 CPU cores. Every
 # training image (18,000 after the 10% validation split of ../shared/data/cifar10's 20,000),
 # every test image, simple_cnn_wide (~112k parameters per member), batch 128, a cosine
-# schedule that reaches 0 at the last step, and a split that follows the trial's seed. 12
-# epochs: a single network with Adam 3e-3 reached 73.1% test accuracy in 12 fp32 epochs and
-# 70.3% in 8 bf16 ones (issue 22's table); 72.7% in 12 bf16 epochs here (seed 0,
-# benchmarks/README.md). `precision` and `channels_last` stay `auto`, which
-# resolves to bf16 + channels_last on a CPU with bf16 units (issue 21); the grid sizes below
-# assume that speed.
+# schedule that reaches 0 at the last step, and a split that follows the trial's seed.
+# 20 epochs: a single network with Adam 3e-3 reaches 72.7% test accuracy in 12 bf16 epochs
+# (seed 0, benchmarks/README.md), but a 4-member BatchEnsemble (alpha = gamma = 0.5) gains
+# 4.1 pp from 12 to 20 epochs (64.3% -> 68.4%, seeds 0-2: the plateau check, findings/plateau/),
+# so at 12 a verdict on an ensemble would still measure how fast it learns. `precision` and
+# `channels_last` stay `auto`, which resolves to bf16 + channels_last on a CPU with bf16 units
+# (issue 21); the sizes below were measured at that speed.
 #
-# Sizing (each study's LEARN grid, 3 seeds, two 1-CPU trials at once on 2 cores, ~3 h each):
-# seconds per epoch measured by benchmarks/learn_epoch.py (1 thread, real images, 141
-# training steps + 12,000 evaluated images; benchmarks/README.md, "The learn preset"):
-# single network 8.3 s in bf16 + channels_last (14.6 s fp32). A BatchEnsemble of M is sized
-# at 1.1x the single's cost per image, 9.1 * M s per epoch (issue 21's target; measured today
-# BE4 33.8 s, BE8 ~110 s), plus ~20 s per trial (start, robustness at the end).
+# Sizing (each study's LEARN grid, 3 seeds, two 1-CPU trials at once on 2 cores): seconds per
+# epoch with two trials side by side on the 2-core AMD EPYC (avx512_bf16): BatchEnsemble 4
+# 48-55 s (the plateau check's 20-epoch runs, findings/plateau/), so ~12 s per member and
+# epoch; a single network ~10 s; BatchEnsemble 8 ~112 s (benchmarks/learn_epoch.py); IVON
+# +30%; plus ~20 s per trial (start, robustness at the end).
 #
-#   study          cells x seeds  trial (12 epochs)             trial-hours  wall, 2 at once
-#   alpha_gamma    4x4 x 3 = 48   BE4: 457 s                    6.1          3.0 h
-#   ensemble_size  4x3 x 3 = 36   BE2-8: 238-894 s (sum 6.8k)   5.7          2.8 h
-#   optimizers     7 x 3   = 21   single 120 s, BE8 894 s,      3.5          1.7 h
-#                                 deep8 817 s, IVON +30%
-#   sharing        9 x 3   = 27   BE4: 457 s (less sharing       3.4          1.7 h
-#                                 early across the ensemble)
+#   study          cells x seeds  trial (20 epochs)             trial-hours  wall, 2 at once
+#   alpha_gamma    3x3 x 3 = 27   BE4: 980 s                    7.3          3.7 h
+#   ensemble_size  3x3 x 3 = 27   BE2/4/8: 500/980/2,260 s      9.3          4.7 h
+#   optimizers     7 x 3   = 21   single 220 s, BE8 2,260 s,    8.3          4.2 h
+#                                 deep8 1,820 s, IVON +30%
+#   sharing        9 x 3   = 27   BE4: <= 980 s (sharing makes  <= 7.3       <= 3.7 h
+#                                 a regime cheaper)
 #
-# To resize: wall hours ~ sum over cells of (epochs * 9.1 * M + 20) s * seeds / 2 / 3600 (a
-# single network: M = 1 at 8.3 s); the cells are each study's "learn" entry
+# Each is above issue 22's ~3 hours: 20 epochs cost 1.7x the 12 first planned, and smaller
+# grids would leave a claim without the cells that test it (alpha_gamma: one value of each
+# kind, N(1, 0.5), random signs, all ones; ensemble_size: 2 -> 4 against 4 -> 8 members at
+# each of the student study's three learning rates).
+#
+# To resize: wall hours ~ sum over cells of (epochs * 12 * M + 20) s * seeds / 2 / 3600 (a
+# single network: ~10 s per epoch); the cells are each study's "learn" entry
 # (alpha_gamma.SWEEPS, ensemble_size.GRIDS, sharing.REGIMES and SMALL_MEMBERS; optimizers runs
 # its 7 cells at every preset). The schedule spans each trial's own epochs (a resumed trial
 # keeps its checkpointed total; --resume refuses another --epochs): a trial ASHA stops early
 # ends mid-schedule, so findings/run.sh runs alpha_gamma's grid with --no-asha.
-#
-# Not final: the plateau check (findings/plateau/, benchmarks/README.md, 2026-12-03) found a
-# 4-member BatchEnsemble 4.1 pp better at 20 epochs than at 12 (64.3% -> 68.4%), so 12 epochs
-# are not its plateau; the epochs, and with them the grids above, are to be sized again before
-# the learn studies run.
 LEARN = {
     "arch": "simple_cnn_wide",
     "train_subset": None,
     "test_subset": None,
-    "epochs": 12,
+    "epochs": 20,
     "batch_size": 128,
     "schedule": "cosine",
     "split_seed": None,
@@ -100,9 +100,9 @@ PRESETS = {
     "full": "each study's own scale (VGG11, the whole training set, 10-15 epochs): GPU clusters",
     "cpu": "simple_cnn, 5,000 training images, 6 epochs, a reduced grid: 3 seeds in ~45 min "
     "on 2 CPUs",
-    "learn": "simple_cnn_wide, all 18,000 training and 10,000 test images, 12 epochs, cosine "
+    "learn": "simple_cnn_wide, all 18,000 training and 10,000 test images, 20 epochs, cosine "
     "schedule, split seed = seed, a reduced grid: a single network >= 70% test accuracy, "
-    "3 seeds in ~3 h on 2 CPUs (bf16)",
+    "3 seeds in ~4-5 h on 2 CPUs (bf16)",
     "smoke": "a pipeline check of ~2 min on 2 CPUs (simple_cnn, 4,000 images, 4 epochs, a "
     "2x2 grid): it learns, but answers nothing",
 }

@@ -35,8 +35,8 @@ SMOKE_REGIMES = {("none", "none"), ("early", "none"), ("none", "early"), ("all",
 CPU_REGIMES = {(n, e) for n in ("none", "early", "deep") for e in ("none", "early", "deep")}
 REGIMES = {"smoke": SMOKE_REGIMES, "cpu": CPU_REGIMES, "learn": CPU_REGIMES}
 # CPU preset: 4 members (8 take ~60 s per epoch of 4,500 images on a busy 2-core machine: 27
-# trials would take well over 45 minutes). Learn preset: 4 as well (27 trials ~1.7 h; 8 would
-# take ~3.4 h, over its budget), so that the two scales compare like with like.
+# trials would take well over 45 minutes). Learn preset: 4 as well (27 trials of 20 epochs
+# ~3.7 h at most; 8 would take ~8 h), so that the two scales compare like with like.
 CPU_MEMBERS = 4
 SMALL_MEMBERS = {"cpu": CPU_MEMBERS, "learn": CPU_MEMBERS}
 # Throughput timed alone, after every trial finished: warm-up steps, then timed steps per regime.
