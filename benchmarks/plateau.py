@@ -13,6 +13,7 @@ added by the later check).
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from pathlib import Path
@@ -63,7 +64,7 @@ def table() -> list[str]:
             + f" | {means[e]:.4f} ± {statistics.stdev(acc):.4f} | {loss:.4f} | {val:.4f} |"
         )
     lines.append("")
-    for short, long in zip(lengths, lengths[1:]):
+    for short, long in itertools.pairwise(lengths):
         gap = means[long] - means[short]
         verdict = "reached" if abs(gap) <= MARGIN else "not reached"
         lines.append(
