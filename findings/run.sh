@@ -2,7 +2,7 @@
 # Runs the findings' studies (docs/findings.md) with 3 seeds, one after another, on the real
 # CIFAR-10 images, through the ordinary study scripts, niced; then copies each finished
 # study's small result files to findings/<study>/ (--preset cpu, the default: minutes to an
-# hour each on 2 cores) or findings/<study>_learn/ (--preset learn: about 3 hours each on
+# hour each on 2 cores) or findings/learn/<study>/ (--preset learn: about 4-5 hours each on
 # 2 cores at the bf16 speed; tune_jobs/options.py says how each grid was sized).
 #
 #   setsid bash findings/run.sh > findings/runs/run.log 2>&1 &
@@ -44,8 +44,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 case "$PRESET" in
-    cpu) SUFFIX="" ;;
-    learn) SUFFIX=_learn ;;
+    cpu) SUFFIX="" DEST=findings ;;
+    learn) SUFFIX=_learn DEST=findings/learn ;;
     *) echo "error: --preset $PRESET: choose cpu or learn" >&2; exit 2 ;;
 esac
 
@@ -100,8 +100,8 @@ for s in "${STUDIES[@]}"; do
     rc=$?
     echo "=== $name: exit $rc at $(date -u +%FT%TZ)"
     if [ $rc -eq 0 ] || [ $rc -eq 1 ]; then  # 1: some trials errored; their rows say which
-        mkdir -p "findings/$name"
-        cp "$RUNS/$name"/{results.parquet,history.parquet,study.json} "findings/$name/"
+        mkdir -p "$DEST/$s"
+        cp "$RUNS/$name"/{results.parquet,history.parquet,study.json} "$DEST/$s/"
     fi
     [ $rc -eq 0 ] || status=$rc
 done

@@ -3,9 +3,10 @@ made by one study module from one scale's findings/<study>/.
 
 Each block sits between `<!-- findings:NAME -->` and `<!-- /findings -->`; NAME is the scale's
 key and the name the study module declares in its BLOCKS (`cpu_claim1_table`: claim 1's table
-at the CPU scale). A second scale (a preset at which the networks learn) is one more entry of
-SCALES, its studies' files in findings/<key>/<study>/, and its blocks in its own section of the
-document: the same study modules and the same tests make them.
+at the CPU scale). Each scale is one entry of SCALES, its studies' files in its own folder
+(the CPU scale's findings/<study>/, the learn scale's findings/learn/<study>/), and its blocks
+in its own section of the document: the same study modules and the same tests make them. One
+more block, CHANGES, sets every verdict tested at both scales side by side (`changes`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.findings import alpha_gamma, ensemble_size, optimizers, sharing
+from analysis.findings import alpha_gamma, changes, ensemble_size, optimizers, sharing
 from analysis.findings.data import FINDINGS
 from analysis.findings.pictures import PICTURES
 from analysis.schema import STUDIES as KNOWN_STUDIES
@@ -42,6 +43,14 @@ class Scale:
 
 SCALES = (
     Scale(
+        "learn",
+        "Learn scale (networks that learn)",
+        FINDINGS / "learn",
+        "learn",
+        "bash findings/run.sh --preset learn {study}",
+        PICTURES / "learn",
+    ),
+    Scale(
         "cpu",
         "CPU scale (underfitting)",
         FINDINGS,
@@ -61,8 +70,30 @@ BLOCKS: dict[str, Callable[[], str]] = {
     for name, make in m.BLOCKS.items()
 }
 # The study and the scale each block is made from.
-STUDY_OF = {f"{s.key}_{name}": m.STUDY for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS}
+STUDY_OF: dict[str, str | None] = {
+    f"{s.key}_{name}": m.STUDY for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS
+}
 SCALE_OF = {f"{s.key}_{name}": s for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS}
+# The block of the verdicts that change from the CPU scale to the learn scale; it sits in the
+# learn scale's section (STUDY_OF None: made from every study committed at both scales).
+CHANGES = "learn_changes"
+CPU_SCALE, LEARN_SCALE = (next(s for s in SCALES if s.key == k) for k in ("cpu", "learn"))
+
+
+def changes_table() -> str:
+    return changes.table(
+        [
+            (m.STUDY, [f for n, f in m.BLOCKS.items() if n.endswith("verdicts")])
+            for m in STUDY_MODULES
+        ],
+        [("CPU scale", CPU_SCALE.root), ("learn scale", LEARN_SCALE.root)],
+        lambda root, study: (root / study / C.RESULTS_FILE).is_file(),
+    )
+
+
+BLOCKS[CHANGES] = changes_table
+STUDY_OF[CHANGES] = None
+SCALE_OF[CHANGES] = LEARN_SCALE
 # The static picture of each study: the report page it is a screenshot of.
 PICTURE_PAGES = {m.STUDY: m.PICTURE_PAGE for m in STUDY_MODULES}
 
@@ -72,7 +103,11 @@ def blocks_of(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in BLOCK.finditer(text)}
 
 
-def has_results(scale: Scale, study: str) -> bool:
+def has_results(scale: Scale, study: str | None) -> bool:
+    """Whether a study's results are committed at a scale (None: for the changes block, any
+    study at both this scale and the CPU scale)."""
+    if study is None:
+        return any(has_results(scale, s) and has_results(CPU_SCALE, s) for s in STUDIES)
     return (scale.root / study / C.RESULTS_FILE).is_file()
 
 
@@ -87,7 +122,8 @@ def block(name: str) -> str:
     scale, study = SCALE_OF[name], STUDY_OF[name]
     if has_results(scale, study):
         return BLOCKS[name]()
-    return f"_Not yet run: `{scale.command.format(study=study)}` makes its results._\n"
+    command = scale.command.format(study=study or "").rstrip()
+    return f"_Not yet run: `{command}` makes its results._\n"
 
 
 def render(text: str) -> str:

@@ -25,7 +25,8 @@ HAVE = [(sc, s) for sc in D.SCALES for s in D.STUDIES if D.has_results(sc, s)]
 
 def test_each_committed_study_has_its_three_files():
     assert HAVE, "no findings/<study>/ committed"
-    assert D.SCALES[0].root == FINDINGS and D.SCALES[0].preset == "cpu"
+    assert D.CPU_SCALE.root == FINDINGS and D.CPU_SCALE.preset == "cpu"
+    assert D.LEARN_SCALE.root == FINDINGS / "learn" and D.LEARN_SCALE.preset == "learn"
     for scale, study in HAVE:
         for name in (C.RESULTS_FILE, C.HISTORY_FILE, C.STUDY_FILE):
             assert (scale.root / study / name).is_file(), f"{scale.root}/{study}/{name}"
@@ -43,13 +44,16 @@ def test_every_block_of_the_document_is_made_from_the_data():
     for name in D.BLOCKS:
         stale = f"block {name!r} is stale: python -m analysis.findings"
         assert doc[name] == D.block(name), stale
-        assert ("Not yet run" in doc[name]) == ((D.SCALE_OF[name], D.STUDY_OF[name]) not in HAVE)
+        made = D.has_results(D.SCALE_OF[name], D.STUDY_OF[name])
+        assert ("Not yet run" in doc[name]) == (not made), name
 
 
 def test_each_scale_has_its_section_after_the_statistical_method():
     """One section per scale, titled by it, holding that scale's blocks, after the paragraph
-    that states the method all verdict lines follow."""
+    that states the method all verdict lines follow; the learn scale first."""
     method = DOC_TEXT.index("\n## Statistical method\n")
+    learn, cpu = (DOC_TEXT.index(f"\n## {s.title}\n") for s in (D.LEARN_SCALE, D.CPU_SCALE))
+    assert method < learn < cpu
     for scale in D.SCALES:
         start = DOC_TEXT.index(f"\n## {scale.title}\n")
         end = DOC_TEXT.find("\n## ", start + 1)
