@@ -72,7 +72,11 @@ plateau() {
     cp "$RUNS"/plateau/*.log findings/plateau/
 }
 
-[ ${#STUDIES[@]} -gt 0 ] || STUDIES=(optimizers sharing ensemble_size alpha_gamma)
+if [ ${#STUDIES[@]} -eq 0 ]; then
+    STUDIES=(optimizers sharing ensemble_size alpha_gamma)
+    # the methods study (issue 23) runs at the learn scale only, after the student study's
+    [ "$PRESET" = learn ] && STUDIES+=(methods)
+fi
 # What each study adds to `--preset <preset> --seeds 3` (docs/findings.md says why).
 declare -A EXTRA=(
     [cpu:optimizers]="--epochs 10"  # curves long enough to show a train-validation gap
@@ -83,6 +87,7 @@ declare -A EXTRA=(
     [learn:sharing]=""
     [learn:ensemble_size]=""
     [learn:alpha_gamma]="--no-asha"  # the full 3 x 3 grid: every cell gets every epoch
+    [learn:methods]=""
 )
 status=0
 for s in "${STUDIES[@]}"; do

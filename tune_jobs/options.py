@@ -75,6 +75,10 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 #                                 deep8 1,820 s, IVON +30%
 #   sharing        9 x 3   = 27   BE4: <= 980 s (sharing makes  <= 7.3       <= 3.7 h
 #                                 a regime cheaper)
+#   methods        8 x 3   = 24   ~27 singles' time per seed    ~4.6        ~2.3 h
+#                                 (images/s timed alone in its
+#                                 smoke: BE4 and MIMO 4-4.5x a
+#                                 single's cost, Packed 3-6x)
 #
 # Each is above issue 22's ~3 hours: 20 epochs cost 1.7x the 12 first planned, and smaller
 # grids would leave a claim without the cells that test it (alpha_gamma: one value of each

@@ -20,7 +20,8 @@ adjusted p-value. The document has one section per scale of the studies (documen
 `inference` (the tests) -> `statistics` (the metrics, their tables) -> `verdicts` (a
 comparison, a family's lines) and `data` (a study's results, its rows) -> one module per study
 (`optimizers`: claims 1 and 5, `alpha_gamma`: claim 2, `ensemble_size`: claim 3, `sharing`:
-claim 4), each declaring the document's blocks it makes -> `changes` (the verdicts that change
-with scale) -> `document` (the scales and the blocks of docs/findings.md) and `pictures` (a study's report page as a PNG) -> `__main__` (the command
-line).
+claim 4, `methods`: which way of sharing is best at a cost, learn scale only), each declaring
+the document's blocks it makes -> `changes` (the verdicts that change with scale) ->
+`document` (the scales and the blocks of docs/findings.md) and `pictures` (a study's report
+page as a PNG) -> `__main__` (the command line).
 """

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.findings import alpha_gamma, changes, ensemble_size, optimizers, sharing
+from analysis.findings import (
+    alpha_gamma,
+    changes,
+    ensemble_size,
+    methods,
+    optimizers,
+    sharing,
+)
 from analysis.findings.data import FINDINGS
 from analysis.findings.pictures import PICTURES
 from analysis.schema import STUDIES as KNOWN_STUDIES
@@ -59,21 +66,29 @@ SCALES = (
         PICTURES,
     ),
 )
-STUDY_MODULES = (optimizers, alpha_gamma, ensemble_size, sharing)
+STUDY_MODULES = (optimizers, alpha_gamma, ensemble_size, sharing, methods)
+
+
+def at(scale: Scale) -> list:
+    """The study modules with blocks at a scale: every one, but for those that name their
+    scales (`SCALE_KEYS`: the methods study runs at the learn scale only)."""
+    return [m for m in STUDY_MODULES if scale.key in getattr(m, "SCALE_KEYS", (scale.key,))]
+
+
 # The studies with findings: those of analysis.schema with a module here, in its order.
 STUDIES = tuple(s for s in KNOWN_STUDIES if s in {m.STUDY for m in STUDY_MODULES})
 # Each generated block of docs/findings.md: its name and what makes it from its scale's data.
 BLOCKS: dict[str, Callable[[], str]] = {
     f"{s.key}_{name}": functools.partial(make, s.root)
     for s in SCALES
-    for m in STUDY_MODULES
+    for m in at(s)
     for name, make in m.BLOCKS.items()
 }
 # The study and the scale each block is made from.
 STUDY_OF: dict[str, str | None] = {
-    f"{s.key}_{name}": m.STUDY for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS
+    f"{s.key}_{name}": m.STUDY for s in SCALES for m in at(s) for name in m.BLOCKS
 }
-SCALE_OF = {f"{s.key}_{name}": s for s in SCALES for m in STUDY_MODULES for name in m.BLOCKS}
+SCALE_OF = {f"{s.key}_{name}": s for s in SCALES for m in at(s) for name in m.BLOCKS}
 # The block of the verdicts that change from the CPU scale to the learn scale; it sits in the
 # learn scale's section (STUDY_OF None: made from every study committed at both scales).
 CHANGES = "learn_changes"

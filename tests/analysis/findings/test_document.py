@@ -10,10 +10,12 @@ from analysis.schema import STUDIES
 def test_each_block_is_declared_by_one_study_module_once_per_scale():
     names = [name for m in D.STUDY_MODULES for name in m.BLOCKS]
     assert len(names) == len(set(names))
-    assert len(D.BLOCKS) == len(names) * len(D.SCALES) + 1  # + the changes with scale
+    per_scale = sum(len(m.BLOCKS) for s in D.SCALES for m in D.at(s))
+    assert len(D.BLOCKS) == per_scale + 1  # + the changes with scale
+    assert D.methods not in D.at(D.CPU_SCALE) and D.methods in D.at(D.LEARN_SCALE)
     assert len({s.key for s in D.SCALES}) == len(D.SCALES)
     for scale in D.SCALES:
-        for m in D.STUDY_MODULES:
+        for m in D.at(scale):
             assert m.__name__ == f"analysis.findings.{m.STUDY}"
             keys = {f"{scale.key}_{name}" for name in m.BLOCKS}
             assert {D.STUDY_OF[k] for k in keys} == {m.STUDY}
