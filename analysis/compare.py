@@ -20,7 +20,7 @@ from analysis.figures.compare import MAIN, main_metric_boxes, pareto_overlay
 from analysis.html import PLOTLY_JS, TABLE_DIR, comparison_html
 from analysis.load import Experiment, load_experiment
 from analysis.overview import overview_of
-from analysis.pages import is_smoke
+from analysis.plan import is_smoke
 from analysis.provenance import provenance_notes
 from analysis.report import check_out, fresh_out
 from analysis.tidy import is_usable, varying_columns

@@ -12,7 +12,7 @@ import plotly.io as pio
 
 from analysis.definitions import DEFINITIONS, better
 from analysis.overview import Overview
-from analysis.pages import Page
+from analysis.plan import Page
 from analysis.provenance import provenance_facts
 from analysis.schema import metric_label
 

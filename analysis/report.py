@@ -13,7 +13,8 @@ from analysis.errors import ReportInputError
 from analysis.html import PLOTLY_JS, TABLE_DIR, facts_of, index_html, page_html
 from analysis.load import load_experiment
 from analysis.overview import overview_of
-from analysis.pages import SMOKE_NOTE, is_smoke, outcome_counts, plan_report
+from analysis.pages import outcome_counts, plan_report
+from analysis.plan import SMOKE_NOTE, is_smoke
 from analysis.tidy import OUTCOME_TEXT, varying_columns
 
 MARKER = ".analysis-report"  # marks a folder this module wrote (and may replace)

@@ -52,12 +52,18 @@ def cifar10(cifar10_dir: Path) -> DataBundle:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """`@pytest.mark.cuda` tests are skipped on a machine without CUDA (CI has none)."""
+    """`@pytest.mark.cuda` tests are skipped on a machine without CUDA (CI has none);
+    `@pytest.mark.scale` tests (the scale benchmark's quick mode, minutes of a busy machine)
+    run only when asked for by name: `python -m pytest -m scale`."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="no CUDA device (benchmarks/gpu.sh runs these on a GPU)")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    skips = []
+    if not torch.cuda.is_available():
+        skips.append(("cuda", "no CUDA device (benchmarks/gpu.sh runs these on a GPU)"))
+    if "scale" not in (config.getoption("markexpr") or ""):
+        skips.append(("scale", "the scale benchmark's quick mode: python -m pytest -m scale"))
+    for mark, reason in skips:
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if mark in item.keywords:
+                item.add_marker(skip)

@@ -14,7 +14,7 @@ from analysis.ensemble.trials import Candidates, load_candidates, prediction_fil
 from analysis.errors import ReportInputError
 from analysis.figures import ensemble as EF
 from analysis.load import Experiment
-from analysis.pages import SMOKE_NOTE, Page, Plan, is_smoke
+from analysis.plan import SMOKE_NOTE, Page, Plan, is_smoke
 
 SLUG = "ensemble"
 TITLE = "Ensembles from the study's own trials (hyper-deep ensembles)"
