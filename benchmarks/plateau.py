@@ -36,11 +36,13 @@ def last_epoch(log: Path, epochs: int) -> dict[str, float]:
 
 
 def finished(epochs: int) -> bool:
-    """All seeds' runs of this length are committed (12 and 20 must be: they decided the
-    preset; 30 is the later check)."""
-    return epochs in EPOCHS[:2] or all(
-        (LOGS / f"be4_epochs{epochs}_seed{s}.log").exists() for s in SEEDS
-    )
+    """All seeds' runs of this length are committed and finished (12 and 20 must be: they
+    decided the preset; 30 is the later check, left out until all three have their last
+    epoch)."""
+    if epochs in EPOCHS[:2]:
+        return True
+    logs = [LOGS / f"be4_epochs{epochs}_seed{s}.log" for s in SEEDS]
+    return all(x.exists() and f"\nepoch={epochs} " in "\n" + x.read_text() for x in logs)
 
 
 def table() -> list[str]:

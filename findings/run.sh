@@ -2,7 +2,7 @@
 # Runs the findings' studies (docs/findings.md) with 3 seeds, one after another, on the real
 # CIFAR-10 images, through the ordinary study scripts, niced; then copies each finished
 # study's small result files to findings/<study>/ (--preset cpu, the default: minutes to an
-# hour each on 2 cores) or findings/learn/<study>/ (--preset learn: about 4-5 hours each on
+# hour each on 2 cores) or findings/learn/<study>/ (--preset learn: about 2-5 hours each on
 # 2 cores at the bf16 speed; tune_jobs/options.py says how each grid was sized).
 #
 #   setsid bash findings/run.sh > findings/runs/run.log 2>&1 &
@@ -69,7 +69,10 @@ plateau() {
     wait
     # the finished runs' logs, for benchmarks/plateau.py and benchmarks/README.md
     mkdir -p findings/plateau
-    cp "$RUNS"/plateau/*.log findings/plateau/
+    for log in "$RUNS"/plateau/be4_epochs*_seed*.log; do
+        epochs=${log##*_epochs}; epochs=${epochs%%_*}
+        if grep -q "^epoch=$epochs " "$log"; then cp "$log" findings/plateau/; fi
+    done
 }
 
 if [ ${#STUDIES[@]} -eq 0 ]; then
@@ -89,6 +92,13 @@ declare -A EXTRA=(
     [learn:alpha_gamma]="--no-asha"  # the full 3 x 3 grid: every cell gets every epoch
     [learn:methods]=""
 )
+for s in "${STUDIES[@]}"; do  # every name checked before anything runs
+    if [ "$s" != plateau ] && [ -z "${EXTRA[$PRESET:$s]+set}" ]; then
+        known=$(for k in "${!EXTRA[@]}"; do [ "${k%%:*}" = "$PRESET" ] && echo "${k#*:}"; done)
+        echo "error: study $s: not run at --preset $PRESET; allowed: plateau" $known >&2
+        exit 2
+    fi
+done
 status=0
 for s in "${STUDIES[@]}"; do
     if [ "$s" = plateau ]; then

@@ -11,7 +11,7 @@ from tune_jobs.study import Study, grid, with_seeds
 
 SIZES = tuple(range(2, 10))
 LRS = (0.02, 0.002, 0.0002)
-# cpu: every other size; learn: 2, 4 and 8 (20 epochs, ~4.7 h with 3 seeds; 6 would add 1.6 h:
+# cpu: every other size; learn: 2, 4 and 8 (20 epochs, ~4.7 h with 3 seeds; 6 would add 1.8 h:
 # sizing in tune_jobs/options.py)
 GRIDS = {
     "full": (SIZES, LRS),

@@ -80,10 +80,11 @@ CPU = {"arch": "simple_cnn", "train_subset": 5000, "test_subset": 2000, "epochs"
 #                                 smoke: BE4 and MIMO 4-4.5x a
 #                                 single's cost, Packed 3-6x)
 #
-# Each is above issue 22's ~3 hours: 20 epochs cost 1.7x the 12 first planned, and smaller
-# grids would leave a claim without the cells that test it (alpha_gamma: one value of each
-# kind, N(1, 0.5), random signs, all ones; ensemble_size: 2 -> 4 against 4 -> 8 members at
-# each of the student study's three learning rates).
+# The four studies of the student study's claims are above issue 22's ~3 hours: 20 epochs
+# cost 1.7x the 12 first planned, and smaller grids would leave a claim without the cells
+# that test it (alpha_gamma: one value of each kind, N(1, 0.5), random signs, all ones;
+# ensemble_size: 2 -> 4 against 4 -> 8 members at each of the student study's three learning
+# rates).
 #
 # To resize: wall hours ~ sum over cells of (epochs * 12 * M + 20) s * seeds / 2 / 3600 (a
 # single network: ~10 s per epoch); the cells are each study's "learn" entry
@@ -106,7 +107,7 @@ PRESETS = {
     "on 2 CPUs",
     "learn": "simple_cnn_wide, all 18,000 training and 10,000 test images, 20 epochs, cosine "
     "schedule, split seed = seed, a reduced grid: a single network >= 70% test accuracy, "
-    "3 seeds in ~4-5 h on 2 CPUs (bf16)",
+    "3 seeds in ~2-5 h on 2 CPUs (bf16)",
     "smoke": "a pipeline check of ~2 min on 2 CPUs (simple_cnn, 4,000 images, 4 epochs, a "
     "2x2 grid): it learns, but answers nothing",
 }

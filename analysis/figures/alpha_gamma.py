@@ -24,7 +24,7 @@ HEATMAP_METRICS = (
     summary_column(FINAL, split_metric(TEST, "ece")),
     summary_column(FINAL, split_metric(TEST, "disagreement")),
 )
-NEEDS = ("alpha", "gamma")  # results columns the heatmaps need (analysis.pages checks them)
+NEEDS = ("alpha", "gamma")  # results columns the heatmaps need (analysis.study_pages checks them)
 
 
 def alpha_gamma_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from analysis.tidy import fmt_value, order_values
 from core.columns import AVG, FINAL, TEST_ACC, TEST_LOSS, summary_column
 
 LINE_METRICS = tuple(summary_column(p, m) for m in (TEST_ACC, TEST_LOSS) for p in (FINAL, AVG))
-NEEDS = ("ensemble_size", "lr")  # results columns the lines need (analysis.pages checks them)
+NEEDS = ("ensemble_size", "lr")  # results columns the lines need (analysis.study_pages checks them)
 
 
 def _with_lines(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

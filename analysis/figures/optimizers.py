@@ -21,7 +21,7 @@ from core.columns import (
     split_metric,
 )
 
-# History columns the curves need (analysis.pages checks them; val_* are used when present).
+# History columns the curves need (analysis.study_pages checks them; val_* are used when present).
 NEEDS = ("optimizer", "model", EPOCH, TRAIN_ACC, TRAIN_LOSS, TEST_ACC, TEST_LOSS)
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 

@@ -29,7 +29,7 @@ from core.columns import (
 )
 
 SHARING_METRICS = (FINAL_TEST_ACC, PARAMS, BATCHES_PER_S)
-# Results columns the boxes need (analysis.pages checks them).
+# Results columns the boxes need (analysis.study_pages checks them).
 NEEDS = ("sharing_network", "sharing_ensemble", *SHARING_METRICS)
 
 

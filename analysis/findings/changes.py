@@ -7,9 +7,11 @@ The verdict blocks of each study module are read as they are printed (verdicts.l
 under its family's title. A comparison is the same at two scales when its family and its
 `what, metric` are, up to the values a study selects on validation (claim 2's best cell and
 best alpha or gamma, and claim 4's count of separable pairs and its closest pair, which may
-differ by scale: they read `·` here, and each scale's own lines name them). A comparison
-tested at one scale only (a cell the other's grid lacks) is left out of the table and counted
-below it.
+differ by scale: they read `·` here, and each scale's own lines name them; claim 3's
+flattening step is the two largest sizes of each grid). A comparison tested at one scale only
+(a cell the other's grid lacks) is left out of the table and counted below it; one that could
+not be tested at a scale (no difference: too few usable trials) is shown, marked, and not
+counted as a change.
 """
 
 from __future__ import annotations
@@ -30,18 +32,30 @@ SELECTED = (
     (re.compile(r"\((-?[\d.]+), (-?[\d.]+)\)"), "(·, ·)"),
     (re.compile(r"\b(alpha|gamma) = -?[\d.]+"), r"\1 = ·"),
     (re.compile(r"\d+ of (\d+) pairs separable; the closest, [^,]+"), r"· of \1 pairs separable"),
+    # claim 3's flattening step: the two largest sizes of each grid (8 - 6 against 8 - 4)
+    (
+        re.compile(r"\d+ - \d+ members \(the claim: flattens\)"),
+        "the largest step (the claim: flattens)",
+    ),
 )
+UNTESTABLE = "untestable"  # a comparison without a test at a scale (too few usable trials)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One verdict line: its family's title, what it compares (selected values masked), the
-    difference as printed, and the verdict."""
+    """One verdict line: its family's title, what it compares (selected values masked), its
+    test (an equivalence, TOST, or a difference: a comparison may be printed as both), the
+    difference as printed, and the verdict (UNTESTABLE where no difference could be computed)."""
 
     family: str
     what: str
+    test: str
     diff: str
     verdict: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.family, self.what, self.test
 
 
 def key(what: str) -> str:
@@ -57,7 +71,19 @@ def parse(text: str) -> list[Verdict]:
         if m := FAMILY.match(line):
             family = m.group("title")
         elif m := LINE.match(line):
-            out.append(Verdict(family, key(m.group("what")), m.group("diff"), m.group("verdict")))
+            test = "equivalence" if "margin" in m.group("stats") else "difference"
+            diff = m.group("diff")
+            verdict = UNTESTABLE if diff.startswith("-") and not diff[1:2].isdigit() else None
+            out.append(
+                Verdict(family, key(m.group("what")), test, diff, verdict or m.group("verdict"))
+            )
+    return out
+
+
+def _by_key(verdicts: list[Verdict]) -> dict[tuple[str, str, str], Verdict]:
+    out = {v.key: v for v in verdicts}
+    if len(out) != len(verdicts):
+        raise ValueError("two verdict lines of a study read as the same comparison")
     return out
 
 
@@ -70,28 +96,35 @@ def table(
     each, both verdicts with their differences, and whether the verdict changed."""
     (name_a, root_a), (name_b, root_b) = scales
     lines = [
-        f"| study | family | comparison | {name_a} | {name_b} | changed |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| study | family | comparison | test | {name_a} | {name_b} | changed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    changed = same = only = 0
+    changed = same = untestable = only = 0
     for study, makers in studies:
         if not (has_results(root_a, study) and has_results(root_b, study)):
             continue
-        a = {(v.family, v.what): v for make in makers for v in parse(make(root_a))}
-        b = {(v.family, v.what): v for make in makers for v in parse(make(root_b))}
+        a = _by_key([v for make in makers for v in parse(make(root_a))])
+        b = _by_key([v for make in makers for v in parse(make(root_b))])
         only += len(a.keys() ^ b.keys())
         for k in (k for k in b if k in a):
             va, vb = a[k], b[k]
-            differs = va.verdict != vb.verdict
-            changed += differs
-            same += not differs
+            if UNTESTABLE in (va.verdict, vb.verdict):
+                mark = "-"
+                untestable += 1
+            elif va.verdict != vb.verdict:
+                mark = "**yes**"
+                changed += 1
+            else:
+                mark = "no"
+                same += 1
             lines.append(
-                f"| {study} | {k[0]} | {k[1]} | {va.verdict} ({va.diff}) | {vb.verdict} "
-                f"({vb.diff}) | {'**yes**' if differs else 'no'} |"
+                f"| {study} | {k[0]} | {k[1]} | {k[2]} | {va.verdict} ({va.diff}) | "
+                f"{vb.verdict} ({vb.diff}) | {mark} |"
             )
     lines += [
         "",
-        f"{changed} of {changed + same} verdicts tested at both scales change; {only} "
-        "comparison(s) tested at one scale only (a cell the other's grid lacks) are left out.",
+        f"{changed} of {changed + same} verdicts tested at both scales change; {untestable} "
+        f"comparison(s) untestable at one scale (too few usable trials) and {only} tested at "
+        "one scale only (a cell the other's grid lacks) are left out of that count.",
     ]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ in accuracy and in NLL), each neighbouring pair tested in the order's direction.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +74,7 @@ def cells_table(root: Path = FINDINGS) -> str:
     out = table([(_label(c), _rows(df, c)) for c in cells], df, COLUMNS, "method (budget)")
     fronts = methods_table(df).set_index([METHOD, BUDGET])
     # the speed the report's fronts use: timed alone after the trials, else the trials' own
-    speed = next(c for c, larger in methods_costs(df) if larger)
+    speed = next((c for c, larger in methods_costs(df) if larger), C.CALIB_IMAGES_PER_S)
     costs = ((C.PARAMS, "params"), (C.TRAIN_FLOPS_PER_IMAGE, "FLOPs"), (speed, "images/s"))
     timed = "timed alone" if speed == C.CALIB_IMAGES_PER_S else "in the trials"
     lines = [
@@ -86,7 +87,7 @@ def cells_table(root: Path = FINDINGS) -> str:
         mask = _rows(df, cell)
         p = first_value(df, mask, C.PARAMS)
         flops = first_value(df, mask, C.TRAIN_FLOPS_PER_IMAGE) / 1e6
-        ips = first_value(df, mask, speed)
+        ips = first_value(df, mask, speed) if speed in df else math.nan
         on = [
             name
             for col, name in costs
@@ -98,14 +99,25 @@ def cells_table(root: Path = FINDINGS) -> str:
     return out + "\n".join(lines) + "\n"
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if math.isfinite(x) else "-"
+
+
 def _best(df: pd.DataFrame, cells: list[tuple[str, str]]) -> tuple[str, str]:
-    """The cell of highest mean validation accuracy (selection on validation only)."""
+    """The cell of highest mean validation accuracy (selection on validation only; never on
+    test: without a validation accuracy there is no best)."""
 
     def val(cell: tuple[str, str]) -> float:
-        rows = df[_rows(df, cell) & is_usable(df, VAL_ACC)]
-        return float(rows[VAL_ACC].mean()) if len(rows) else float("-inf")
+        rows = df[_rows(df, cell) & is_usable(df, VAL_ACC)] if VAL_ACC in df else df[:0]
+        return float(rows[VAL_ACC].mean()) if len(rows) else -math.inf
 
-    return max(cells, key=val)
+    best = max(cells, key=val)
+    if val(best) == -math.inf:
+        raise ValueError(
+            "the methods study has no usable validation accuracy: its best cells are chosen "
+            "on validation only (run it with a validation split, val_fraction > 0)"
+        )
+    return best
 
 
 def _budget_tests(df: pd.DataFrame, budget: str) -> tuple[tuple[str, str], list[Comparison]]:

@@ -124,3 +124,13 @@ def test_the_table_has_each_cell_with_its_costs_and_fronts(root):
     assert "params" in costs["deep (flops)"].split(" | ")[-1]
     assert costs["packed (params)"].endswith("| none |")
     assert pd.read_parquet(root / "methods" / C.RESULTS_FILE)[VAL_ACC].max() == 0.90
+
+
+def test_without_validation_there_is_no_best(root, tmp_path):
+    """The best cell is never chosen on test: a study without validation accuracy is refused."""
+    (tmp_path / "methods").mkdir()
+    res = pd.read_parquet(root / "methods" / C.RESULTS_FILE)
+    res[VAL_ACC] = float("nan")
+    res.to_parquet(tmp_path / "methods" / C.RESULTS_FILE)
+    with pytest.raises(ValueError, match="no usable validation accuracy: its best cells"):
+        methods.verdicts(tmp_path)
