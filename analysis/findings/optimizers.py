@@ -3,6 +3,7 @@ network and the deep ensemble, and claim 5, IVON overfits."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _model(df: pd.DataFrame, ensemble: str, size: int, optimizer: str) -> pd.Ser
 def flops_per_image(row: pd.Series) -> float:
     """Training FLOPs per image of a results row's model (core.cost), from its config: the
     studies run before the cost columns existed lack `train_flops_per_image`."""
-    from core.cost import COST_FIELDS, config_flops_per_image
+    from core.cost import COST_FIELDS
 
     if C.TRAIN_FLOPS_PER_IMAGE in row and pd.notna(row[C.TRAIN_FLOPS_PER_IMAGE]):
         return float(row[C.TRAIN_FLOPS_PER_IMAGE])
@@ -55,7 +56,16 @@ def flops_per_image(row: pd.Series) -> float:
         if f in fields:
             fields[f] = int(fields[f])
     classes = 20 if row.get("dataset") == "cifar20" else 10
-    return config_flops_per_image(TrialConfig(**fields), classes)
+    return _counted(tuple(sorted(fields.items())), classes)
+
+
+@functools.lru_cache(maxsize=64)
+def _counted(fields: tuple[tuple[str, object], ...], classes: int) -> float:
+    """FLOPs per image of one model, counted once per process (each rendering of the document
+    asks again; counting builds the model and runs torch's flop counter)."""
+    from core.cost import config_flops_per_image
+
+    return config_flops_per_image(TrialConfig(**dict(fields)), classes)
 
 
 # --- claim 1: BatchEnsemble against the single network and the deep ensemble -------------------
