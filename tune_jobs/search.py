@@ -3,9 +3,10 @@
 
 TPE by default on validation accuracy (10% of train held out; test accuracy is reported,
 never optimised). `--objectives accuracy,params` (or `accuracy,throughput`, `accuracy,flops`)
-runs a multi-objective NSGA-II search and writes the Pareto front. The Optuna study lives in
-`optuna.db` (SQLite) in the experiment folder so it can be inspected later
-(`optuna-dashboard sqlite:///.../optuna.db`).
+runs a multi-objective NSGA-II search and writes the Pareto front. `--sampler` chooses another
+(random sampling costs the driver the same at every trial; TPE's cost grows with the trials).
+The Optuna study lives in `optuna.db` (SQLite) in the experiment folder so it can be inspected
+later (`optuna-dashboard sqlite:///.../optuna.db`).
 
     python tune_jobs/search.py --smoke --data-dir ../shared/data/cifar10
     python tune_jobs/search.py --objectives accuracy,params --num-samples 200 --address auto
@@ -46,6 +47,33 @@ OBJECTIVES = {
     "throughput": ("batches_per_s", "max"),
     "flops": (TRAIN_FLOPS_PER_IMAGE, "min"),  # training FLOPs per image (core.cost)
 }
+
+
+# --sampler: Optuna's sampler. TPE refits on every trial, so its time per trial grows with the
+# study (286 ms at 10,000 trials, NSGA-II 90 ms: benchmarks/README.md, "Optuna as the search
+# grows"); random sampling stays flat, for searches of many short trials.
+SAMPLERS = {
+    "auto": "TPE for one objective, NSGA-II for two",
+    "tpe": "TPE (multi-objective TPE for two objectives)",
+    "nsga2": "NSGA-II",
+    "random": "independent random draws",
+}
+
+
+def make_sampler(kind: str, objectives: int, seed: int):
+    """The Optuna sampler `kind` of SAMPLERS for a search of that many objectives."""
+    import optuna
+
+    from tune_jobs.samplers import NSGAIISampler
+
+    if kind == "auto":
+        kind = "nsga2" if objectives > 1 else "tpe"
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if kind == "nsga2":
+        # NSGA-II from tune_jobs.samplers: Optuna's own holds a lock Ray cannot pickle.
+        return NSGAIISampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def parse_objectives(text: str) -> list[str]:
@@ -128,10 +156,16 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 
 def make_study(
-    opts: JobOptions, objectives: str = "accuracy", num_samples: int = 20, kinds: str = "batch"
+    opts: JobOptions,
+    objectives: str = "accuracy",
+    num_samples: int = 20,
+    kinds: str = "batch",
+    sampler: str = "auto",
 ) -> Study:
     names = parse_objectives(objectives)
     picked = parse_kinds(kinds)
+    if sampler not in SAMPLERS:
+        raise JobError(f"--sampler={sampler!r}: allowed {', '.join(SAMPLERS)}")
     check_option("--num-samples", num_samples, integer(lo=1, hi=MAX_TRIALS))
     if opts.seeds != 1:
         # Optuna proposes one config per trial; replicates would need a grid, which Ray Tune's
@@ -149,10 +183,7 @@ def make_study(
     mode = [OBJECTIVES[n][1] for n in names]
 
     def make_search_alg(exp_dir: Path):
-        import optuna
         from ray.tune.search.optuna import OptunaSearch
-
-        from tune_jobs.samplers import NSGAIISampler
 
         exp_dir.mkdir(parents=True, exist_ok=True)
         storage = optuna_storage(exp_dir / OPTUNA_DB)
@@ -161,13 +192,11 @@ def make_study(
         # extension (--extend, which goes on with the saved study) draws other samples than
         # the first run's instead of repeating them.
         seed = earlier_trials(storage, exp_dir.name)
-        # NSGA-II from tune_jobs.samplers: Optuna's own holds a lock Ray cannot pickle.
-        sampler = NSGAIISampler(seed=seed) if multi else optuna.samplers.TPESampler(seed=seed)
         return OptunaSearch(
             space=SearchSpace(space["arch"], picked),
             metric=metric if multi else metric[0],
             mode=mode if multi else mode[0],
-            sampler=sampler,
+            sampler=make_sampler(sampler, len(names), seed),
             storage=storage,
             study_name=exp_dir.name,
         )
@@ -188,7 +217,7 @@ def make_study(
         num_samples=num_samples,
         make_search_alg=make_search_alg,
         after=after,
-        info={"objectives": names, "kinds": list(picked)},
+        info={"objectives": names, "kinds": list(picked), "sampler": sampler},
     )
 
 
@@ -204,6 +233,12 @@ if __name__ == "__main__":
                 "accuracy (TPE) | accuracy,params | accuracy,throughput | accuracy,flops (NSGA-II)",
             ),
             option("num_samples", 20, int, "Trials the search runs."),
+            option(
+                "sampler",
+                "auto",
+                str,
+                "Optuna's sampler: " + "; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()),
+            ),
             option(
                 "kinds",
                 "batch",

@@ -235,6 +235,12 @@ def test_asha_with_a_multi_objective_search_is_refused(tmp_path, storage, cifar1
     assert_refused(tmp_path, storage, args, "--asha=True: ASHA ranks trials", script="search.py")
 
 
+def test_an_unknown_sampler_is_refused_before_ray_starts(tmp_path, storage, cifar10_dir):
+    args = [*smoke_args(storage, cifar10_dir), "--sampler", "cmaes"]
+    msg = "--sampler='cmaes': allowed auto, tpe, nsga2, random"
+    assert_refused(tmp_path, storage, args, msg, script="search.py")
+
+
 def test_start_ray_words_a_missing_cluster_in_one_line(monkeypatch):
     import ray
 

@@ -1,14 +1,28 @@
 """The search's NSGA-II sampler pickles (Ray Tune pickles the searcher into the experiment
-state) and, unpickled, samples on as the original would."""
+state) and, unpickled, samples on as the original would; each `--sampler` choice builds its
+Optuna sampler, and its searcher pickles."""
 
 import pickle
 import threading
 
 import optuna
+import pytest
 from ray.tune.search.optuna import OptunaSearch
 
+from tune_jobs import search
+from tune_jobs.errors import JobError
+from tune_jobs.options import JobOptions
 from tune_jobs.samplers import NSGAIISampler
 from tune_jobs.search_space import SearchSpace
+
+EXPECTED = {  # (--sampler, objectives) -> the Optuna sampler the searcher gets
+    ("auto", "accuracy"): optuna.samplers.TPESampler,
+    ("auto", "accuracy,params"): NSGAIISampler,
+    ("tpe", "accuracy,params"): optuna.samplers.TPESampler,
+    ("nsga2", "accuracy"): NSGAIISampler,
+    ("random", "accuracy"): optuna.samplers.RandomSampler,
+    ("random", "accuracy,flops"): optuna.samplers.RandomSampler,
+}
 
 
 def _objective(trial: optuna.Trial) -> tuple[float, float]:
@@ -68,3 +82,21 @@ def test_the_multi_objective_searcher_pickles(tmp_path):
     suggested = restored.suggest("trial_1")
     assert suggested["optimizer"] in ("adam", "sgd", "ivon")
     assert 2 <= suggested["ensemble_size"] <= 8
+
+
+@pytest.mark.parametrize(("sampler", "objectives"), list(EXPECTED))
+def test_each_sampler_choice_is_the_searchers_and_pickles(tmp_path, sampler, objectives):
+    study = search.make_study(JobOptions(), objectives=objectives, sampler=sampler)
+    assert study.info["sampler"] == sampler
+    searcher = study.make_search_alg(tmp_path / "exp")
+    assert type(searcher._sampler) is EXPECTED[(sampler, objectives)]
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = OptunaSearch()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert type(restored._sampler) is EXPECTED[(sampler, objectives)]
+    assert 2 <= restored.suggest("trial_1")["ensemble_size"] <= 8
+
+
+def test_an_unknown_sampler_is_refused():
+    with pytest.raises(JobError, match=r"--sampler='cmaes': allowed auto, tpe, nsga2, random"):
+        search.make_study(JobOptions(), sampler="cmaes")
