@@ -16,6 +16,7 @@ Cases (`--cases`, comma-separated):
   memory-tpe     in-memory storage + TPE: the sampler's own share
   journal-tpe    Optuna's JournalStorage (an append-only file) + TPE
   wal-nsga2      the search's storage + NSGA-II, two objectives (--objectives accuracy,params)
+  wal-random     the search's storage + random sampling (--sampler random)
 
     python benchmarks/optuna_scale.py --trials 10000
     python benchmarks/optuna_scale.py --trials 2000 --cases memory-tpe,sqlite-tpe
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("sqlite-tpe", "wal-tpe", "memory-tpe", "journal-tpe", "wal-nsga2")
+CASES = ("sqlite-tpe", "wal-tpe", "memory-tpe", "journal-tpe", "wal-nsga2", "wal-random")
 
 
 def make_study(case: str, folder: Path):
@@ -53,7 +54,12 @@ def make_study(case: str, folder: Path):
     else:
         storage = None
     multi = sampler_kind == "nsga2"
-    sampler = NSGAIISampler(seed=0) if multi else optuna.samplers.TPESampler(seed=0)
+    samplers = {
+        "tpe": optuna.samplers.TPESampler,
+        "nsga2": NSGAIISampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    sampler = samplers[sampler_kind](seed=0)
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     return optuna.create_study(
         study_name=case, storage=storage, sampler=sampler, directions=directions
