@@ -76,18 +76,24 @@ def test_a_verdict_tested_at_both_scales_is_one_row(tmp_path):
     _cut(tmp_path, "ensemble_size", lambda d: d["ensemble_size"].isin([2, 4, 8]))
     _cut(tmp_path, "sharing", lambda d: d["seed"].notna())  # the same grid at both
     modules = (alpha_gamma, ensemble_size, sharing)
-    studies = [(m.STUDY, [m.verdicts]) for m in modules] + [("optimizers", [])]
+    # each verdict block made once (the table and the expectations below read the same text)
+    texts = {(m.STUDY, r): m.verdicts(r) for m in modules for r in (FINDINGS, tmp_path)}
+
+    def made(study):
+        return lambda root: texts[(study, root)]
+
+    studies = [(m.STUDY, [made(m.STUDY)]) for m in modules] + [("optimizers", [])]
     out = changes.table(
         studies,
         [("CPU", FINDINGS), ("cut", tmp_path)],
         lambda root, study: (root / study / C.RESULTS_FILE).is_file(),
     )
     rows = [r for r in out.splitlines() if r.startswith("| ") and "---" not in r][1:]
-    cpu = {v.key: v for m in modules for v in changes.parse(m.verdicts(FINDINGS))}
-    cut = {v.key: v for m in modules for v in changes.parse(m.verdicts(tmp_path))}
+    cpu = {v.key: v for m in modules for v in changes.parse(texts[(m.STUDY, FINDINGS)])}
+    cut = {v.key: v for m in modules for v in changes.parse(texts[(m.STUDY, tmp_path)])}
     # every verdict line of the sharing study is a row (its images/s lines are no verdicts): its
     # equivalence and difference tests of the same comparison are two
-    text = sharing.verdicts(FINDINGS).splitlines()
+    text = texts[("sharing", FINDINGS)].splitlines()
     lines = sum(x.startswith("- ") and ("(95% CI" in x or "(90% CI" in x) for x in text)
     assert sum(r.startswith("| sharing |") for r in rows) == lines
     assert {k[2] for k in cut} == {"equivalence", "difference"}
