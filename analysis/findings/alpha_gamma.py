@@ -7,20 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.findings.data import FINDINGS, results, rows_where, values
+from analysis.findings.data import FINDINGS, best_on_validation, results, rows_where, values
 from analysis.findings.statistics import (
     ACC,
     DISAGREE,
     ECE,
     METRICS,
     NLL,
-    VAL_ACC,
     fmt_stat,
     stat_of,
     table,
 )
 from analysis.findings.verdicts import SEED, Comparison, block, compare, family
-from analysis.tidy import is_usable
 
 STUDY = "alpha_gamma"
 PICTURE_PAGE = "alpha_gamma_final_test_acc"  # the report page of docs/findings/alpha_gamma.png
@@ -29,11 +27,6 @@ MIDDLE = (0.2, 0.8)  # the claim's range of alpha or gamma
 # Fast-weight inits with which every member starts with the same factor: 0 (ones) and 1
 # (random signs with P(+1) = 1); core.layers' init.
 IDENTICAL = (0.0, 1.0)
-
-
-def _cell_means(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    ok = df[is_usable(df, column)]
-    return ok.groupby(["alpha", "gamma"])[column].mean().reset_index()
 
 
 def grid(root: Path = FINDINGS) -> str:
@@ -70,19 +63,16 @@ def margins(root: Path = FINDINGS) -> str:
 
 def _best_cell(df: pd.DataFrame, mask: pd.Series) -> tuple[float, float]:
     """The (alpha, gamma) of the highest mean validation accuracy among `mask`'s cells."""
-    cells = _cell_means(df[mask], VAL_ACC)
-    best = cells.loc[cells[VAL_ACC].idxmax()]
-    return float(best["alpha"]), float(best["gamma"])
+    a, g = best_on_validation(df, ["alpha", "gamma"], mask)
+    return float(a), float(g)
 
 
 def _best_value(df: pd.DataFrame, col: str, inside: bool) -> float:
     """The value of `col` (pooled over the other init) with the highest mean validation
     accuracy, among those inside the claim's range or those outside it."""
-    ok = df[is_usable(df, VAL_ACC)]
-    means = ok.groupby(col)[VAL_ACC].mean()
     lo, hi = MIDDLE
-    means = means[[(lo <= v <= hi) == inside for v in means.index]]
-    return float(means.idxmax())
+    in_range = pd.to_numeric(df[col]).between(lo, hi)
+    return float(best_on_validation(df, [col], in_range == inside)[0])
 
 
 def _selected(df: pd.DataFrame) -> str:

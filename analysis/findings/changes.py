@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.findings.data import committed
+
 FAMILY = re.compile(r"^\*(?P<title>.+)\* \(Holm over \d+ tests")
 LINE = re.compile(
     r"^- (?P<what>.+): (?P<diff>(?:[+-][\d.,]+|-)(?: pp)?) \((?P<stats>[^()]*)\): (?P<verdict>.+)$"
@@ -90,7 +92,6 @@ def _by_key(verdicts: list[Verdict]) -> dict[tuple[str, str, str], Verdict]:
 def table(
     studies: Sequence[tuple[str, Sequence[Callable[[Path], str]]]],
     scales: Sequence[tuple[str, Path]],
-    has_results: Callable[[Path, str], bool],
 ) -> str:
     """The comparisons of each study tested at both scales (a study committed at both): one row
     each, both verdicts with their differences, and whether the verdict changed."""
@@ -101,7 +102,7 @@ def table(
     ]
     changed = same = untestable = only = 0
     for study, makers in studies:
-        if not (has_results(root_a, study) and has_results(root_b, study)):
+        if not (committed(study, root_a) and committed(study, root_b)):
             continue
         a = _by_key([v for make in makers for v in parse(make(root_a))])
         b = _by_key([v for make in makers for v in parse(make(root_b))])

@@ -16,10 +16,15 @@ from analysis.findings.statistics import (
     VAL_LOSS,
     VAL_LOSS_RISE,
 )
-from analysis.tidy import tidy_results
+from analysis.tidy import is_usable, tidy_results
 from core import columns as C
 
 FINDINGS = Path(__file__).resolve().parents[2] / "findings"
+
+
+def committed(study: str, root: Path = FINDINGS) -> bool:
+    """Whether root/<study>/ holds a study's committed results."""
+    return (root / study / C.RESULTS_FILE).is_file()
 
 
 def results(study: str, root: Path = FINDINGS) -> pd.DataFrame:
@@ -51,3 +56,18 @@ def values(df: pd.DataFrame, column: str) -> list[float]:
 def first_value(df: pd.DataFrame, mask: pd.Series, column: str) -> float:
     v = pd.to_numeric(df.loc[mask, column], errors="coerce").dropna()
     return float(v.iloc[0]) if len(v) else math.nan
+
+
+def best_on_validation(df: pd.DataFrame, by: list[str], mask: pd.Series | None = None) -> tuple:
+    """The values of `by` (among `mask`'s rows) whose usable trials have the highest mean
+    validation accuracy: every "best" of the findings is chosen here, on validation only, never
+    on test (ties: the first in sorted order). ValueError when no trial has one."""
+    rows = df if mask is None else df[np.asarray(mask)]
+    ok = rows[is_usable(rows, VAL_ACC)] if VAL_ACC in rows else rows[:0]
+    if ok.empty:
+        raise ValueError(
+            "no trial has a usable validation accuracy: a best is chosen on validation only "
+            "(run the study with a validation split, val_fraction > 0)"
+        )
+    key = ok.groupby(by)[VAL_ACC].mean().idxmax()
+    return key if isinstance(key, tuple) else (key,)

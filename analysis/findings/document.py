@@ -25,10 +25,9 @@ from analysis.findings import (
     optimizers,
     sharing,
 )
-from analysis.findings.data import FINDINGS
+from analysis.findings.data import FINDINGS, committed
 from analysis.findings.pictures import PICTURES
 from analysis.schema import STUDIES as KNOWN_STUDIES
-from core import columns as C
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "findings.md"
 BLOCK = re.compile(r"<!-- findings:([a-z0-9_]+) -->\n(.*?)<!-- /findings -->", re.S)
@@ -102,7 +101,6 @@ def changes_table() -> str:
             for m in STUDY_MODULES
         ],
         [("CPU scale", CPU_SCALE.root), ("learn scale", LEARN_SCALE.root)],
-        lambda root, study: (root / study / C.RESULTS_FILE).is_file(),
     )
 
 
@@ -123,7 +121,7 @@ def has_results(scale: Scale, study: str | None) -> bool:
     study at both this scale and the CPU scale)."""
     if study is None:
         return any(has_results(scale, s) and has_results(CPU_SCALE, s) for s in STUDIES)
-    return (scale.root / study / C.RESULTS_FILE).is_file()
+    return committed(study, scale.root)
 
 
 def available() -> dict[str, Callable[[], str]]:

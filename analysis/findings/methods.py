@@ -19,18 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.figures.methods import BUDGET, METHOD, methods_costs, methods_table
-from analysis.findings.data import FINDINGS, first_value, results, rows_where
+from analysis.findings.data import FINDINGS, best_on_validation, first_value, results, rows_where
 from analysis.findings.statistics import (
     ACC,
     AUROC,
     CORRUPT_ACC,
     ECE,
     NLL,
-    VAL_ACC,
     table,
 )
 from analysis.findings.verdicts import Comparison, block, compare, family
-from analysis.tidy import is_usable
 from core import columns as C
 
 STUDY = "methods"
@@ -104,20 +102,12 @@ def _num(x: float) -> str:
 
 
 def _best(df: pd.DataFrame, cells: list[tuple[str, str]]) -> tuple[str, str]:
-    """The cell of highest mean validation accuracy (selection on validation only; never on
-    test: without a validation accuracy there is no best)."""
-
-    def val(cell: tuple[str, str]) -> float:
-        rows = df[_rows(df, cell) & is_usable(df, VAL_ACC)] if VAL_ACC in df else df[:0]
-        return float(rows[VAL_ACC].mean()) if len(rows) else -math.inf
-
-    best = max(cells, key=val)
-    if val(best) == -math.inf:
-        raise ValueError(
-            "the methods study has no usable validation accuracy: its best cells are chosen "
-            "on validation only (run it with a validation split, val_fraction > 0)"
-        )
-    return best
+    """The cell of highest mean validation accuracy among `cells`."""
+    among = pd.Series(False, index=df.index)
+    for cell in cells:
+        among |= _rows(df, cell)
+    method, budget = best_on_validation(df, [METHOD, BUDGET], among)
+    return str(method), str(budget)
 
 
 def _budget_tests(df: pd.DataFrame, budget: str) -> tuple[tuple[str, str], list[Comparison]]:

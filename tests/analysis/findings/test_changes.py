@@ -83,11 +83,7 @@ def test_a_verdict_tested_at_both_scales_is_one_row(tmp_path):
         return lambda root: texts[(study, root)]
 
     studies = [(m.STUDY, [made(m.STUDY)]) for m in modules] + [("optimizers", [])]
-    out = changes.table(
-        studies,
-        [("CPU", FINDINGS), ("cut", tmp_path)],
-        lambda root, study: (root / study / C.RESULTS_FILE).is_file(),
-    )
+    out = changes.table(studies, [("CPU", FINDINGS), ("cut", tmp_path)])
     rows = [r for r in out.splitlines() if r.startswith("| ") and "---" not in r][1:]
     cpu = {v.key: v for m in modules for v in changes.parse(texts[(m.STUDY, FINDINGS)])}
     cut = {v.key: v for m in modules for v in changes.parse(texts[(m.STUDY, tmp_path)])}

@@ -132,5 +132,8 @@ def test_without_validation_there_is_no_best(root, tmp_path):
     res = pd.read_parquet(root / "methods" / C.RESULTS_FILE)
     res[VAL_ACC] = float("nan")
     res.to_parquet(tmp_path / "methods" / C.RESULTS_FILE)
-    with pytest.raises(ValueError, match="no usable validation accuracy: its best cells"):
+    with pytest.raises(
+        ValueError,
+        match="no trial has a usable validation accuracy: a best is chosen on validation only",
+    ):
         methods.verdicts(tmp_path)
