@@ -1,6 +1,7 @@
 """`--extend` of a finished study (issue 24, item 4): what it plans (no Ray), what it refuses
 (one line, exit 2, before Ray starts, nothing written) and two real extensions: a smoke grid
-from 1 to 2 seeds, a search from 3 to 5 samples continuing its Optuna study."""
+from 1 to 2 seeds (interrupted and resumed), a search from 3 to 5 samples continuing its
+Optuna study."""
 
 from __future__ import annotations
 
@@ -193,51 +194,6 @@ def test_extend_of_an_interrupted_study_says_resume_it_first(tmp_path):
 # ----------------------------------------------------------------------------------------
 # Real extensions
 # ----------------------------------------------------------------------------------------
-def test_more_seeds_run_only_the_new_trials_and_keep_the_old_rows(
-    tmp_path, cifar10_dir, alpha_gamma_smoke_copy
-):
-    # the finished study: the session's real smoke study, copied (its command's options)
-    args = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)]
-    exp = alpha_gamma_smoke_copy
-    old = {f: pd.read_parquet(exp / f) for f in (RESULTS_FILE, HISTORY_FILE)}
-    trial_dirs = sorted(exp.glob("train_*"))
-    old_files = {d.name: snapshot(d) for d in trial_dirs}
-    first = json.loads((exp / STUDY_FILE).read_text())
-
-    r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--extend")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"extending 4 to 8 trial(s): 4 new in {exp}/extend-1" in r.stdout
-    # The finished trials' folders are untouched, and only the new trials ran.
-    assert sorted(exp.glob("train_*")) == trial_dirs
-    assert {d.name: snapshot(d) for d in trial_dirs} == old_files
-    assert len(list((exp / "extend-1").glob("train_*"))) == 4
-    for name, before in old.items():
-        now = pd.read_parquet(exp / name)
-        kept = now[now[TRIAL_ID].isin(before[TRIAL_ID])].reset_index(drop=True)
-        pd.testing.assert_frame_equal(kept, before)
-        assert set(now[TRIAL_ID]) - set(before[TRIAL_ID]) == set(now[now["seed"] == 1][TRIAL_ID])
-    results = pd.read_parquet(exp / RESULTS_FILE)
-    assert len(results) == 8 and sorted(results.groupby(["alpha", "gamma"]).size()) == [2] * 4
-    assert (results["status"] == "TERMINATED").all()
-    record = json.loads((exp / STUDY_FILE).read_text())
-    assert (record["state"], record["trials"], record["options"]["--seeds"]) == ("finished", 8, 2)
-    (ext,) = record[EXTENSIONS]
-    assert (ext["folder"], ext["options"], ext["trials"]) == (
-        "extend-1",
-        {"--seeds": [1, 2]},
-        [4, 8],
-    )
-    assert ext["when"] and ext["provenance"]["commit"] == record["provenance"]["commit"]
-    assert record["provenance_earlier"] == [first["provenance"]]
-    # The new trials' predictions (in extend-1/) are candidates of the ensemble like the old.
-    candidates = load_candidates(load_experiment(exp))
-    assert sorted(candidates.trial_ids) == sorted(results[TRIAL_ID])
-    # One study for the report; --resume has nothing left to do.
-    assert report(exp).returncode == 0
-    r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--resume")
-    assert r.returncode == 0 and r.stdout.startswith("nothing to resume")
-
-
 def test_more_samples_continue_the_optuna_study(tmp_path, cifar10_dir):
     import optuna
 
@@ -267,20 +223,27 @@ def test_more_samples_continue_the_optuna_study(tmp_path, cifar10_dir):
     assert report(exp).returncode == 0
 
 
-def test_an_interrupted_extension_is_resumed_into_its_folder(
+def test_more_seeds_run_only_the_new_trials_and_an_interrupted_extension_resumes(
     tmp_path, cifar10_dir, alpha_gamma_smoke_copy
 ):
+    """A smoke grid from 1 to 2 seeds, interrupted after the extension's first checkpoint and
+    resumed: it ends as an uninterrupted extension would (one real extension for both, each
+    costs a smoke study's start)."""
     # the finished study: the session's real smoke study, copied (its command's options)
     base = ["--smoke", *CI_SIZES, "--data-dir", str(cifar10_dir), "--storage-path", str(tmp_path)]
     # the extension one trial at a time (concurrency may differ: not a defining option), so
     # that it can be interrupted after its first trial checkpointed, before the others ran
     args = [*base, "--max-concurrent", "1"]
     exp = alpha_gamma_smoke_copy
-    old = pd.read_parquet(exp / RESULTS_FILE)
+    old = {f: pd.read_parquet(exp / f) for f in (RESULTS_FILE, HISTORY_FILE)}
+    trial_dirs = sorted(exp.glob("train_*"))
+    old_files = {d.name: snapshot(d) for d in trial_dirs}
+    first = json.loads((exp / STUDY_FILE).read_text())
+    log = tmp_path / "extension.log"  # a file, not a pipe nobody reads while we wait
     proc = subprocess.Popen(
         [sys.executable, "tune_jobs/alpha_gamma.py", *args, "--seeds", "2", "--extend"],
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
+        stdout=log.open("w"),
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -292,12 +255,13 @@ def test_an_interrupted_extension_is_resumed_into_its_folder(
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=120) == 130
+    assert f"extending 4 to 8 trial(s): 4 new in {exp}/extend-1" in log.read_text()
     record = json.loads((exp / STUDY_FILE).read_text())
     assert record["state"] == "interrupted" and record["trials"] == 8
     command = record["resume_command"]
     assert " --seeds 2 " in command and command.endswith(f"--storage-path {tmp_path}")
     # The saved tables are the finished run's, and the report says the study goes on.
-    pd.testing.assert_frame_equal(pd.read_parquet(exp / RESULTS_FILE), old)
+    pd.testing.assert_frame_equal(pd.read_parquet(exp / RESULTS_FILE), old[RESULTS_FILE])
     r = run_job("alpha_gamma.py", *args, "--seeds", "3", "--extend")
     assert r.returncode == 2 and no_ray(r)
     assert r.stderr.endswith(f"is interrupted; allowed: --extend of a finished study; resume it "
@@ -307,11 +271,37 @@ def test_an_interrupted_extension_is_resumed_into_its_folder(
 
     r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
+    # The finished trials' folders are untouched, and only the new trials ran, in extend-1/.
+    assert sorted(exp.glob("train_*")) == trial_dirs
+    assert {d.name: snapshot(d) for d in trial_dirs} == old_files
+    assert len(list((exp / "extend-1").glob("train_*"))) == 4
+    for name, before in old.items():
+        now = pd.read_parquet(exp / name)
+        kept = now[now[TRIAL_ID].isin(before[TRIAL_ID])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(kept, before)
+        assert set(now[TRIAL_ID]) - set(before[TRIAL_ID]) == set(now[now["seed"] == 1][TRIAL_ID])
     results = pd.read_parquet(exp / RESULTS_FILE)
     assert len(results) == 8 and results[TRIAL_ID].is_unique
+    assert (results["status"] == "TERMINATED").all()
     assert (results["epochs_done"] == 2).all() and sorted(results["seed"]) == [0] * 4 + [1] * 4
-    pd.testing.assert_frame_equal(results.iloc[:4], old)
-    assert json.loads((exp / STUDY_FILE).read_text())["state"] == "finished"
+    assert sorted(results.groupby(["alpha", "gamma"]).size()) == [2] * 4
+    record = json.loads((exp / STUDY_FILE).read_text())
+    assert (record["state"], record["trials"], record["options"]["--seeds"]) == ("finished", 8, 2)
+    (ext,) = record[EXTENSIONS]
+    assert (ext["folder"], ext["options"], ext["trials"]) == (
+        "extend-1",
+        {"--seeds": [1, 2]},
+        [4, 8],
+    )
+    assert ext["when"] and ext["provenance"]["commit"] == record["provenance"]["commit"]
+    assert record["provenance_earlier"][0] == first["provenance"]
+    # The new trials' predictions (in extend-1/) are candidates of the ensemble like the old.
+    candidates = load_candidates(load_experiment(exp))
+    assert sorted(candidates.trial_ids) == sorted(results[TRIAL_ID])
+    # One study for the report; --resume has nothing left to do.
+    assert report(exp).returncode == 0
+    r = run_job("alpha_gamma.py", *args, "--seeds", "2", "--resume")
+    assert r.returncode == 0 and r.stdout.startswith("nothing to resume")
 
 
 def test_an_extension_on_cloud_storage_takes_the_stored_optuna_study(tmp_path):
