@@ -164,6 +164,11 @@ def ood_metric(key: str, score: str) -> str:
 
 
 OOD_METRICS = tuple(ood_metric(k, s) for s in OOD_SCORES for k in OOD_KEYS)
+# Under Ray Tune the CORRUPT_CELLS travel as one text, a JSON object of them, in the reports of
+# the epochs that measured them (core.report.tune_metrics packs, tune_jobs.results unpacks):
+# Tune keeps statistics of every numeric key in each trial's state and writes every trial's
+# state at each experiment snapshot, and the cells were 165 of a report's 211 numeric keys.
+CORRUPT_CELLS_JSON = "corrupt_cells"
 ROBUSTNESS_S = "robustness_s"  # wall time of the robustness evaluation (not in epoch_s)
 ROBUSTNESS_METRICS = (*CORRUPT_MEANS, *CORRUPT_CELLS, *OOD_METRICS)
 ROBUSTNESS_KEYS = (*ROBUSTNESS_METRICS, ROBUSTNESS_S)

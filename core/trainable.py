@@ -17,6 +17,7 @@ from core.columns import NODE_ID
 from core.config import TrialConfig
 from core.data import DataBundle
 from core.predictions import PredictionWriter
+from core.report import tune_metrics
 from core.train import train
 
 CHECKPOINT_FILE = "state.pt"
@@ -24,7 +25,7 @@ CHECKPOINT_FILE = "state.pt"
 
 def _ray_reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
     # Ray fills in node_ip itself; several nodes can share one IP, so name the node too.
-    metrics = {**metrics, NODE_ID: ray.get_runtime_context().get_node_id()}
+    metrics = {**tune_metrics(metrics), NODE_ID: ray.get_runtime_context().get_node_id()}
 
     if state is None:
         tune.report(metrics)

@@ -6,6 +6,7 @@ docs/results_schema.md describes them.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from core.columns import (
     BATCHES_PER_S,
     BEST,
     CONFIG_COLUMNS,
+    CORRUPT_CELLS,
+    CORRUPT_CELLS_JSON,
     DEVICE_NAME,
     DIVERGED,
     EARLY_STOPPED,
@@ -108,6 +111,21 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
 _TRIAL = "_trial"  # a trial's position in the result grid, while frames are built
 
 
+def _unpack_cells(hist: pd.DataFrame) -> pd.DataFrame:
+    """The CORRUPT_CELLS of reports that carry them packed (core.report.tune_metrics) as
+    columns, NaN where a report has none; a trial that reported them as columns (before they
+    were packed) keeps its own."""
+    if CORRUPT_CELLS_JSON not in hist:
+        return hist
+    packed = hist.pop(CORRUPT_CELLS_JSON)
+    packed = packed[packed.notna()]
+    cells = pd.DataFrame([json.loads(text) for text in packed], index=packed.index)
+    cells = cells.reindex(index=hist.index, columns=list(CORRUPT_CELLS))
+    if set(CORRUPT_CELLS) & set(hist.columns):
+        cells = cells.combine_first(hist.reindex(columns=list(CORRUPT_CELLS)))
+    return pd.concat([hist.drop(columns=list(CORRUPT_CELLS), errors="ignore"), cells], axis=1)
+
+
 def _epochs(reports: list[pd.DataFrame]) -> pd.DataFrame:
     """Every trial's reports (each frame with its _TRIAL), one row per trial and epoch (the
     last report of an epoch reported twice), sorted by trial then epoch; REPORT_KEYS and where
@@ -116,7 +134,7 @@ def _epochs(reports: list[pd.DataFrame]) -> pd.DataFrame:
     if not reports:
         return pd.DataFrame(columns=[_TRIAL, *REPORT_KEYS, *(c for c, _ in _WHERE_TEXT),
                                      *_WHERE_FLAGS])  # fmt: skip
-    hist = pd.concat(reports, ignore_index=True)
+    hist = _unpack_cells(pd.concat(reports, ignore_index=True))
     # A trial retried from a checkpoint can report an epoch twice; the last report wins.
     hist = hist.dropna(subset=[EPOCH]).drop_duplicates([_TRIAL, EPOCH], keep="last")
     hist = hist.sort_values([_TRIAL, EPOCH], kind="stable").reset_index(drop=True)

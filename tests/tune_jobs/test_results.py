@@ -16,6 +16,7 @@ from ray.tune import Result
 
 from analysis.load import load_experiment
 from core import columns as C
+from core.report import tune_metrics
 from tests.analysis import fakes
 from tune_jobs.results import collect, config_columns, trial_frames, write_results
 
@@ -53,11 +54,13 @@ def report(
     val: bool = False,
     diverged: bool = False,
     robust: bool = False,
+    packed: bool = True,
     **over,
 ) -> dict:
     """One epoch's report as core.train.train makes it under core.trainable.ray_trainable
-    (diverged: metrics NaN; robust: the robustness keys measured, else NaN), plus what Ray Tune
-    adds to every report."""
+    (diverged: metrics NaN; robust: the robustness keys measured, else NaN; packed: the
+    corruption cells in one text, as the trainable reports them, else as columns, as it did
+    before), plus what Ray Tune adds to every report."""
     rep = {"epoch": epoch, "train_loss": 2.0 - acc, "train_acc": acc + 0.05}
     for split, shift in (("test", 0.0), ("val", 0.01)):
         vals = {
@@ -90,6 +93,8 @@ def report(
         for k in ("train_loss", "train_acc", *C.TEST_METRICS, *C.VAL_METRICS):
             rep[k] = NAN
     rep.update(over)
+    if packed:
+        rep = tune_metrics(rep)
     # Ray Tune's own columns
     rep.update(
         node_ip=over.get("node_ip", "10.0.0.1"),
@@ -205,7 +210,8 @@ def test_results_columns_are_the_contract(frames):
 
 def test_normal_trial_every_value(frames):
     results, history = frames
-    reports = [report(e, 0.5 + 0.1 * e, val=True, robust=e == 2) for e in (1, 2, 3)]
+    # what core.train reported (the trainable packed its corruption cells for Ray Tune)
+    reports = [report(e, 0.5 + 0.1 * e, val=True, robust=e == 2, packed=False) for e in (1, 2, 3)]
     r = row(results, "t_normal")
     assert_values(
         r,
@@ -329,6 +335,37 @@ def test_retried_trial_keeps_the_last_report_of_an_epoch(frames):
         assert r[col] == value, col
     for col, value in CPU_RUNTIME.items():
         assert row(results, "t_normal")[col] == value, col
+
+
+def test_corruption_cells_packed_or_as_columns_give_the_same_tables():
+    """A trial reports the corruption cells packed in one text (core.report.tune_metrics);
+    one of a study started before did as columns: the tables are the same either way, and a
+    study holding both (resumed or extended across the change) reads each trial right."""
+    robust = {"val": True, "robust": True}
+
+    def trials(packed: tuple[bool, bool]) -> list[Result]:
+        return [
+            result(f"t{i}", [report(e, 0.1 * e, **robust, packed=p) for e in (1, 2)], BASE)
+            for i, p in enumerate(packed)
+        ]
+
+    assert C.CORRUPT_CELLS_JSON in trials((True,))[0].metrics_dataframe
+    assert not set(C.CORRUPT_CELLS) & set(trials((True,))[0].metrics_dataframe)
+    results, history = collect(trials((True, True)), STUDY)
+    for packed in ((False, False), (True, False), (False, True)):
+        res, hist = collect(trials(packed), STUDY)
+        pd.testing.assert_frame_equal(res, results)
+        pd.testing.assert_frame_equal(hist, history)
+    cells = history[list(C.CORRUPT_CELLS)]
+    expected = [0.001 * C.ROBUSTNESS_KEYS.index(k) for k in C.CORRUPT_CELLS]
+    assert np.allclose(cells.to_numpy() - history[["epoch"]].to_numpy(), expected)
+    assert C.CORRUPT_CELLS_JSON not in history and C.CORRUPT_CELLS_JSON not in results
+    # An epoch that did not measure them carries no text, and its cells are NaN.
+    report_1 = report(1, 0.1, val=True)
+    assert C.CORRUPT_CELLS_JSON not in report_1
+    _, hist = collect([result("t", [report_1, report(2, 0.2, **robust)], BASE)], STUDY)
+    assert hist.loc[0, list(C.CORRUPT_CELLS)].isna().all()
+    assert hist.loc[1, list(C.CORRUPT_CELLS)].notna().all()
 
 
 def test_trials_that_did_not_report_their_device_have_none(tmp_path: Path):

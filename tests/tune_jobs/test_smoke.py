@@ -120,8 +120,27 @@ def check_tables(exp, module, study):
     return results, history
 
 
+def tune_trial_states(exp) -> list[dict]:
+    """Each trial's run metadata (its last result, its statistics of every numeric metric) in
+    the experiment state Ray Tune saved last."""
+    state = sorted(exp.glob("experiment_state-*.json"))[-1]
+    return [json.loads(meta) for _, meta in json.loads(state.read_text())["trial_data"]]
+
+
 def test_alpha_gamma_smoke(alpha_gamma_smoke):
-    results, _ = check_tables(alpha_gamma_smoke, alpha_gamma, "alpha_gamma")
+    results, history = check_tables(alpha_gamma_smoke, alpha_gamma, "alpha_gamma")
+    # The corruption cells, measured at the last epoch, are in both tables; Tune's state of a
+    # trial keeps statistics of none of them (core.report.tune_metrics packs them).
+    cells = list(C.CORRUPT_CELLS)
+    last = history[history["epoch"] == history.groupby("trial_id")["epoch"].transform("max")]
+    assert last[cells].notna().all().all() and results[cells].notna().all().all()
+    assert history[history["epoch"] == 1][cells].isna().all().all()
+    states = tune_trial_states(alpha_gamma_smoke)
+    assert len(states) == len(results)
+    for meta in states:
+        assert C.corrupt_metric("acc") in meta["metric_analysis"]  # the means stay metrics
+        assert not set(cells) & set(meta["metric_analysis"]), sorted(meta["metric_analysis"])
+        assert set(json.loads(meta["last_result"][C.CORRUPT_CELLS_JSON])) == set(cells)
     assert set(zip(results["alpha"], results["gamma"], strict=True)) == {
         (a, g) for a in alpha_gamma.SMOKE_SWEEP for g in alpha_gamma.SMOKE_SWEEP
     }
