@@ -109,3 +109,30 @@ def test_a_study_script_refuses_a_bad_mlflow_uri_in_one_line_before_ray(tmp_path
         "http(s)://host:port of a tracking server, or databricks"
     ]
     assert not any(tmp_path.iterdir())  # Ray never started
+
+
+class NotToBeRead(list):
+    """Trials that fail the test if read: within PROGRESS_EVERY_S of the last table the
+    progress table must not pass over the trials (Tune asks at every step of its loop)."""
+
+    def __iter__(self):
+        raise AssertionError("the trials were read within the progress table's interval")
+
+
+def test_the_progress_table_prints_when_something_changed_at_most_every_interval():
+    from ray.tune.experiment import Trial
+
+    from tune_jobs.watch import PROGRESS_EVERY_S, ProgressTable
+
+    trials = [Trial("train", stub=True) for _ in range(3)]
+    table = ProgressTable(None)
+    assert table.should_report(trials)  # the first table
+    trials[1].update_last_result({"epoch": 1, "training_iteration": 1})
+    assert not table.should_report(NotToBeRead(trials))  # within the interval: not read
+    table._last_report_time -= PROGRESS_EVERY_S  # as if the interval had passed
+    assert table.should_report(trials)  # a trial reported since the last table
+    table._last_report_time -= PROGRESS_EVERY_S
+    assert not table.should_report(trials)  # nothing changed since
+    trials[2].set_status(Trial.RUNNING)
+    assert table.should_report(trials)  # a trial's status changed
+    assert table.should_report(NotToBeRead(trials), done=True)  # the last table, always
