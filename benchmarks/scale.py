@@ -21,8 +21,10 @@ The cases, each in a fresh process so that the driver's CPU time and peak memory
            (`analysis.report`), each timed on its own.
 Printed per case: the Tuner's wall time against the ideal (trials x epochs x epoch_s / slots),
 results processed per second, the driver's CPU seconds and the growth of its peak memory per
-1,000 trials (peak RSS after the run minus RSS once Ray started), the experiment folder's size;
-then project / bare.
+1,000 trials (peak RSS after the run minus RSS once Ray started), the experiment folder's size
+and that of Tune's experiment state (every trial's state, rewritten at each snapshot); then
+project / bare. `--cells flat,packed` runs every case with the trials reporting the corruption
+cells as columns (as core.trainable did before) and then packed (as it does now).
 
     python benchmarks/scale.py --trials 1000                 # one node, 16 logical CPUs
     python benchmarks/scale.py --trials 1000 --nodes 8 --cpus 2
@@ -46,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT_BYTES = 423_303  # state.pt of a real smoke trial (simple_cnn, BatchEnsemble x4)
 CASES = ("bare", "project")
+CELLS = ("flat", "packed")
 
 
 def rss_mb() -> float:
@@ -89,8 +92,11 @@ def probs(rng, n: int, classes: int = 10) -> list[list[float]]:
     return [[v / sum(r) for v in r] for r in rows]
 
 
-def make_trainable(epochs: int, epoch_s: float):
-    """The sleeping trial: it imports nothing of the project (a worker starts in a moment)."""
+def make_trainable(epochs: int, epoch_s: float, cells: str = "packed"):
+    """The sleeping trial: it imports nothing of the project but torch-free core modules (a
+    worker starts in a moment). Its reports have the real shape: the robustness keys NaN but
+    at the last epoch, and (cells="packed") the corruption cells packed as core.trainable
+    reports them (core.report.tune_metrics), or (cells="flat") as columns, as it did before."""
     every, robustness, strings, flags = report_keys()
 
     def sleeping_trial(config: dict) -> None:
@@ -101,14 +107,17 @@ def make_trainable(epochs: int, epoch_s: float):
         from ray import tune
 
         from core.predictions import PredictionWriter  # torch-free
+        from core.report import tune_metrics  # torch-free
 
         rng = random.Random(config["cell"]["seed"])  # the bundle of knobs()
         for epoch in range(1, epochs + 1):
             t.sleep(epoch_s)
             metrics = {"epoch": epoch, **{k: rng.random() for k in every}}
             metrics.update({k: "cpu" for k in strings} | {k: False for k in flags})
-            if epoch == epochs:
-                metrics.update({k: rng.random() for k in robustness})
+            last = epoch == epochs
+            metrics.update({k: rng.random() if last else float("nan") for k in robustness})
+            if cells == "packed":
+                metrics = tune_metrics(metrics)
             with tf.TemporaryDirectory() as d:
                 with open(f"{d}/state.pt", "wb") as f:
                     f.write(os.urandom(CHECKPOINT_BYTES))
@@ -160,20 +169,20 @@ def start_ray(nodes: int, cpus: int):
 
 
 def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cpus: int,
-             root: Path, report_at: int | None = None) -> dict:  # fmt: skip
+             root: Path, report_at: int | None = None, cells: str = "packed") -> dict:  # fmt: skip
     """One case in this process: the numbers of the module docstring, as a dict."""
     import ray
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the runner's choice, for both cases
     cluster = start_ray(nodes, cpus)
-    trainable = tune.with_resources(make_trainable(epochs, epoch_s), {"cpu": 1})
+    trainable = tune.with_resources(make_trainable(epochs, epoch_s, cells), {"cpu": 1})
     if case == "project":  # its modules imported before the memory baseline
         import tune_jobs.results
         import tune_jobs.runner  # noqa: F401
     rss0, cpu0 = rss_mb(), cpu_s()
     write_s = report_s = largest = at_n = None
-    name = f"scale_{case}"
+    name = f"scale_{case}_{cells}"
     t0 = time.monotonic()
     if case == "bare":
         tuner = tune.Tuner(
@@ -226,6 +235,7 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
     done = sum(r.metrics.get("epoch") == epochs for r in grid)
     out = {
         "case": case,
+        "cells": cells,
         "trials": trials,
         "finished": done,
         "nodes": nodes,
@@ -237,6 +247,8 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
         "driver_rss_growth_mb_per_1000": round((peak_rss_mb() - rss0) * 1000 / trials, 1),
         "driver_peak_rss_mb": round(peak_rss_mb(), 1),
         "folder_mb": round(folder_mb(root / name), 1),
+        # Tune's experiment state at the end: every trial's state, written at each snapshot
+        "state_mb": round(state_bytes(root / name) / 2**20, 1),
         "write_s": None if write_s is None else round(write_s, 2),
         "report_s": None if report_s is None else round(report_s, 1),
         "largest_page_mb": largest,
@@ -246,6 +258,11 @@ def run_case(case: str, trials: int, epochs: int, epoch_s: float, nodes: int, cp
     if cluster is not None:
         cluster.shutdown()
     return out
+
+
+def state_bytes(exp: Path) -> int:
+    """The size of Tune's newest experiment state file in `exp`."""
+    return max((p.stat().st_size for p in exp.glob("experiment_state-*.json")), default=0)
 
 
 def largest_page(folder: Path) -> tuple[str, float]:
@@ -286,8 +303,8 @@ def replicate(exp: Path, out: Path, n: int) -> None:
     shutil.copy(exp / C.STUDY_FILE, out / C.STUDY_FILE)
 
 
-def run_in_child(case: str, args: argparse.Namespace, root: Path) -> dict:
-    cmd = [sys.executable, __file__, "--case", case, "--trials", str(args.trials),
+def run_in_child(case: str, cells: str, args: argparse.Namespace, root: Path) -> dict:
+    cmd = [sys.executable, __file__, "--case", case, "--cells", cells, "--trials", str(args.trials),
            "--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--nodes",
            str(args.nodes), "--cpus", str(args.cpus), "--root", str(root)]  # fmt: skip
     if args.report_at:
@@ -307,6 +324,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cpus", type=int, default=16, help="logical CPUs per node")
     p.add_argument("--quick", action="store_true", help="100 trials on a 3-node cluster")
     p.add_argument("--cases", default=",".join(CASES), help="bare,project (in this order)")
+    p.add_argument("--cells", default="packed", help="the corruption cells reported "
+                   "packed (as core.trainable does), flat (as before) or flat,packed")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--report-at", type=int, help="also time the report of this many trials "
                    "(the project case's tables repeated, knobs drawn again)")  # fmt: skip
@@ -317,28 +336,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.trials, args.nodes, args.cpus, args.epochs, args.epoch_s = 100, 3, 4, 2, 0.2
     if args.case:
         row = run_case(args.case, args.trials, args.epochs, args.epoch_s, args.nodes,
-                       args.cpus, args.root, args.report_at)  # fmt: skip
+                       args.cpus, args.root, args.report_at, args.cells)  # fmt: skip
         print(json.dumps(row))
         return [row]
-    cases = args.cases.split(",")
-    if not set(cases) <= set(CASES):  # before Ray starts
-        print(f"error: --cases={args.cases!r}: allowed a comma-separated list of "
-              f"{', '.join(CASES)}", file=sys.stderr)  # fmt: skip
-        raise SystemExit(2)
+    cases, cells = args.cases.split(","), args.cells.split(",")
+    for option, values, allowed in (("--cases", cases, CASES), ("--cells", cells, CELLS)):
+        if not set(values) <= set(allowed):  # before Ray starts
+            print(f"error: {option}={','.join(values)!r}: allowed a comma-separated list of "
+                  f"{', '.join(allowed)}", file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
     rows = []
     root = Path(tempfile.mkdtemp(prefix="scale_"))
     try:
-        for case in cases:
-            rows.append(run_in_child(case, args, root))
-            print(json.dumps(rows[-1]), flush=True)
+        for how in cells:  # before (flat) and after (packed) in one run
+            for case in cases:
+                rows.append(run_in_child(case, how, args, root))
+                print(json.dumps(rows[-1]), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    by = {r["case"]: r for r in rows}
-    if {"bare", "project"} <= set(by):
-        b, q = by["bare"], by["project"]
-        print(f"project / bare: wall {q['fit_s'] / b['fit_s']:.2f}, driver CPU "
-              f"{q['driver_cpu_s'] / max(b['driver_cpu_s'], 1e-9):.2f}, folder "
-              f"{q['folder_mb'] / max(b['folder_mb'], 1e-9):.2f}")  # fmt: skip
+    by = {(r["case"], r["cells"]): r for r in rows}
+    for how in cells:
+        if ("bare", how) in by and ("project", how) in by:
+            b, q = by["bare", how], by["project", how]
+            print(f"{how}: project / bare: wall {q['fit_s'] / b['fit_s']:.2f}, driver CPU "
+                  f"{q['driver_cpu_s'] / max(b['driver_cpu_s'], 1e-9):.2f}, folder "
+                  f"{q['folder_mb'] / max(b['folder_mb'], 1e-9):.2f}")  # fmt: skip
+    for case in cases:
+        if (case, "flat") in by and (case, "packed") in by:
+            f, k = by[case, "flat"], by[case, "packed"]
+            print(f"{case}: packed / flat: wall {k['fit_s'] / f['fit_s']:.2f}, driver CPU "
+                  f"{k['driver_cpu_s'] / max(f['driver_cpu_s'], 1e-9):.2f}, experiment "
+                  f"state {k['state_mb'] / max(f['state_mb'], 1e-9):.2f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return rows

@@ -95,6 +95,31 @@ def test_the_scale_and_optuna_tables_are_the_committed_runs():
             if r["nodes"] > 1:
                 row = f"| {r['trials']:,} " + row
             assert row in readme, row
+    cells = {"flat": "as columns (before)", "packed": "packed (after)"}
+    for r in json.loads((results / "scale_2000_trials_8_nodes.json").read_text()):
+        writer = "-" if r["write_s"] is None else f"{r['write_s']:.2f} s"
+        built = "-" if r["report_s"] is None else f"{r['report_s']} s"
+        row = (
+            f"| {cells[r['cells']]} | {names[r['case']]} | {r['fit_s']} s | {r['ideal_s']} s | "
+            f"{r['results_per_s']} | {r['driver_cpu_s']} s | "
+            f"{r['driver_rss_growth_mb_per_1000']:,.0f} MB | {r['state_mb']} MB | "
+            f"{r['folder_mb']:,.0f} MB | {writer} | {built} |"
+        )
+        assert row in readme, row
+    stopped = json.loads((results / "scale_10000_trials_8_nodes_stopped.json").read_text())
+    at, state = stopped["at_stop"], stopped["finished_trial_state_kb"]
+    for said in (
+        f"**{stopped['before_first_trial_s']} s before the first trial started.**",
+        f"{stopped['trials_started_at'][0]['trials']} in the first 133 s",
+        f"At {at['trials']:,} trials Tune's experiment state",
+        f"was {at['experiment_state_mb']} MB, the driver held {at['driver_rss_mb']:,.0f} MB",
+        f"{state['all_of_it']} thousand characters for a finished trial, of",
+        f"which {state['metric_n_steps']} the per-metric step counters and "
+        f"{state['metric_analysis']} the per-metric",
+        f"{state['checkpoint_manager']} the kept checkpoints' results and "
+        f"{state['last_result']} its last result",
+    ):
+        assert said in " ".join(readme.split()), said
     cases = {
         "sqlite-tpe": "SQLite defaults + TPE (the search before)",
         "memory-tpe": "in memory + TPE (the sampler's own share)",

@@ -27,6 +27,8 @@ def test_the_quick_mode_runs_both_cases_to_the_end(tmp_path):
         # two 423 KB checkpoints kept per trial at least
         assert r["folder_mb"] > 100 * 2 * 0.4
         assert r["driver_cpu_s"] > 0 and r["driver_peak_rss_mb"] > 0
+        # the trials report the corruption cells as core.trainable does; Tune's state is read
+        assert r["cells"] == "packed" and r["state_mb"] > 0
     # only the project writes the tables and builds the report, and says how long each took
     assert by["bare"]["write_s"] is None and by["bare"]["report_s"] is None
     assert by["project"]["write_s"] > 0 and by["project"]["report_s"] > 0
