@@ -110,8 +110,19 @@ def clear_killed_run(exp_path: str, timeout_s: float = 60.0, poll_s: float = 0.2
             print(f"--resume: waiting for Ray to stop the actors of ended job(s) {', '.join(left)}")
             waiting = True
         time.sleep(poll_s)
+    if not has_experiment_state(exp_path):  # stopped before Tune saved any: nothing staged
+        return
     for staging in {t.local_experiment_path for t in ExperimentAnalysis(exp_path).trials}:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def has_experiment_state(exp_path: str) -> bool:
+    """Tune has saved the experiment's state (experiment_state-<start>.json) at `exp_path`."""
+    if not is_uri(exp_path):
+        return any(Path(exp_path).glob("experiment_state-*.json"))
+    fs, remote = pafs.FileSystem.from_uri(exp_path)
+    found = fs.get_file_info(pafs.FileSelector(remote, allow_not_found=True))
+    return any(Path(f.path).name.startswith("experiment_state-") for f in found)
 
 
 def read_experiment_file(exp_path: str, name: str) -> bytes | None:

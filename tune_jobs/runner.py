@@ -56,6 +56,7 @@ from tune_jobs.resume_guard import (
     check_resume_state,
     clear_killed_run,
     earlier_provenance,
+    has_experiment_state,
     read_experiment_file,
     saved_record,
     saved_tables,
@@ -192,23 +193,28 @@ def make_tuner(
     """A new Tuner of `study` in `at`, or with --resume the one saved in `at` restored (once
     what a killed run left is cleared), its loggers following this run's options. `at_once`:
     the trials a search runs or keeps pending at once (tune_jobs.pending)."""
-    if not opts.resume:
-        return tune.Tuner(
-            trainable,
-            param_space=study.space,
-            tune_config=tune_config(study, opts, local_dir, at_once),
-            run_config=run_config(study, opts, at),
+    if opts.resume:
+        clear_killed_run(at.path)
+        study = dataclasses.replace(study, space=at.space)
+    if opts.resume and has_experiment_state(at.path):
+        tuner = tune.Tuner.restore(
+            at.path,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=at.space,
         )
-    clear_killed_run(at.path)
-    tuner = tune.Tuner.restore(
-        at.path,
-        trainable=trainable,
-        resume_unfinished=True,
-        resume_errored=True,
-        param_space=at.space,
+        watch_with_current_options(tuner, study, opts)
+        return tuner
+    # A new run; or the resume of one stopped before Tune saved any state (Ctrl-C as it
+    # began, before Tune took over Ctrl-C: no trial had started), which Tune cannot
+    # restore: it starts afresh.
+    return tune.Tuner(
+        trainable,
+        param_space=study.space,
+        tune_config=tune_config(study, opts, local_dir, at_once),
+        run_config=run_config(study, opts, at),
     )
-    watch_with_current_options(tuner, dataclasses.replace(study, space=at.space), opts)
-    return tuner
 
 
 def fit(
@@ -223,9 +229,14 @@ def fit(
     of `at` finished, else records the study as interrupted and raises StudyInterrupted."""
     exp_path = f"{opts.storage_root()}/{opts.experiment_name}"
     save_record(local_dir, exp_path, study, opts, STATE_RUNNING, **produced_by)
-    result_grid = tuner.fit()
+    try:
+        result_grid = tuner.fit()
+    except KeyboardInterrupt:
+        # Ctrl-C before Tune's own handler is installed (it turns later ones into a clean
+        # stop): the study is as interrupted as after one, not "running" with no one running it.
+        result_grid = None
     finished = finished_trials(at.path)
-    if finished < at.trials:
+    if result_grid is None or finished < at.trials:
         # Ctrl-C (or a stop signal): Tune saved the experiment state; no partial tables.
         done = study.trial_count - at.trials + finished  # an extension's earlier ones too
         more = {TRIALS_FINISHED: done, **produced_by}
@@ -291,6 +302,8 @@ def finished_trials(exp_path: str) -> int:
     saved state (written before that clean-up) says which really finished, and trials never
     started are missing from it altogether.
     """
+    if not has_experiment_state(exp_path):  # stopped before Tune saved its first state
+        return 0
     trials = ExperimentAnalysis(exp_path).trials
     return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 

@@ -58,3 +58,14 @@ def test_resume_refuses_while_the_killed_jobs_actors_live(staging, monkeypatch):
         resume_guard.clear_killed_run("/exp", timeout_s=0, poll_s=0)
     assert "\n" not in str(e.value) and "/exp" in str(e.value)
     assert staging.exists()  # nothing touched
+
+
+def test_has_experiment_state_looks_for_tunes_state_file(tmp_path):
+    """A study stopped before Tune saved its first state (Ctrl-C as it began) has its folder
+    and tuner.pkl but no experiment_state-*.json: --resume starts it afresh (runner)."""
+    has_experiment_state = resume_guard.has_experiment_state
+    assert not has_experiment_state(str(tmp_path / "absent"))
+    (tmp_path / "tuner.pkl").write_bytes(b"")
+    assert not has_experiment_state(str(tmp_path))
+    (tmp_path / "experiment_state-2026-12-03_19-10-20.json").write_text("{}")
+    assert has_experiment_state(str(tmp_path))
