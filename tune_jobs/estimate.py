@@ -136,6 +136,26 @@ def estimate(
     )
 
 
+# The most trials one Ray Tune experiment should hold: Tune rewrites every trial's state at each
+# experiment snapshot, and with checkpoint retention each trial forces one, so its driver's work
+# grows with the square of the trials it holds (2,000 sleeping trials: 7 minutes of Tune here;
+# 10,000 in one experiment were stopped after 20 minutes at 2,320: benchmarks/README.md, "The
+# driver at scale").
+STEP_TRIALS = 2_000
+
+
+def step_note(trials: int) -> str | None:
+    """The advice for a Tune experiment of more than STEP_TRIALS trials, else None."""
+    if trials <= STEP_TRIALS:
+        return None
+    return (
+        f"note: {trials:,} trials in one Ray Tune experiment: Tune's driver work grows with the "
+        "square of the trials it holds (it rewrites every trial's state as trials checkpoint); "
+        f"a search runs faster in --extend steps of about {STEP_TRIALS:,} trials "
+        "(--num-samples 2000, then --extend --num-samples 4000, ...; README, cluster section)"
+    )
+
+
 def cost_lines(
     study: Study,
     opts: JobOptions,
@@ -156,4 +176,7 @@ def cost_lines(
             "--preset cpu (or --smoke for a two-minute pipeline check). Ctrl-C stops it; "
             "--resume continues it."
         )
+    note = step_note(study.trial_count)
+    if note:
+        lines.append(note)
     return lines

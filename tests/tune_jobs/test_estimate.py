@@ -10,7 +10,15 @@ from core.config import TrialConfig
 from core.cost import train_flops_per_image
 from core.models import model_for_config
 from tune_jobs import alpha_gamma, sharing
-from tune_jobs.estimate import concurrency, cost_lines, duration, estimate, split_sizes
+from tune_jobs.estimate import (
+    STEP_TRIALS,
+    concurrency,
+    cost_lines,
+    duration,
+    estimate,
+    split_sizes,
+    step_note,
+)
 from tune_jobs.options import JobOptions
 from tune_jobs.study import grid_configs
 
@@ -110,3 +118,13 @@ def test_on_a_local_cpu_the_timing_runs_in_the_driver_and_leaves_its_state(cifar
     assert out["calib_batches_per_s"] > 0 and seen == [1]
     assert torch.get_num_threads() == threads
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_a_tune_experiment_of_thousands_of_trials_is_told_to_run_in_steps():
+    assert step_note(STEP_TRIALS) is None
+    assert step_note(10_000) == (
+        "note: 10,000 trials in one Ray Tune experiment: Tune's driver work grows with the "
+        "square of the trials it holds (it rewrites every trial's state as trials checkpoint); "
+        "a search runs faster in --extend steps of about 2,000 trials (--num-samples 2000, then "
+        "--extend --num-samples 4000, ...; README, cluster section)"
+    )
