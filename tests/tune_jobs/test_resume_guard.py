@@ -29,7 +29,10 @@ class FakeGcs:
 
 @pytest.fixture
 def staging(tmp_path, monkeypatch):
-    """A stale staging folder that ExperimentAnalysis names for every trial."""
+    """A stale staging folder that ExperimentAnalysis names for every trial of the experiment
+    in tmp_path/exp (whose state Tune saved)."""
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "experiment_state-2026-12-03_19-10-20.json").write_text("{}")
     folder = tmp_path / "driver_artifacts"
     (folder / "train_x").mkdir(parents=True)
     (folder / "train_x" / "result.json").write_text('{"epoch": 3}\n')
@@ -41,22 +44,23 @@ def staging(tmp_path, monkeypatch):
 
 
 def test_resume_waits_for_the_killed_jobs_actors_then_drops_the_staging(
-    staging, monkeypatch, capsys
+    staging, monkeypatch, capsys, tmp_path
 ):
     gcs = FakeGcs(alive_polls=3)
     monkeypatch.setattr(resume_guard.ray._private.state, "state", gcs)
-    resume_guard.clear_killed_run("/exp", poll_s=0)
+    resume_guard.clear_killed_run(str(tmp_path / "exp"), poll_s=0)
     assert gcs.polls == 4
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "01000000" in out and "02000000" not in out
     assert not staging.exists()
 
 
-def test_resume_refuses_while_the_killed_jobs_actors_live(staging, monkeypatch):
+def test_resume_refuses_while_the_killed_jobs_actors_live(staging, monkeypatch, tmp_path):
     monkeypatch.setattr(resume_guard.ray._private.state, "state", FakeGcs(alive_polls=float("inf")))
+    exp = str(tmp_path / "exp")
     with pytest.raises(JobError, match="01000000.*still alive") as e:
-        resume_guard.clear_killed_run("/exp", timeout_s=0, poll_s=0)
-    assert "\n" not in str(e.value) and "/exp" in str(e.value)
+        resume_guard.clear_killed_run(exp, timeout_s=0, poll_s=0)
+    assert "\n" not in str(e.value) and exp in str(e.value)
     assert staging.exists()  # nothing touched
 
 
@@ -69,3 +73,14 @@ def test_has_experiment_state_looks_for_tunes_state_file(tmp_path):
     assert not has_experiment_state(str(tmp_path))
     (tmp_path / "experiment_state-2026-12-03_19-10-20.json").write_text("{}")
     assert has_experiment_state(str(tmp_path))
+
+
+def test_a_resume_of_a_study_tune_never_saved_waits_for_actors_and_drops_nothing(
+    staging, monkeypatch, tmp_path
+):
+    """Stopped before Tune saved any state: the killed job's actors are still waited for;
+    there is no staging folder Tune could name, so none is removed."""
+    gcs = FakeGcs(alive_polls=1)
+    monkeypatch.setattr(resume_guard.ray._private.state, "state", gcs)
+    resume_guard.clear_killed_run(str(tmp_path / "never_saved"), poll_s=0)
+    assert gcs.polls == 2 and staging.exists()
