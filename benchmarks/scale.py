@@ -303,6 +303,12 @@ def replicate(exp: Path, out: Path, n: int) -> None:
     shutil.copy(exp / C.STUDY_FILE, out / C.STUDY_FILE)
 
 
+def ratios(a: dict, b: dict, size: str) -> str:
+    """a / b of the wall time, the driver's CPU and one size (folder_mb or state_mb)."""
+    keys = {"wall": "fit_s", "driver CPU": "driver_cpu_s", size.removesuffix("_mb"): size}
+    return ", ".join(f"{name} {a[k] / max(b[k], 1e-9):.2f}" for name, k in keys.items())
+
+
 def run_in_child(case: str, cells: str, args: argparse.Namespace, root: Path) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--cells", cells, "--trials", str(args.trials),
            "--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--nodes",
@@ -357,16 +363,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     by = {(r["case"], r["cells"]): r for r in rows}
     for how in cells:
         if ("bare", how) in by and ("project", how) in by:
-            b, q = by["bare", how], by["project", how]
-            print(f"{how}: project / bare: wall {q['fit_s'] / b['fit_s']:.2f}, driver CPU "
-                  f"{q['driver_cpu_s'] / max(b['driver_cpu_s'], 1e-9):.2f}, folder "
-                  f"{q['folder_mb'] / max(b['folder_mb'], 1e-9):.2f}")  # fmt: skip
+            print(
+                f"{how}: project / bare: "
+                + ratios(by["project", how], by["bare", how], "folder_mb")
+            )
     for case in cases:
         if (case, "flat") in by and (case, "packed") in by:
-            f, k = by[case, "flat"], by[case, "packed"]
-            print(f"{case}: packed / flat: wall {k['fit_s'] / f['fit_s']:.2f}, driver CPU "
-                  f"{k['driver_cpu_s'] / max(f['driver_cpu_s'], 1e-9):.2f}, experiment "
-                  f"state {k['state_mb'] / max(f['state_mb'], 1e-9):.2f}")  # fmt: skip
+            print(
+                f"{case}: packed / flat: "
+                + ratios(by[case, "packed"], by[case, "flat"], "state_mb")
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return rows

@@ -152,7 +152,8 @@ def step_note(trials: int) -> str | None:
         f"note: {trials:,} trials in one Ray Tune experiment: Tune's driver work grows with the "
         "square of the trials it holds (it rewrites every trial's state as trials checkpoint); "
         f"a search runs faster in --extend steps of about {STEP_TRIALS:,} trials "
-        "(--num-samples 2000, then --extend --num-samples 4000, ...; README, cluster section)"
+        f"(--num-samples {STEP_TRIALS}, then --extend --num-samples {2 * STEP_TRIALS}, ...; "
+        "README, cluster section)"
     )
 
 
